@@ -1,0 +1,1 @@
+"""Analyses of few-shot segmentation runs: metrics, identical-input test, similarity, tSNE."""

@@ -1,0 +1,78 @@
+"""Summaries of per-episode rows: per cell, then mean and std over seeds, then mean over splits.
+
+All numbers are recomputed from the saved per-episode pixel counts, never from stored metrics.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analyses.metrics import evaluate_rows, mean_std
+
+CELL_KEYS = ["method", "split", "shot", "seed"]
+
+
+def cell_metrics(episodes: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, split, shot, seed): mIoU and FB-IoU in percent."""
+    records = []
+    for key, rows in episodes.groupby(CELL_KEYS, sort=True):
+        metrics = evaluate_rows(rows)
+        records.append(
+            dict(zip(CELL_KEYS, key), miou=100 * metrics["miou"], fbiou=100 * metrics["fbiou"],
+                 episodes=metrics["episodes"])
+        )
+    return pd.DataFrame.from_records(records, columns=CELL_KEYS + ["miou", "fbiou", "episodes"])
+
+
+def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, split, shot): mean and std over seeds; plus split == "mean" rows.
+
+    The "mean" row averages the per-split means; its std is taken over seeds of the
+    per-seed average over splits (only seeds present in every split are used).
+    """
+    cells = cell_metrics(episodes)
+    records = []
+    for (method, shot), group in cells.groupby(["method", "shot"], sort=True):
+        for split, rows in group.groupby("split", sort=True):
+            miou_mean, miou_std = mean_std(rows["miou"])
+            fbiou_mean, fbiou_std = mean_std(rows["fbiou"])
+            records.append(dict(method=method, split=str(split), shot=shot, miou_mean=miou_mean,
+                                miou_std=miou_std, fbiou_mean=fbiou_mean, fbiou_std=fbiou_std,
+                                seeds=len(rows), episodes=int(rows["episodes"].sum())))
+        per_seed = group.pivot(index="seed", columns="split", values=["miou", "fbiou"]).dropna()
+        split_means = [r for r in records if r["method"] == method and r["shot"] == shot]
+        _, miou_std = mean_std(per_seed["miou"].mean(axis=1)) if len(per_seed) else (0, np.nan)
+        _, fbiou_std = mean_std(per_seed["fbiou"].mean(axis=1)) if len(per_seed) else (0, np.nan)
+        records.append(dict(method=method, split="mean", shot=shot,
+                            miou_mean=float(np.mean([r["miou_mean"] for r in split_means])), miou_std=miou_std,
+                            fbiou_mean=float(np.mean([r["fbiou_mean"] for r in split_means])), fbiou_std=fbiou_std,
+                            seeds=len(per_seed), episodes=int(sum(r["episodes"] for r in split_means))))
+    return pd.DataFrame.from_records(records)
+
+
+def class_iou_table(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, split, shot, class_id): IoU in percent, pooled over all seeds' episodes."""
+    records = []
+    for key, rows in episodes.groupby(["method", "split", "shot"], sort=True):
+        for class_id, iou in evaluate_rows(rows)["class_iou"].items():
+            records.append(dict(zip(["method", "split", "shot"], key), class_id=class_id, iou=100 * iou))
+    return pd.DataFrame.from_records(records)
+
+
+def format_table(summary: pd.DataFrame, metric: str = "miou") -> str:
+    """Paper-style text table: one line per (method, shot), columns split-1..4 and mean."""
+    splits = [s for s in sorted(summary["split"].unique(), key=lambda s: (s == "mean", s))]
+    header = f"{'method':<22}{'shot':>5}" + "".join(f"{('split-' + s) if s != 'mean' else 'mean':>16}" for s in splits)
+    lines = [f"{metric.upper().replace('MIOU', 'mIoU').replace('FBIOU', 'FB-IoU')} (%), mean +/- std over seeds", header]
+    for (method, shot), group in summary.groupby(["method", "shot"], sort=False):
+        cells = group.set_index("split")
+        row = f"{method:<22}{shot:>5}"
+        for split in splits:
+            if split not in cells.index:
+                row += f"{'-':>16}"
+                continue
+            mean, std = cells.loc[split, f"{metric}_mean"], cells.loc[split, f"{metric}_std"]
+            text = f"{mean:.2f}" + (f" +/- {std:.2f}" if np.isfinite(std) else "")
+            row += f"{text:>16}"
+        lines.append(row)
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Command line: `python -m bench run|list ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from bench.config import RunConfig
+from bench.errors import BenchError
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--methods", nargs="+", required=True, metavar="M", help="registered method names (see `bench list`)")
+    parser.add_argument("--dataset", default="synthetic", help="synthetic (default, generated locally), synthetic-tiny, pascal5i, fss1000")
+    parser.add_argument("--data-root", help="dataset folder (synthetic: where to generate/cache it; default $FSS_BENCH_CACHE or ~/.cache/fss-bench)")
+    parser.add_argument("--lists", help="folder of split lists laid out like the shipped ones (trn/fold0.txt .. val/fold3.txt)")
+    parser.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3, 4], metavar="K", help="splits 1..4 (paper numbering)")
+    parser.add_argument("--shots", nargs="+", type=int, default=[1, 5], metavar="K", help="support images per episode")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="one episode set per seed (the paper's three random sets of test pairs)")
+    parser.add_argument("--episodes", type=int, default=1000, help="episodes per (split, shot, seed)")
+    parser.add_argument("--class-sampling", choices=["list", "uniform"], default="list",
+                        help="list: queries follow the (image, class) list, as OSLSM/CANet/HSNet (default); uniform: class first, as PANet")
+    parser.add_argument("--min-object-pixels", type=int, default=0,
+                        help="drop (image, class) pairs with fewer object pixels (PFENet: 2048); 0 = off")
+    parser.add_argument("--identical-input", action="store_true", help="identical-input test (paper Tables 2, 6): support = query with its ground truth")
+    parser.add_argument("--input-size", type=int, help="side of the square method input (default: the dataset's, 128 synthetic / 321 PASCAL)")
+    parser.add_argument("--eval-size", type=int, help="score at this square size instead of each label's original size (HSNet: 400)")
+    parser.add_argument("--episodes-from", nargs="+", metavar="FILE", help="replay saved manifests (CSV files or folders of them) exactly")
+    parser.add_argument("--out", help="run directory (default runs/<dataset>-<config hash>; re-running resumes)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=16, help="episodes per forward pass (results do not depend on it)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run directory that holds a different config")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Few-shot segmentation benchmark harness.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="evaluate methods on fixed-seed episode sets")
+    add_run_arguments(run_parser)
+    sub.add_parser("list", help="list registered methods and datasets")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from bench.run import run
+
+    fields = {k: v for k, v in vars(args).items() if k != "command"}
+    run(RunConfig(**fields))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from bench.datasets import DATASETS
+    from methods import METHODS, build_method
+
+    print("methods:")
+    for name in METHODS.names():
+        doc = (sys.modules[type(build_method(name)).__module__].__doc__ or "").strip().splitlines()
+        print(f"  {name:<24}{doc[0] if doc else ''}")
+    print("datasets:")
+    for name in DATASETS.names():
+        print(f"  {name}")
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0

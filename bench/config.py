@@ -1,0 +1,39 @@
+"""Flat, serialisable run configuration."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+#: fields that do not change results: left out of the identity that a resumed run must match
+RUNTIME_FIELDS = ("out", "device", "batch_size", "quiet", "overwrite", "data_root", "lists", "episodes_from")
+
+
+@dataclass
+class RunConfig:
+    """Everything `bench run` needs; `identity()` is what makes two runs the same run."""
+
+    methods: List[str]
+    dataset: str = "synthetic"
+    splits: List[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    shots: List[int] = field(default_factory=lambda: [1, 5])
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    episodes: int = 1000
+    class_sampling: str = "list"
+    min_object_pixels: int = 0
+    identical_input: bool = False
+    input_size: Optional[int] = None  # None: the dataset's default
+    eval_size: Optional[int] = None  # None: each query label's original size
+    data_root: Optional[str] = None
+    lists: Optional[str] = None
+    episodes_from: Optional[List[str]] = None
+    out: Optional[str] = None
+    device: str = "auto"
+    batch_size: int = 16
+    quiet: bool = False
+    overwrite: bool = False
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+    def identity(self) -> Dict:
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}

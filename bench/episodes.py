@@ -1,0 +1,170 @@
+"""Fixed-seed episode sets: sampled once from a seed into a manifest, then replayed as data.
+
+An episode is (class, query image, k support images). Queries come from the split's test list of
+(image, class) pairs; supports are k distinct images of the same list that contain the class,
+all different from the query.
+
+Class sampling:
+* ``list`` (default, as OSLSM, CANet and HSNet): queries follow the (image, class) list, so a
+  class is sampled in proportion to its number of pairs. The list is traversed in shuffled cycles
+  (every pair is used once before any is used again), so 1000 episodes cover the list evenly.
+* ``uniform`` (as PANet): a class uniformly at random, then one of its pairs uniformly.
+
+The query sequence depends on (seed, split) only, so the 1- and 5-shot sets of one seed share
+their queries and can be compared episode by episode; supports depend on (seed, split, shot).
+Nothing depends on batch size, worker count or device.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+
+from bench.datasets.base import FSSDataset, Pair
+from bench.errors import BenchError
+from bench.fileio import atomic_write_bytes, sha256_bytes
+
+MANIFEST_COLUMNS = ["episode", "split", "shot", "seed", "class_id", "query", "supports"]
+CLASS_SAMPLING = ("list", "uniform")
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Everything that determines one manifest."""
+
+    split: int
+    shot: int
+    seed: int
+    episodes: int = 1000
+    class_sampling: str = "list"
+    min_object_pixels: int = 0
+    identical_input: bool = False
+
+    @property
+    def cell(self) -> str:
+        return f"split{self.split}_shot{self.shot}_seed{self.seed}"
+
+
+def usable_pairs(dataset: FSSDataset, split: int, min_object_pixels: int) -> List[Pair]:
+    """The split's test pairs, minus those whose object is smaller than the size filter."""
+    pairs = dataset.pairs(split, "test")
+    if min_object_pixels > 0:
+        pairs = [p for p in pairs if dataset.class_pixel_count(p[0], p[1]) >= min_object_pixels]
+    return pairs
+
+
+def _images_by_class(pairs: List[Pair]) -> Dict[int, List[str]]:
+    by_class: Dict[int, set] = {}
+    for image_id, class_id in pairs:
+        by_class.setdefault(class_id, set()).add(image_id)
+    return {c: sorted(ids) for c, ids in sorted(by_class.items())}
+
+
+def _query_sequence(pairs: List[Pair], spec: EpisodeSpec) -> List[Pair]:
+    rng = np.random.default_rng([spec.seed, spec.split, 0])
+    if spec.class_sampling == "uniform":
+        by_class: Dict[int, List[Pair]] = {}
+        for pair in pairs:
+            by_class.setdefault(pair[1], []).append(pair)
+        classes = sorted(by_class)
+        out = []
+        for _ in range(spec.episodes):
+            members = by_class[classes[rng.integers(len(classes))]]
+            out.append(members[rng.integers(len(members))])
+        return out
+    out: List[Pair] = []
+    while len(out) < spec.episodes:
+        out.extend(pairs[i] for i in rng.permutation(len(pairs)))
+    return out[: spec.episodes]
+
+
+def sample_episodes(dataset: FSSDataset, spec: EpisodeSpec) -> pd.DataFrame:
+    """Sample the manifest of one (split, shot, seed) cell."""
+    dataset.check_split(spec.split)
+    if spec.shot < 1:
+        raise BenchError(f"shots must be >= 1, got {spec.shot}")
+    if spec.class_sampling not in CLASS_SAMPLING:
+        raise BenchError(f"unknown class sampling '{spec.class_sampling}'; choose from {', '.join(CLASS_SAMPLING)}")
+    if spec.identical_input and spec.shot != 1:
+        raise BenchError("the identical-input test is 1-shot only (use --shots 1)")
+    pairs = usable_pairs(dataset, spec.split, spec.min_object_pixels)
+    if not pairs:
+        raise BenchError(f"split {spec.split} of {dataset.name} has no usable (image, class) pairs")
+    by_class = _images_by_class(pairs)
+    needed = 1 if spec.identical_input else spec.shot + 1
+    short = {c: len(ids) for c, ids in by_class.items() if len(ids) < needed}
+    if short:
+        names = dataset.class_names()
+        detail = ", ".join(f"{names.get(c, c)} ({n})" for c, n in short.items())
+        raise BenchError(
+            f"{spec.shot}-shot episodes need {needed} usable images per class; split {spec.split} has fewer for: {detail}"
+        )
+    support_rng = np.random.default_rng([spec.seed, spec.split, spec.shot])
+    rows = []
+    for episode, (query, class_id) in enumerate(_query_sequence(pairs, spec)):
+        if spec.identical_input:
+            supports = [query]
+        else:
+            candidates = [i for i in by_class[class_id] if i != query]
+            picks = support_rng.choice(len(candidates), size=spec.shot, replace=False)
+            supports = [candidates[i] for i in picks]
+        rows.append((episode, spec.split, spec.shot, spec.seed, class_id, query, " ".join(supports)))
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def manifest_bytes(manifest: pd.DataFrame) -> bytes:
+    buffer = io.StringIO()
+    manifest[MANIFEST_COLUMNS].to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue().encode("utf-8")
+
+
+def manifest_hash(manifest: pd.DataFrame) -> str:
+    return sha256_bytes(manifest_bytes(manifest))
+
+
+def write_manifest(manifest: pd.DataFrame, path: Path) -> str:
+    """Write atomically; return the sha256 of the bytes written."""
+    data = manifest_bytes(manifest)
+    atomic_write_bytes(path, data)
+    return sha256_bytes(data)
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """Read a manifest CSV and check its columns; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"episode manifest not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype={"query": str, "supports": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise BenchError(f"cannot parse episode manifest {path}: {exc}") from None
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BenchError(f"episode manifest {path} lacks columns: {', '.join(missing)}")
+    if frame.empty:
+        raise BenchError(f"episode manifest {path} has no episodes")
+    for column in ("split", "shot", "seed"):
+        if frame[column].nunique() != 1:
+            raise BenchError(f"episode manifest {path} mixes several values of '{column}'")
+    return frame[MANIFEST_COLUMNS]
+
+
+def check_manifest(dataset: FSSDataset, manifest: pd.DataFrame, source: str) -> None:
+    """Check a replayed manifest against the dataset: known images, shots, classes of the split."""
+    split, shot = int(manifest["split"].iloc[0]), int(manifest["shot"].iloc[0])
+    dataset.check_split(split)
+    known = {(i, c) for i, c in dataset.pairs(split, "test")}
+    for row in manifest.itertuples(index=False):
+        supports = row.supports.split(" ")
+        if len(supports) != shot:
+            raise BenchError(f"{source}: episode {row.episode} has {len(supports)} supports, expected {shot}")
+        for image_id in [row.query, *supports]:
+            if (image_id, row.class_id) not in known:
+                raise BenchError(
+                    f"{source}: episode {row.episode} uses ({image_id}, class {row.class_id}), "
+                    f"which is not in the test list of split {split}"
+                )

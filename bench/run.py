@@ -1,0 +1,187 @@
+"""`bench run`: evaluate methods on fixed-seed episode sets, resumable, into one run directory."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import pandas as pd
+import torch
+
+from analyses.summary import class_iou_table, format_table, summarize
+from bench.config import RunConfig
+from bench.datasets import FSSDataset, open_dataset
+from bench.environment import describe_environment, resolve_device
+from bench.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_manifest, sample_episodes,
+                            write_manifest)
+from bench.errors import BenchError
+from bench.evaluate import ImageStore, evaluate_manifest
+from bench.fileio import atomic_write_bytes, atomic_write_json
+from bench.progress import progress_bar
+from bench.rundir import RunDir
+from methods import METHODS, FewShotSegmenter, RegistryError, build_method
+
+
+def validate(config: RunConfig) -> None:
+    """Check the arguments that need no data, before anything is opened or written."""
+    for name in config.methods:
+        try:
+            METHODS.get(name)
+        except RegistryError as exc:
+            raise BenchError(str(exc)) from None
+    if not config.methods:
+        raise BenchError("give at least one method with --methods")
+    if any(k < 1 for k in config.shots):
+        raise BenchError(f"shots must be >= 1, got {config.shots}")
+    if config.episodes < 1:
+        raise BenchError(f"--episodes must be >= 1, got {config.episodes}")
+    if config.identical_input and config.shots != [1]:
+        raise BenchError("the identical-input test is 1-shot only: use --shots 1")
+    if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
+        raise BenchError(f"unknown device '{config.device}'; use auto, cpu or cuda")
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but no CUDA GPU is visible to torch")
+    if config.batch_size < 1:
+        raise BenchError(f"--batch-size must be >= 1, got {config.batch_size}")
+
+
+def default_out(config: RunConfig) -> Path:
+    """runs/<dataset>-<hash of the config identity>: the same command resumes the same directory."""
+    digest = hashlib.sha256(json.dumps(config.identity(), sort_keys=True).encode()).hexdigest()[:10]
+    return Path("runs") / f"{config.dataset}-{digest}"
+
+
+def replayed_manifests(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
+    """Manifests given with --episodes-from (files or folders of *.csv), keyed by cell name."""
+    files: List[Path] = []
+    for entry in config.episodes_from or []:
+        path = Path(entry)
+        files.extend(sorted(path.glob("*.csv")) if path.is_dir() else [path])
+    if not files:
+        raise BenchError(f"--episodes-from found no manifest CSV files in {config.episodes_from}")
+    manifests = {}
+    for path in files:
+        manifest = read_manifest(path)
+        check_manifest(dataset, manifest, str(path))
+        first = manifest.iloc[0]
+        cell = EpisodeSpec(int(first.split), int(first.shot), int(first.seed)).cell
+        if cell in manifests:
+            raise BenchError(f"--episodes-from holds two manifests for {cell}")
+        manifests[cell] = manifest
+    return manifests
+
+
+def sampled_manifests(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
+    manifests = {}
+    for split in config.splits:
+        for shot in config.shots:
+            for seed in config.seeds:
+                spec = EpisodeSpec(split, shot, seed, config.episodes, config.class_sampling,
+                                   config.min_object_pixels, config.identical_input)
+                manifests[spec.cell] = sample_episodes(dataset, spec)
+    return manifests
+
+
+def resolve(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
+    """Fill dataset-dependent defaults and return the run's manifests by cell.
+
+    With --episodes-from the grid (splits, shots, seeds, episodes) comes from the manifests.
+    """
+    if config.input_size is None:
+        config.input_size = dataset.default_input_size
+    for split in config.splits:
+        dataset.check_split(split)
+    if not config.episodes_from:
+        return sampled_manifests(config, dataset)
+    manifests = replayed_manifests(config, dataset)
+    config.splits = sorted({int(m.split.iloc[0]) for m in manifests.values()})
+    config.shots = sorted({int(m.shot.iloc[0]) for m in manifests.values()})
+    config.seeds = sorted({int(m.seed.iloc[0]) for m in manifests.values()})
+    config.episodes = max(len(m) for m in manifests.values())
+    return manifests
+
+
+def run(config: RunConfig) -> Path:
+    """Evaluate every (method, split, shot, seed) cell that is not finished yet; return the run dir."""
+    validate(config)
+    dataset = open_dataset(config.dataset, config.data_root, config.lists, progress=not config.quiet)
+    manifests = resolve(config, dataset)
+    for split in config.splits:
+        dataset.check_files(split, "test")
+    dataset_hash = dataset.fingerprint(config.splits)
+    manifest_hashes = {cell: manifest_hash(m) for cell, m in sorted(manifests.items())}
+    out = Path(config.out) if config.out else default_out(config)
+    config.out = str(out)
+    run_dir = RunDir(out)
+    identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
+    run_dir.prepare(identity, config.overwrite)
+    for cell, manifest in manifests.items():
+        write_manifest(manifest, run_dir.manifest_path(cell))
+    device = resolve_device(config.device)
+    atomic_write_json(run_dir.config_path, {
+        "identity": identity,
+        "config": config.to_dict(),
+        "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
+                    "class_names": {str(k): v for k, v in dataset.class_names().items()}},
+        "manifests": manifest_hashes,
+        "environment": describe_environment(device),
+    })
+    evaluate_cells(config, dataset, run_dir, manifest_hashes, device)
+    summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
+    print(f"run directory: {out}")
+    print(format_table(summary, "miou"))
+    print()
+    print(format_table(summary, "fbiou"))
+    return out
+
+
+def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, manifest_hashes: Dict[str, str],
+                   device: str) -> None:
+    """Evaluate the cells that have no finished result for their current manifest."""
+    store = ImageStore(dataset, config.input_size)
+    total = len(config.methods) * len(manifest_hashes)
+    todo = [(m, c) for m in config.methods for c in sorted(manifest_hashes)
+            if not run_dir.cell_done(m, c, manifest_hashes[c])]
+    if len(todo) < total:
+        print(f"resuming {run_dir.path}: {total - len(todo)} finished cells kept, {len(todo)} to run", file=sys.stderr)
+    bar = progress_bar(total=len(todo), desc="cells", quiet=config.quiet, unit="cell", position=0)
+    methods: Dict[str, FewShotSegmenter] = {}
+    for name, cell in todo:
+        if name not in methods:
+            methods[name] = build_method(name)
+        manifest = read_manifest(run_dir.manifest_path(cell))
+        start = time.perf_counter()
+        rows = evaluate_manifest(methods[name], store, manifest, config.batch_size, device, config.eval_size,
+                                 desc=f"{name} {cell}", quiet=config.quiet)
+        meta = {"method": name, "cell": cell, "seconds": round(time.perf_counter() - start, 3), "device": device,
+                "options": methods[name].options(), "manifest_sha256": manifest_hashes[cell]}
+        run_dir.write_cell(name, cell, rows, meta)
+        bar.update(1)
+    bar.close()
+
+
+def write_results(run_dir: RunDir, methods: List[str], cells: List[str]) -> pd.DataFrame:
+    """Gather the cells into episodes.csv and recompute summary.csv and class_iou.csv from it."""
+    frames = []
+    for method in methods:
+        for cell in cells:
+            rows = run_dir.read_cell(method, cell)
+            manifest = read_manifest(run_dir.manifest_path(cell))
+            first = manifest.iloc[0]
+            rows.insert(0, "seed", int(first.seed))
+            rows.insert(0, "shot", int(first.shot))
+            rows.insert(0, "split", int(first.split))
+            rows.insert(0, "method", method)
+            frames.append(rows)
+    episodes = pd.concat(frames, ignore_index=True)
+    atomic_write_bytes(run_dir.path / "episodes.csv", episodes.to_csv(index=False, lineterminator="\n").encode())
+    summary = summarize(episodes)
+    atomic_write_bytes(run_dir.path / "summary.csv",
+                       summary.to_csv(index=False, lineterminator="\n", float_format="%.4f").encode())
+    classes = class_iou_table(episodes)
+    atomic_write_bytes(run_dir.path / "class_iou.csv",
+                       classes.to_csv(index=False, lineterminator="\n", float_format="%.4f").encode())
+    return summary

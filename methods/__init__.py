@@ -1,0 +1,18 @@
+"""Few-shot segmentation methods behind one interface, looked up by name in a strict registry.
+
+Adding a method: write one file in this package that registers it, and import it below.
+"""
+from methods.base import EpisodeBatch, FewShotSegmenter
+from methods.registry import METHODS, RegistryError, build_method, list_methods, register_method
+
+from methods import all_foreground, support_copy  # noqa: F401  (registration side effects)
+
+__all__ = [
+    "EpisodeBatch",
+    "FewShotSegmenter",
+    "METHODS",
+    "RegistryError",
+    "build_method",
+    "list_methods",
+    "register_method",
+]

@@ -1,0 +1,71 @@
+"""The one interface every few-shot segmentation method implements."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import torch
+from torch import nn
+
+IGNORE_INDEX = 255
+
+
+@dataclass
+class EpisodeBatch:
+    """A batch of B episodes with K shots, already resized to the method's input size.
+
+    query:          [B, 3, H, W] float, normalised RGB
+    supports:       [B, K, 3, H, W] float, normalised RGB
+    support_masks:  [B, K, H, W] long: 1 = target class, 0 = background, 255 = ignore
+    class_ids:      [B] long, 1-based dataset class ids (for bookkeeping only; methods must not use them)
+    query_sizes:    original (height, width) of each query label, for evaluation
+    """
+
+    query: torch.Tensor
+    supports: torch.Tensor
+    support_masks: torch.Tensor
+    class_ids: torch.Tensor
+    query_sizes: List[Tuple[int, int]]
+
+    @property
+    def shots(self) -> int:
+        return self.supports.shape[1]
+
+    def to(self, device) -> "EpisodeBatch":
+        return EpisodeBatch(
+            self.query.to(device),
+            self.supports.to(device),
+            self.support_masks.to(device),
+            self.class_ids.to(device),
+            self.query_sizes,
+        )
+
+
+def foreground(masks: torch.Tensor) -> torch.Tensor:
+    """Float foreground indicator of a {0, 1, 255} mask (ignore counts as not-foreground)."""
+    return (masks == 1).float()
+
+
+class FewShotSegmenter(nn.Module):
+    """Base class: `forward(query, supports, support_masks) -> logits [B, 2, h, w]`.
+
+    Channel 1 is the target class, channel 0 background; h, w may be any size (the evaluator
+    resizes logits bilinearly to each query label). Combining the K shots is the method's own
+    business. Methods with a frozen backbone will expose it as `backbone` so that evaluation can
+    compute each unique image's features once (feature caching).
+    """
+
+    #: False for parameter-free reference methods, which need no training or checkpoint.
+    trainable: bool = False
+    #: True: evaluation feeds each episode at the query's original size (supports resized onto
+    #: the query frame, batch of one) instead of the square input size. For reference methods.
+    native_resolution: bool = False
+
+    def forward(
+        self, query: torch.Tensor, supports: torch.Tensor, support_masks: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def options(self) -> Dict:
+        """The method's resolved options, recorded in the run config."""
+        return {}

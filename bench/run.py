@@ -94,6 +94,7 @@ def resolve(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
         config.input_size = dataset.default_input_size
     for split in config.splits:
         dataset.check_split(split)
+        dataset.check_files(split, "test")
     if not config.episodes_from:
         return sampled_manifests(config, dataset)
     manifests = replayed_manifests(config, dataset)
@@ -101,6 +102,8 @@ def resolve(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
     config.shots = sorted({int(m.shot.iloc[0]) for m in manifests.values()})
     config.seeds = sorted({int(m.seed.iloc[0]) for m in manifests.values()})
     config.episodes = max(len(m) for m in manifests.values())
+    for split in config.splits:
+        dataset.check_files(split, "test")
     return manifests
 
 
@@ -109,8 +112,6 @@ def run(config: RunConfig) -> Path:
     validate(config)
     dataset = open_dataset(config.dataset, config.data_root, config.lists, progress=not config.quiet)
     manifests = resolve(config, dataset)
-    for split in config.splits:
-        dataset.check_files(split, "test")
     dataset_hash = dataset.fingerprint(config.splits)
     manifest_hashes = {cell: manifest_hash(m) for cell, m in sorted(manifests.items())}
     out = Path(config.out) if config.out else default_out(config)

@@ -1,0 +1,22 @@
+"""The README's first two commands are the contract that CI runs."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands():
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return [b.strip() for b in blocks[:2]]
+
+
+def test_first_readme_command_installs_and_runs_the_main_job():
+    main_command = readme_commands()[0]
+    assert main_command.startswith("pip install") and "python -m bench run" in main_command
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    install, _, test = readme_commands()[1].partition(" && ")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert install in ci and test in ci
+    assert ci.index(install) < ci.index(test)

@@ -7,20 +7,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 from PIL import Image
 
-
-def voc_palette() -> List[int]:
-    """The standard PASCAL VOC colour map (256 RGB triples, flattened)."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.extend([r, g, b])
-    return palette
+from bench.synthetic.layout import voc_palette
 
 
 def save_palette_png(label: np.ndarray, path: Path) -> None:

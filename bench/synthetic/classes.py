@@ -107,15 +107,33 @@ def scene_distribution(c: ClassDef) -> np.ndarray:
     return p
 
 
-# SCENE_AFFINITY[c, s] = P(scene s | anchor class c+1); used to draw scenes and scene-driven distractors.
-SCENE_AFFINITY = np.stack([scene_distribution(c) for c in CLASSES])
 
 
-def confusers(class_index: int) -> list[int]:
+def confusers(class_index: int, table: tuple[ClassDef, ...] = CLASSES) -> list[int]:
     """1-based classes that share the shape or the palette of `class_index` (excluding itself)."""
-    me = CLASSES[class_index - 1]
-    return [c.index for c in CLASSES
+    me = table[class_index - 1]
+    return [c.index for c in table
             if c.index != class_index and (c.shape == me.shape or c.palette == me.palette)]
+
+
+def _pretraining_table(n: int = 40, seed: int = 2024) -> tuple[ClassDef, ...]:
+    """Classes for pretraining the synthetic benchmark's backbone (the ImageNet stand-in).
+
+    Shape, texture and palette primitives are shared with the benchmark (as ImageNet shares edges,
+    textures and colours with PASCAL), but no pretraining class has the (texture, palette) of any
+    benchmark class, so no benchmark class, test or train, is ever seen in pretraining.
+    """
+    used = {(c.texture, c.palette) for c in CLASSES}
+    combos = [(s, t, p) for s in SHAPES for t in TEXTURES for p in PALETTE_NAMES if (t, p) not in used]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in rng.choice(len(combos), size=n, replace=False):
+        primary, secondary = rng.choice(len(SCENES), size=2, replace=False)
+        rows.append((*combos[k], SCENES[primary], SCENES[secondary]))
+    return tuple(ClassDef(i + 1, *row) for i, row in enumerate(rows))
+
+
+PRETRAIN_CLASSES: tuple[ClassDef, ...] = _pretraining_table()
 
 
 def fold_classes(fold: int) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .classes import CLASSES, N_CLASSES, SCENE_AFFINITY, SCENES, confusers
+from .classes import CLASSES, SCENES, ClassDef, confusers, scene_distribution
 from .scenes import render_background, sample_clutter
 from .shapes import rasterize, sample_pose, sample_shape_params
 from .textures import render_object_colour, sample_palette, sample_texture_params
@@ -22,21 +22,26 @@ def image_rng(seed: int, pool_id: int, index: int) -> np.random.Generator:
     return np.random.default_rng([0, seed, pool_id, index])
 
 
-def choose_classes(rng: np.random.Generator, anchor: int, scene: int) -> list[int]:
+def scene_affinity(table: tuple[ClassDef, ...]) -> np.ndarray:
+    """[class, scene] = P(scene | anchor class): draws scenes and scene-driven distractors."""
+    return np.stack([scene_distribution(c) for c in table])
+
+
+def choose_classes(rng: np.random.Generator, anchor: int, scene: int, table: tuple[ClassDef, ...] = CLASSES) -> list[int]:
     n = 1 + int(rng.choice(3, p=N_OBJECTS_P))
     out = [anchor]
-    affinity = SCENE_AFFINITY[:, scene].copy()
+    affinity = scene_affinity(table)[:, scene].copy()
     affinity[anchor - 1] = 0.0
     affinity /= affinity.sum()
     for _ in range(n - 1):
         r = rng.random()
         if r < P_CONFUSER:
-            pool = confusers(anchor)
+            pool = confusers(anchor, table)
             out.append(int(pool[rng.integers(len(pool))]))
         elif r < P_CONFUSER + P_SAME_CLASS:
             out.append(anchor)
         else:
-            out.append(1 + int(rng.choice(N_CLASSES, p=affinity)))
+            out.append(1 + int(rng.choice(len(table), p=affinity)))
     return out
 
 
@@ -73,12 +78,13 @@ def camera(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.clip(img, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8)
 
 
-def render_image(seed: int, pool_id: int, index: int, anchor: int, min_size: int, max_size: int):
-    """Returns (rgb uint8 (H, W, 3), label uint8 (H, W), meta dict)."""
+def render_image(seed: int, pool_id: int, index: int, anchor: int, min_size: int, max_size: int,
+                 table: tuple[ClassDef, ...] = CLASSES):
+    """Returns (rgb uint8 (H, W, 3), label uint8 (H, W), meta dict); labels index into `table`."""
     rng = image_rng(seed, pool_id, index)
     h, w = (int(x) for x in rng.integers(min_size, max_size + 1, 2))
-    scene = int(rng.choice(len(SCENES), p=SCENE_AFFINITY[anchor - 1]))
-    classes = choose_classes(rng, anchor, scene)
+    scene = int(rng.choice(len(SCENES), p=scene_distribution(table[anchor - 1])))
+    classes = choose_classes(rng, anchor, scene, table)
     order = rng.permutation(len(classes))
     light_angle = rng.uniform(0, 2 * np.pi)  # one light per image, in image coordinates (y up)
 
@@ -97,9 +103,9 @@ def render_image(seed: int, pool_id: int, index: int, anchor: int, min_size: int
     poses = []
     for k, cls in enumerate(classes):
         near = poses[0] if k > 0 and rng.random() < P_NEAR_ANCHOR else None
-        poses.append(sample_pose(CLASSES[cls - 1].shape, rng, h, w, anchor=k == 0, near=near))
+        poses.append(sample_pose(table[cls - 1].shape, rng, h, w, anchor=k == 0, near=near))
     for k in order:
-        c = CLASSES[classes[k] - 1]
+        c = table[classes[k] - 1]
         pose = poses[k]
         params = sample_shape_params(c.shape, rng)
         tex = sample_texture_params(c.texture, rng, pose.radius)
@@ -145,7 +151,7 @@ def render_image(seed: int, pool_id: int, index: int, anchor: int, min_size: int
     label = np.asarray(owner_class, dtype=np.uint8)[owner]
     label[ignore_band(owner, conf)] = IGNORE
     rgb = camera(rng, img)
-    counts = np.bincount(label.ravel(), minlength=256)[1:N_CLASSES + 1]
+    counts = np.bincount(label.ravel(), minlength=256)[1:len(table) + 1]
     shown = np.bincount(owner.ravel(), minlength=len(owner_class))[1:]
     occluded = [bool(v < 0.9 * a) for v, a in zip(shown.tolist(), own_px)]
     meta = {

@@ -31,6 +31,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="episodes per forward pass (results do not depend on it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--overwrite", action="store_true", help="replace a run directory that holds a different config")
+    add_training_arguments(parser)
+    parser.add_argument("--no-train", action="store_true", help="fail instead of training a missing checkpoint")
+    parser.add_argument("--no-feature-cache", action="store_true",
+                        help="encode every episode's images with the backbone again (slow; for checks and benchmarks)")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `run` (which trains missing checkpoints) and `train`."""
+    parser.add_argument("--profile", help="training profile: paper-pascal, synthetic, tiny (default: the dataset's)")
+    parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    parser.add_argument("--train-seed", type=int, default=0, help="seed of training episodes and initialisation")
+    parser.add_argument("--select-on", default="held-out", choices=["held-out", "test"],
+                        help="checkpoint selection: held-out images of the training classes (default) or the "
+                             "split's test classes (the paper's practice, recorded in the run)")
+    parser.add_argument("--checkpoints", default="checkpoints", help="checkpoint root folder (default ./checkpoints)")
+    parser.add_argument("--backbone-weights", metavar="PATH",
+                        help="local backbone weights file (ResNet-50 state dict; default: torchvision IMAGENET1K_V1 from the torch hub cache)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="evaluate methods on fixed-seed episode sets")
     add_run_arguments(run_parser)
-    sub.add_parser("list", help="list registered methods and datasets")
+    train_parser = sub.add_parser("train", help="train learned methods, one checkpoint per split")
+    train_parser.add_argument("--methods", nargs="+", required=True, metavar="M")
+    train_parser.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3, 4], metavar="K")
+    train_parser.add_argument("--dataset", default="synthetic")
+    train_parser.add_argument("--data-root")
+    train_parser.add_argument("--lists")
+    train_parser.add_argument("--device", default="auto")
+    train_parser.add_argument("--quiet", action="store_true")
+    add_training_arguments(train_parser)
+    sub.add_parser("list", help="list registered methods, training profiles and datasets")
     return parser
 
 
@@ -51,18 +77,29 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> None:
     from bench.datasets import DATASETS
-    from methods import METHODS, build_method
+    from bench.profiles import PROFILES
+    from methods import METHODS
 
     print("methods:")
     for name in METHODS.names():
-        doc = (sys.modules[type(build_method(name)).__module__].__doc__ or "").strip().splitlines()
+        builder = METHODS.get(name)
+        doc = (builder.__doc__ or sys.modules[builder.__module__].__doc__ or "").strip().splitlines()
         print(f"  {name:<24}{doc[0] if doc else ''}")
+    print("training profiles:")
+    for name in sorted(PROFILES):
+        print(f"  {name}")
     print("datasets:")
     for name in DATASETS.names():
         print(f"  {name}")
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list}
+def cmd_train(args: argparse.Namespace) -> None:
+    from bench.train_cli import train_command
+
+    train_command(args)
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,7 +5,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 #: fields that do not change results: left out of the identity that a resumed run must match
-RUNTIME_FIELDS = ("out", "device", "batch_size", "quiet", "overwrite", "data_root", "lists", "episodes_from")
+RUNTIME_FIELDS = ("out", "device", "batch_size", "quiet", "overwrite", "data_root", "lists", "episodes_from",
+                  "checkpoints", "no_train", "backbone_weights", "no_feature_cache")
 
 
 @dataclass
@@ -21,11 +22,19 @@ class RunConfig:
     class_sampling: str = "list"
     min_object_pixels: int = 0
     identical_input: bool = False
-    input_size: Optional[int] = None  # None: the dataset's default
+    input_size: Optional[int] = None  # None: the training profile's input size
     eval_size: Optional[int] = None  # None: each query label's original size
     data_root: Optional[str] = None
     lists: Optional[str] = None
     episodes_from: Optional[List[str]] = None
+    profile: Optional[str] = None  # None: the dataset's default training profile
+    epochs: Optional[int] = None  # overrides the profile's epochs
+    train_seed: int = 0
+    select_on: str = "held-out"
+    checkpoints: str = "checkpoints"
+    no_train: bool = False
+    backbone_weights: Optional[str] = None
+    no_feature_cache: bool = False
     out: Optional[str] = None
     device: str = "auto"
     batch_size: int = 16

@@ -38,9 +38,15 @@ def git_revision() -> str:
 
 
 def resolve_device(requested: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without a GPU is an error upstream."""
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an unknown or unavailable device is a BenchError."""
+    from bench.errors import BenchError
+
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested not in ("cpu", "cuda") and not requested.startswith("cuda:"):
+        raise BenchError(f"unknown device '{requested}'; use auto, cpu or cuda")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but no CUDA GPU is visible to torch")
     return requested
 
 

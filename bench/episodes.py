@@ -57,14 +57,15 @@ def usable_pairs(dataset: FSSDataset, split: int, min_object_pixels: int) -> Lis
     return pairs
 
 
-def _images_by_class(pairs: List[Pair]) -> Dict[int, List[str]]:
+def images_by_class(pairs: List[Pair]) -> Dict[int, List[str]]:
     by_class: Dict[int, set] = {}
     for image_id, class_id in pairs:
         by_class.setdefault(class_id, set()).add(image_id)
     return {c: sorted(ids) for c, ids in sorted(by_class.items())}
 
 
-def _query_sequence(pairs: List[Pair], spec: EpisodeSpec) -> List[Pair]:
+def query_sequence(pairs: List[Pair], spec: EpisodeSpec) -> List[Pair]:
+    """The episodes' (query, class) pairs, from (seed, split) only."""
     rng = np.random.default_rng([spec.seed, spec.split, 0])
     if spec.class_sampling == "uniform":
         by_class: Dict[int, List[Pair]] = {}
@@ -83,29 +84,32 @@ def _query_sequence(pairs: List[Pair], spec: EpisodeSpec) -> List[Pair]:
 
 
 def sample_episodes(dataset: FSSDataset, spec: EpisodeSpec) -> pd.DataFrame:
-    """Sample the manifest of one (split, shot, seed) cell."""
+    """Sample the manifest of one (split, shot, seed) cell from the split's test list."""
     dataset.check_split(spec.split)
+    return sample_from_pairs(usable_pairs(dataset, spec.split, spec.min_object_pixels), spec, dataset.class_names())
+
+
+def sample_from_pairs(pairs: List[Pair], spec: EpisodeSpec, class_names: Dict[int, str]) -> pd.DataFrame:
+    """Sample episodes from a given (image, class) pair list (test lists, held-out training pairs)."""
     if spec.shot < 1:
         raise BenchError(f"shots must be >= 1, got {spec.shot}")
     if spec.class_sampling not in CLASS_SAMPLING:
         raise BenchError(f"unknown class sampling '{spec.class_sampling}'; choose from {', '.join(CLASS_SAMPLING)}")
     if spec.identical_input and spec.shot != 1:
         raise BenchError("the identical-input test is 1-shot only (use --shots 1)")
-    pairs = usable_pairs(dataset, spec.split, spec.min_object_pixels)
     if not pairs:
-        raise BenchError(f"split {spec.split} of {dataset.name} has no usable (image, class) pairs")
-    by_class = _images_by_class(pairs)
+        raise BenchError(f"split {spec.split} has no usable (image, class) pairs")
+    by_class = images_by_class(pairs)
     needed = 1 if spec.identical_input else spec.shot + 1
     short = {c: len(ids) for c, ids in by_class.items() if len(ids) < needed}
     if short:
-        names = dataset.class_names()
-        detail = ", ".join(f"{names.get(c, c)} ({n})" for c, n in short.items())
+        detail = ", ".join(f"{class_names.get(c, c)} ({n})" for c, n in short.items())
         raise BenchError(
             f"{spec.shot}-shot episodes need {needed} usable images per class; split {spec.split} has fewer for: {detail}"
         )
     support_rng = np.random.default_rng([spec.seed, spec.split, spec.shot])
     rows = []
-    for episode, (query, class_id) in enumerate(_query_sequence(pairs, spec)):
+    for episode, (query, class_id) in enumerate(query_sequence(pairs, spec)):
         if spec.identical_input:
             supports = [query]
         else:

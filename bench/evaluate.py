@@ -133,6 +133,22 @@ def score_logits(logits: torch.Tensor, target: np.ndarray, eval_size: Optional[i
     return episode_counts(pred_fg.cpu(), target_t.long(), IGNORE)
 
 
+def _forward(method, store, rows, device, features, native):
+    """Logits of one batch: from cached backbone features when a cache is given, else end to end."""
+    if native:
+        batch = build_native_batch(store, next(rows.itertuples(index=False))).to(device)
+        return method(batch.query, batch.supports, batch.support_masks)
+    if features is None:
+        batch = build_batch(store, rows).to(device)
+        return method(batch.query, batch.supports, batch.support_masks)
+    support_ids = [r.split(" ") for r in rows["supports"]]
+    query_feats = features.get(method, list(rows["query"]))
+    support_feats = torch.stack([features.get(method, ids) for ids in support_ids])
+    masks = torch.stack([torch.stack([store.input_mask(i, c) for i in ids])
+                         for ids, c in zip(support_ids, rows["class_id"])]).long().to(device)
+    return method.forward_features(query_feats, support_feats, masks)
+
+
 @torch.no_grad()
 def evaluate_manifest(
     method: FewShotSegmenter,
@@ -143,21 +159,26 @@ def evaluate_manifest(
     eval_size: Optional[int] = None,
     desc: str = "episodes",
     quiet: bool = False,
+    features=None,
 ) -> pd.DataFrame:
-    """Per-episode rows (RESULT_COLUMNS) of `method` on every episode of `manifest`."""
+    """Per-episode rows (RESULT_COLUMNS) of `method` on every episode of `manifest`.
+
+    `features`: a FeatureCache; methods with a frozen backbone then encode each unique image once.
+    """
     method.eval().to(device)
     native = getattr(method, "native_resolution", False)
     store.keep_originals = store.keep_originals or native
+    if features is not None and not hasattr(method, "forward_features"):
+        features = None
+    if features is not None:
+        ids = set(manifest["query"]) | {i for s in manifest["supports"] for i in s.split(" ")}
+        features.ensure(method, ids, quiet=quiet)
     step = 1 if native else batch_size
     counts = []
     bar = progress_bar(total=len(manifest), desc=desc, quiet=quiet, unit="ep")
     for start in range(0, len(manifest), step):
         rows = manifest.iloc[start : start + step]
-        if native:
-            batch = build_native_batch(store, next(rows.itertuples(index=False))).to(device)
-        else:
-            batch = build_batch(store, rows).to(device)
-        logits = method(batch.query, batch.supports, batch.support_masks)
+        logits = _forward(method, store, rows, device, features, native)
         for i, row in enumerate(rows.itertuples(index=False)):
             counts.append(score_logits(logits[i], store.mask(row.query, row.class_id), eval_size))
         bar.update(len(rows))

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Dict, List
 
 import pandas as pd
-import torch
 
 from analyses.summary import class_iou_table, format_table, summarize
 from bench.config import RunConfig
@@ -20,6 +19,10 @@ from bench.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_man
 from bench.errors import BenchError
 from bench.evaluate import ImageStore, evaluate_manifest
 from bench.fileio import atomic_write_bytes, atomic_write_json
+from bench.features import FeatureCache
+from bench.models import ModelProvider
+from bench.profiles import get_profile
+from bench.train import SELECT_ON
 from bench.progress import progress_bar
 from bench.rundir import RunDir
 from methods import METHODS, FewShotSegmenter, RegistryError, build_method
@@ -40,12 +43,14 @@ def validate(config: RunConfig) -> None:
         raise BenchError(f"--episodes must be >= 1, got {config.episodes}")
     if config.identical_input and config.shots != [1]:
         raise BenchError("the identical-input test is 1-shot only: use --shots 1")
-    if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
-        raise BenchError(f"unknown device '{config.device}'; use auto, cpu or cuda")
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError("--device cuda was asked for but no CUDA GPU is visible to torch")
+    resolve_device(config.device)
     if config.batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1, got {config.batch_size}")
+    if config.select_on not in SELECT_ON:
+        raise BenchError(f"unknown --select-on '{config.select_on}'; choose from {', '.join(SELECT_ON)}")
+    if config.epochs is not None and config.epochs < 1:
+        raise BenchError(f"--epochs must be >= 1, got {config.epochs}")
+    get_profile(config.profile, config.dataset)
 
 
 def default_out(config: RunConfig) -> Path:
@@ -90,8 +95,10 @@ def resolve(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
 
     With --episodes-from the grid (splits, shots, seeds, episodes) comes from the manifests.
     """
+    profile = get_profile(config.profile, config.dataset)
+    config.profile = profile.name
     if config.input_size is None:
-        config.input_size = dataset.default_input_size
+        config.input_size = profile.input_size
     for split in config.splits:
         dataset.check_split(split)
         dataset.check_files(split, "test")
@@ -122,15 +129,21 @@ def run(config: RunConfig) -> Path:
     for cell, manifest in manifests.items():
         write_manifest(manifest, run_dir.manifest_path(cell))
     device = resolve_device(config.device)
+    models = ModelProvider(dataset, get_profile(config.profile, config.dataset), Path(config.checkpoints),
+                           backbone_weights=config.backbone_weights, seed=config.train_seed,
+                           select_on=config.select_on, epochs=config.epochs, no_train=config.no_train,
+                           device=device, quiet=config.quiet)
+    checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}
     atomic_write_json(run_dir.config_path, {
         "identity": identity,
         "config": config.to_dict(),
         "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
                     "class_names": {str(k): v for k, v in dataset.class_names().items()}},
         "manifests": manifest_hashes,
+        "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
         "environment": describe_environment(device),
     })
-    evaluate_cells(config, dataset, run_dir, manifest_hashes, device)
+    evaluate_cells(config, dataset, run_dir, manifest_hashes, models, device)
     summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
     print(f"run directory: {out}")
     print(format_table(summary, "miou"))
@@ -139,26 +152,37 @@ def run(config: RunConfig) -> Path:
     return out
 
 
+def cell_split(cell: str) -> int:
+    return int(cell.split("_")[0].removeprefix("split"))
+
+
 def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, manifest_hashes: Dict[str, str],
-                   device: str) -> None:
-    """Evaluate the cells that have no finished result for their current manifest."""
+                   models: ModelProvider, device: str) -> None:
+    """Evaluate the cells that have no finished result for their current manifest and checkpoint."""
     store = ImageStore(dataset, config.input_size)
-    total = len(config.methods) * len(manifest_hashes)
-    todo = [(m, c) for m in config.methods for c in sorted(manifest_hashes)
-            if not run_dir.cell_done(m, c, manifest_hashes[c])]
+    features = None if config.no_feature_cache else FeatureCache(store, device)
+    cells = sorted(manifest_hashes, key=lambda c: (cell_split(c), c))
+    total = len(config.methods) * len(cells)
+    todo = [(m, c) for m in config.methods for c in cells
+            if not run_dir.cell_done(m, c, manifest_hashes[c], models.checkpoint_id(m, cell_split(c)))]
     if len(todo) < total:
         print(f"resuming {run_dir.path}: {total - len(todo)} finished cells kept, {len(todo)} to run", file=sys.stderr)
     bar = progress_bar(total=len(todo), desc="cells", quiet=config.quiet, unit="cell", position=0)
-    methods: Dict[str, FewShotSegmenter] = {}
+    loaded: Dict = {}
     for name, cell in todo:
-        if name not in methods:
-            methods[name] = build_method(name)
+        split = cell_split(cell)
+        if (name, split) not in loaded:
+            loaded.clear()  # one learned model in memory at a time
+            loaded[(name, split)] = models.get(name, split)
+        method, checkpoint = loaded[(name, split)]
         manifest = read_manifest(run_dir.manifest_path(cell))
         start = time.perf_counter()
-        rows = evaluate_manifest(methods[name], store, manifest, config.batch_size, device, config.eval_size,
-                                 desc=f"{name} {cell}", quiet=config.quiet)
+        rows = evaluate_manifest(method, store, manifest, config.batch_size, device, config.eval_size,
+                                 desc=f"{name} {cell}", quiet=config.quiet, features=features)
         meta = {"method": name, "cell": cell, "seconds": round(time.perf_counter() - start, 3), "device": device,
-                "options": methods[name].options(), "manifest_sha256": manifest_hashes[cell]}
+                "options": method.options(), "manifest_sha256": manifest_hashes[cell],
+                "checkpoint": models.checkpoint_id(name, split), "checkpoint_sha256": checkpoint.get("sha256"),
+                "checkpoint_val_miou": checkpoint.get("val_miou"), "select_on": checkpoint.get("select_on")}
         run_dir.write_cell(name, cell, rows, meta)
         bar.update(1)
     bar.close()

@@ -75,8 +75,8 @@ class RunDir:
                 shutil.rmtree(self.path / name, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
 
-    def cell_done(self, method: str, cell: str, manifest_sha256: str) -> bool:
-        """True if the cell's results exist, are intact and belong to the given manifest."""
+    def cell_done(self, method: str, cell: str, manifest_sha256: str, checkpoint: str | None = None) -> bool:
+        """True if the cell's results exist, are intact and belong to the given manifest and checkpoint."""
         csv_path, meta_path = self.cell_paths(method, cell)
         if not (csv_path.is_file() and meta_path.is_file()):
             return False
@@ -84,7 +84,8 @@ class RunDir:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError:
             return False
-        return meta.get("manifest_sha256") == manifest_sha256 and meta.get("sha256") == sha256_file(csv_path)
+        return (meta.get("manifest_sha256") == manifest_sha256 and meta.get("checkpoint") == checkpoint
+                and meta.get("sha256") == sha256_file(csv_path))
 
     def write_cell(self, method: str, cell: str, rows: pd.DataFrame, meta: Dict) -> None:
         csv_path, meta_path = self.cell_paths(method, cell)

@@ -5,7 +5,7 @@ Adding a method: write one file in this package that registers it, and import it
 from methods.base import EpisodeBatch, FewShotSegmenter
 from methods.registry import METHODS, RegistryError, build_method, list_methods, register_method
 
-from methods import all_foreground, support_copy  # noqa: F401  (registration side effects)
+from methods import all_foreground, canet, simpropnet, support_copy  # noqa: F401  (registration side effects)
 
 __all__ = [
     "EpisodeBatch",

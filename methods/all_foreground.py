@@ -12,6 +12,8 @@ from methods.registry import register_method
 
 @register_method("all-foreground")
 class AllForeground(FewShotSegmenter):
+    """Reference: every query pixel is foreground (the floor a learned method must beat)."""
+
     native_resolution = True  # no computation at all: skip the resize
 
     def forward(self, query, supports, support_masks):

@@ -16,6 +16,8 @@ from methods.registry import register_method
 
 @register_method("support-copy")
 class SupportCopy(FewShotSegmenter):
+    """Reference: the support mask resized onto the query (k-shot: pixel-wise majority vote)."""
+
     native_resolution = True
 
     def forward(self, query, supports, support_masks):

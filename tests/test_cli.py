@@ -196,5 +196,5 @@ def test_end_to_end_on_tiny_synthetic_benchmark(tmp_path, capsys):
     # all-foreground scores the mean object fraction: low but non-zero on this benchmark
     assert 3 < rows.loc[("all-foreground", 1, "mean"), "miou_mean"] < 30
     config = json.loads((out / "config.json").read_text())
-    assert config["dataset"]["name"] == "synthetic-tiny" and config["config"]["input_size"] == 128
+    assert config["dataset"]["name"] == "synthetic-tiny" and config["config"]["input_size"] == 48
     assert config["dataset"]["class_names"]["1"]

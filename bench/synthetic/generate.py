@@ -92,21 +92,18 @@ def _generate_into(root: Path, spec: SyntheticSpec, progress: bool, workers: int
     else:
         pool = _pool_context().Pool(workers)   # before tqdm starts its monitor thread
         chunks = pool.imap_unordered(render_chunk, tasks)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=spec.n_train + spec.n_val, desc=f"generating {spec.name}", unit="img")
+    from ..progress import progress_bar
+
+    bar = progress_bar(total=spec.n_train + spec.n_val, desc=f"generating {spec.name}", quiet=not progress, unit="img")
     try:
         for chunk in chunks:
             results.extend(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
+            bar.update(len(chunk))
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
-        if bar is not None:
-            bar.close()
+        bar.close()
     stats = write_lists(root, results)
     content_hash = synthetic_content_hash(root)
     seconds = time.perf_counter() - t0

@@ -1,0 +1,222 @@
+"""`bench train`: train a method on one split, select the checkpoint on validation episodes, resume.
+
+Training episodes are data: for every epoch a list of (query, class, supports, flips, grayscale flag)
+is drawn from (seed, split, epoch) alone, and the torch RNG (dropout) is reseeded per epoch, so a
+restarted run continues exactly where it stopped. Checkpoint selection uses 1-shot episodes on
+held-out images of the training classes by default (every 10th image by a hash of its id, never
+trained on); `select_on="test"` validates on the split's test classes, the paper's practice, and is
+recorded as such.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analyses.metrics import evaluate_rows
+from bench.datasets import FSSDataset
+from bench.datasets.base import Pair
+from bench.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
+from bench.errors import BenchError
+from bench.evaluate import ImageStore, evaluate_manifest, normalize, resize_mask
+from bench.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from bench.profiles import TrainProfile
+from bench.progress import progress_bar
+from methods import build_method
+from methods.common import BackboneMethod, input_channel_average
+
+SELECT_ON = ("held-out", "test")
+CHECKPOINT_VERSION = 1
+
+
+def is_held_out(image_id: str) -> bool:
+    """Every 10th training image (by a hash of its id) is kept for checkpoint selection."""
+    return int(hashlib.sha1(image_id.encode()).hexdigest(), 16) % 10 == 0
+
+
+def split_held_out(pairs: List[Pair]) -> Tuple[List[Pair], List[Pair]]:
+    train = [p for p in pairs if not is_held_out(p[0])]
+    held = [p for p in pairs if is_held_out(p[0])]
+    return train, held
+
+
+def training_episodes(pairs: List[Pair], seed: int, split: int, epoch: int, steps: int, batch_size: int,
+                      method: BackboneMethod, first_step: int, total_steps: int) -> pd.DataFrame:
+    """The episodes of one epoch, one row per episode, `step` grouping a batch."""
+    rng = np.random.default_rng([seed, split, epoch, 17])
+    by_class = images_by_class(pairs)
+    queries: List[Pair] = []
+    while len(queries) < steps * batch_size:
+        queries.extend(pairs[i] for i in rng.permutation(len(pairs)))
+    rows = []
+    for step in range(steps):
+        shots = method.training_shots(first_step + step)
+        gray_p = method.query_grayscale_probability((first_step + step) / max(total_steps, 1))
+        for query, class_id in queries[step * batch_size:(step + 1) * batch_size]:
+            candidates = [i for i in by_class[class_id] if i != query]
+            picks = rng.choice(len(candidates), size=shots, replace=len(candidates) < shots)
+            rows.append((step, class_id, query, " ".join(candidates[i] for i in picks), bool(rng.random() < 0.5),
+                         bool(rng.random() < 0.5), bool(rng.random() < gray_p)))
+    return pd.DataFrame(rows, columns=["step", "class_id", "query", "supports", "flip_query", "flip_support", "gray"])
+
+
+def training_batch(store: ImageStore, rows: pd.DataFrame):
+    """Tensors of one training step: query, supports, support masks, query mask (flips applied)."""
+    size = (store.input_size, store.input_size)
+
+    def view(image_id, class_id, flip):
+        image, mask = store.image(image_id), resize_mask(store.mask(image_id, class_id), size)
+        return (image.flip(-1), mask.flip(-1)) if flip else (image, mask)
+
+    queries, query_masks, supports, support_masks = [], [], [], []
+    for row in rows.itertuples(index=False):
+        image, mask = view(row.query, row.class_id, row.flip_query)
+        queries.append(image)
+        query_masks.append(mask)
+        shots = [view(i, row.class_id, row.flip_support) for i in row.supports.split(" ")]
+        supports.append(torch.stack([s[0] for s in shots]))
+        support_masks.append(torch.stack([s[1] for s in shots]))
+    query = normalize(torch.stack(queries))
+    gray = torch.tensor(rows["gray"].tolist())
+    if gray.any():
+        query[gray] = input_channel_average(query[gray])
+    return query, normalize(torch.stack(supports)), torch.stack(support_masks).long(), torch.stack(query_masks).long()
+
+
+@dataclass
+class TrainRequest:
+    method: str
+    split: int
+    profile: TrainProfile
+    method_options: Dict
+    dataset_hash: str
+    seed: int = 0
+    select_on: str = "held-out"
+    epochs: Optional[int] = None  # overrides the profile
+
+    def identity(self) -> Dict:
+        options = {k: v for k, v in self.method_options.items() if k != "backbone_weights"}
+        weights = self.method_options.get("backbone_weights")
+        options["backbone_weights_sha256"] = sha256_file(weights) if weights else None
+        return {"version": CHECKPOINT_VERSION, "method": self.method, "split": self.split,
+                "profile": self.profile.to_dict(), "method_options": options,
+                "dataset_hash": self.dataset_hash, "seed": self.seed, "select_on": self.select_on,
+                "epochs": self.epochs or self.profile.epochs}
+
+    def folder(self, root: Path, dataset: str) -> Path:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return Path(root) / dataset / self.method / f"split{self.split}-{digest}"
+
+
+def _save(path: Path, payload: Dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> Dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise BenchError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def validation_manifest(dataset: FSSDataset, request: TrainRequest, held: List[Pair]) -> pd.DataFrame:
+    episodes = request.profile.val_episodes
+    if request.select_on == "test":
+        return sample_episodes(dataset, EpisodeSpec(request.split, 1, seed=10_000 + request.seed, episodes=episodes))
+    spec = EpisodeSpec(request.split, 1, seed=20_000 + request.seed, episodes=episodes)
+    by_class = images_by_class(held)
+    usable = [p for p in held if len(by_class[p[1]]) >= 2]  # a class needs a query and a support
+    return sample_from_pairs(usable, spec, dataset.class_names())
+
+
+def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = "cpu", quiet: bool = False) -> Path:
+    """Train (or resume, or reuse) one checkpoint; return the path of its best.pt."""
+    if request.select_on not in SELECT_ON:
+        raise BenchError(f"unknown checkpoint selection '{request.select_on}'; choose from {', '.join(SELECT_ON)}")
+    folder = request.folder(root, dataset.name)
+    best_path, last_path = folder / "best.pt", folder / "last.pt"
+    if best_path.is_file() and load_checkpoint(best_path)["meta"].get("complete"):
+        return best_path
+    profile = request.profile
+    epochs = request.epochs or profile.epochs
+    dataset.check_files(request.split, "train")
+    train_pairs, held = split_held_out(dataset.pairs(request.split, "train"))
+    store = ImageStore(dataset, profile.input_size)
+    val_manifest = validation_manifest(dataset, request, held)
+    torch.manual_seed(request.seed)
+    method = build_method(request.method, **request.method_options).to(device)
+    params = [p for p in method.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum, weight_decay=profile.weight_decay)
+    steps = (profile.episodes_per_epoch or len(train_pairs)) // profile.batch_size
+    state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "history": [], "seconds": 0.0}
+    if last_path.is_file():
+        last = load_checkpoint(last_path)
+        if last.get("identity") == request.identity():
+            method.load_state_dict(last["model"], strict=False)
+            optimizer.load_state_dict(last["optimizer"])
+            state = last["state"]
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "identity.json", request.identity())
+    bar = progress_bar(total=epochs * steps, initial=state["epoch"] * steps, quiet=quiet, unit="step",
+                       desc=f"training {request.method} split {request.split}")
+    for epoch in range(state["epoch"], epochs):
+        start = time.perf_counter()
+        torch.manual_seed(request.seed * 1_000_003 + request.split * 1_009 + epoch)
+        manifest = training_episodes(train_pairs, request.seed, request.split, epoch, steps, profile.batch_size,
+                                     method, epoch * steps, epochs * steps)
+        method.train()
+        losses = []
+        for step, rows in manifest.groupby("step", sort=True):
+            query, supports, support_masks, query_mask = (t.to(device) for t in training_batch(store, rows))
+            query_feats, support_feats = method.encode_episode(query, supports)
+            loss = method.training_loss(query_feats, support_feats, support_masks, query_mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        val = evaluate_rows(evaluate_manifest(method, store, val_manifest, 16, device, quiet=True))["miou"]
+        state["seconds"] += time.perf_counter() - start
+        state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": val})
+        state["epoch"] = epoch + 1
+        if val > state["best_miou"]:
+            state["best_miou"], state["best_epoch"] = val, epoch + 1
+            _save(best_path, {"model": method.trainable_state(), "meta": _meta(request, method, state, complete=False)})
+        _save(last_path, {"model": method.trainable_state(), "optimizer": optimizer.state_dict(), "state": state,
+                          "identity": request.identity()})
+    bar.close()
+    best = load_checkpoint(best_path)
+    best["meta"] = _meta(request, method, state, complete=True)
+    _save(best_path, best)
+    pd.DataFrame(state["history"]).to_csv(folder / "train_log.csv", index=False)
+    return best_path
+
+
+def _meta(request: TrainRequest, method: BackboneMethod, state: Dict, complete: bool) -> Dict:
+    return {**request.identity(), "backbone": method.backbone.identity, "options": method.options(),
+            "best_epoch": state["best_epoch"], "val_miou": state["best_miou"], "history": state["history"],
+            "train_seconds": round(state["seconds"], 1), "complete": complete}
+
+
+def load_trained(path: Path, backbone_options: Dict, device: str = "cpu") -> Tuple[BackboneMethod, Dict]:
+    """Build the method a checkpoint records (on the given backbone) and load its weights."""
+    checkpoint = load_checkpoint(path)
+    meta = checkpoint["meta"]
+    options = {k: v for k, v in meta["method_options"].items() if k != "backbone_weights_sha256"}
+    method = build_method(meta["method"], **{**options, **backbone_options})
+    missing, unexpected = method.load_state_dict(checkpoint["model"], strict=False)
+    missing = [k for k in missing if not k.startswith("backbone.")]
+    if missing or unexpected:
+        raise BenchError(f"checkpoint {path} does not fit {meta['method']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return method.to(device).eval(), {**meta, "sha256": sha256_file(path), "path": str(path)}

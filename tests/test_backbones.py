@@ -1,0 +1,73 @@
+"""Frozen backbones: ResNet-50 (torchvision enum or local file, offline error) and synthnet."""
+import pytest
+import torch
+
+from bench.errors import BenchError
+from methods.backbones import ResNet50Backbone, SynthNetBackbone, build_backbone
+
+
+@pytest.fixture(scope="module")
+def resnet_file(tmp_path_factory):
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet50-local.pth"
+    torch.save(resnet50(weights=None).state_dict(), path)
+    return path
+
+
+def test_resnet50_from_local_file_is_frozen_at_stride_8(resnet_file):
+    backbone = ResNet50Backbone(weights_path=str(resnet_file))
+    assert backbone.identity["source"] == "file" and len(backbone.identity["sha256"]) == 64
+    backbone.train()
+    assert not backbone.training and not any(m.training for m in backbone.modules())
+    assert not any(p.requires_grad for p in backbone.parameters())
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, 64, 64))
+    assert feats["layer2"].shape == (1, 512, 8, 8) and feats["layer3"].shape == (1, 1024, 8, 8)
+    assert backbone.mid_level(torch.randn(1, 3, 64, 64)).shape == (1, 1536, 8, 8)
+
+
+def test_resnet50_enum_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(BenchError) as info:
+        ResNet50Backbone(weights="IMAGENET1K_V1")
+    message = str(info.value)
+    assert "ResNet50_Weights.IMAGENET1K_V1" in message and str(tmp_path / "checkpoints" / "resnet50-0676ba61.pth") in message
+    assert "--backbone-weights" in message
+
+
+def test_resnet50_uses_the_cached_enum_file(tmp_path, monkeypatch, resnet_file):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "resnet50-0676ba61.pth").write_bytes(resnet_file.read_bytes())
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    backbone = ResNet50Backbone(weights="IMAGENET1K_V1")
+    assert backbone.identity["weights"] == "ResNet50_Weights.IMAGENET1K_V1"
+
+
+def test_bad_weights_are_clear_errors(tmp_path):
+    with pytest.raises(BenchError, match="backbone weights file not found"):
+        ResNet50Backbone(weights_path=str(tmp_path / "none.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(BenchError, match="cannot read backbone weights"):
+        ResNet50Backbone(weights_path=str(tmp_path / "junk.pth"))
+    with pytest.raises(BenchError, match="unknown ResNet50 weights 'NOPE'"):
+        ResNet50Backbone(weights="NOPE")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(BenchError, match="does not hold synthnet weights"):
+        SynthNetBackbone(weights_path=str(tmp_path / "other.pth"))
+
+
+def test_synthnet_layers_and_freezing():
+    backbone = build_backbone("synthnet")
+    with torch.no_grad():
+        feats = backbone(torch.randn(2, 3, 48, 48))
+    assert feats["layer2"].shape == (2, 64, 6, 6) and feats["layer3"].shape == (2, 128, 6, 6)
+    assert not backbone.train().training
+    trainable = SynthNetBackbone(frozen=False)
+    assert trainable.train().training

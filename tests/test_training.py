@@ -1,0 +1,161 @@
+"""Training, checkpoints, resume, determinism and the feature cache (tiny profile, synthetic-tiny)."""
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+import bench.train as train_module
+from bench.cli import main
+from bench.datasets import open_dataset
+from bench.episodes import EpisodeSpec, sample_episodes
+from bench.evaluate import ImageStore, evaluate_manifest
+from bench.features import FeatureCache
+from bench.models import ModelProvider
+from bench.profiles import PROFILES
+from bench.train import TrainRequest, load_checkpoint, load_trained, split_held_out, train
+
+TINY = PROFILES["tiny"]
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory):
+    """A private FSS_BENCH_CACHE holding synthetic-tiny and the tiny pretrained backbone."""
+    root = tmp_path_factory.mktemp("cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FSS_BENCH_CACHE", str(root))
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def tiny(cache_env):
+    return open_dataset("synthetic-tiny")
+
+
+@pytest.fixture(scope="module")
+def provider_factory(tiny, tmp_path_factory):
+    def make(root=None, **kwargs):
+        root = root or tmp_path_factory.mktemp("ckpt")
+        return ModelProvider(tiny, TINY, root, backbone_weights=None, quiet=True, **kwargs)
+
+    return make
+
+
+def state_of(path):
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_held_out_images_are_never_trained_on(tiny):
+    train_pairs, held = split_held_out(tiny.pairs(1, "train"))
+    assert held and train_pairs
+    assert not {i for i, _ in train_pairs} & {i for i, _ in held}
+
+
+def test_checkpoint_records_what_produced_it(provider_factory):
+    provider = provider_factory()
+    method, meta = provider.get("simpropnet", 1)
+    for key in ("method", "split", "method_options", "dataset_hash", "profile", "best_epoch", "val_miou",
+                "select_on", "backbone", "sha256"):
+        assert key in meta, key
+    assert meta["select_on"] == "held-out" and meta["backbone"]["sha256"]
+    assert meta["method_options"]["backbone_weights_sha256"] == meta["backbone"]["sha256"]
+
+
+def test_checkpoint_round_trip_gives_the_same_predictions(provider_factory, tiny):
+    provider = provider_factory()
+    method, meta = provider.get("simpropnet-dpr", 2)
+    again, _ = load_trained(meta["path"], provider.backbone_options())
+    query = torch.randn(2, 3, 48, 48)
+    supports = torch.randn(2, 1, 3, 48, 48)
+    masks = (torch.rand(2, 1, 48, 48) > 0.5).long()
+    with torch.no_grad():
+        assert torch.equal(method(query, supports, masks), again(query, supports, masks))
+
+
+def test_training_is_deterministic(provider_factory, tmp_path):
+    first = provider_factory(tmp_path / "a")
+    second = provider_factory(tmp_path / "b")
+    first.get("canet", 1)
+    second.get("canet", 1)
+    folder = first.checkpoint_id("canet", 1)
+    assert_same_state(state_of(tmp_path / "a" / folder / "best.pt"), state_of(tmp_path / "b" / folder / "best.pt"))
+
+
+def test_interrupted_training_resumes_to_the_same_checkpoint(provider_factory, tiny, tmp_path, monkeypatch):
+    clean = provider_factory(tmp_path / "clean")
+    clean.get("simpropnet", 3)
+    folder = clean.checkpoint_id("simpropnet", 3)
+    original = train_module.training_batch
+    calls = []
+
+    def interrupt_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == TINY.episodes_per_epoch // TINY.batch_size + 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "training_batch", interrupt_in_second_epoch)
+    interrupted = provider_factory(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.get("simpropnet", 3)
+    assert load_checkpoint(tmp_path / "resumed" / folder / "last.pt")["state"]["epoch"] == 1
+    monkeypatch.setattr(train_module, "training_batch", original)
+    interrupted.get("simpropnet", 3)
+    for name in ("best.pt", "last.pt"):
+        assert_same_state(state_of(tmp_path / "clean" / folder / name), state_of(tmp_path / "resumed" / folder / name))
+
+
+def test_select_on_test_is_recorded(provider_factory):
+    _, meta = provider_factory(select_on="test").get("simpropnet-fbaf", 1)
+    assert meta["select_on"] == "test"
+
+
+def test_cached_and_uncached_evaluation_give_the_same_counts(provider_factory, tiny):
+    method, _ = provider_factory().get("simpropnet", 4)
+    store = ImageStore(tiny, TINY.input_size)
+    manifest = sample_episodes(tiny, EpisodeSpec(4, 5, seed=0, episodes=24))
+    uncached = evaluate_manifest(method, store, manifest, batch_size=5, quiet=True)
+    cache = FeatureCache(store)
+    cached = evaluate_manifest(method, store, manifest, batch_size=7, quiet=True, features=cache)
+    pd.testing.assert_frame_equal(uncached, cached)
+    unique = set(manifest["query"]) | {i for s in manifest["supports"] for i in s.split(" ")}
+    assert cache.encoded == len(unique) < 24 * 6
+
+
+def test_run_trains_missing_checkpoints_then_evaluates(cache_env, tmp_path, capsys):
+    args = ["run", "--methods", "simpropnet", "--dataset", "synthetic-tiny", "--splits", "1", "--shots", "1", "5",
+            "--seeds", "0", "--episodes", "12", "--checkpoints", str(tmp_path / "ck"), "--out", str(tmp_path / "run"),
+            "--quiet"]
+    assert main(args + ["--no-train"]) == 2
+    assert "no trained checkpoint for simpropnet split 1" in capsys.readouterr().err
+    assert main(args) == 0
+    config = pd.read_json(tmp_path / "run" / "config.json", typ="series")
+    assert "simpropnet/split1" in config["checkpoints"]
+    episodes = pd.read_csv(tmp_path / "run" / "episodes.csv")
+    assert len(episodes) == 24 and set(episodes.method) == {"simpropnet"}
+    assert main(args + ["--no-train", "--out", str(tmp_path / "run2")]) == 0  # checkpoint now exists
+
+
+def test_train_command_reports_checkpoints(cache_env, tmp_path, capsys):
+    args = ["train", "--methods", "simpropnet-dpr", "--dataset", "synthetic-tiny", "--splits", "2",
+            "--checkpoints", str(tmp_path), "--quiet", "--epochs", "1"]
+    assert main(args) == 0
+    assert "simpropnet-dpr split 2:" in capsys.readouterr().out
+    assert main(["train", "--methods", "support-copy", "--dataset", "synthetic-tiny"]) == 2
+    assert main(["train", "--methods", "simpropnet", "--dataset", "synthetic-tiny", "--profile", "nope"]) == 2
+    assert "unknown training profile 'nope'" in capsys.readouterr().err
+
+
+def test_profiles_are_serialisable_and_complete():
+    for profile in PROFILES.values():
+        assert dataclasses.asdict(profile)["name"] == profile.name
+    paper = PROFILES["paper-pascal"]
+    assert (paper.lr, paper.batch_size, paper.epochs, paper.input_size, paper.momentum, paper.weight_decay) == (
+        2.5e-3, 8, 180, 321, 0.9, 5e-4)

@@ -51,7 +51,7 @@ class CANet(BackboneMethod):
 
     def __init__(self, width: int = 256, aspp_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5,
                  refine_steps: int = 4, history_probability: float = 0.3, kshot_train_every: int = 4,
-                 kshot_train_shots: int = 5, **backbone):
+                 kshot_train_shots: int = 5, init_std: float | None = 0.01, **backbone):
         super().__init__(**backbone)
         if refine_steps < 1:
             raise ValueError("refine_steps must be >= 1")
@@ -66,8 +66,9 @@ class CANet(BackboneMethod):
         self.res2 = _Residual(width, width)
         self.res3 = _Residual(width, width)
         self.decoder = ASPP(width, aspp_rates, dropout)
-        init_head(self)
-        self._options.update(width=width, aspp_rates=list(aspp_rates), dropout=dropout, refine_steps=refine_steps,
+        if init_std is not None:
+            init_head(self, init_std)
+        self._options.update(init_std=init_std, width=width, aspp_rates=list(aspp_rates), dropout=dropout, refine_steps=refine_steps,
                              history_probability=history_probability, kshot_train_every=kshot_train_every,
                              kshot_train_shots=kshot_train_shots)
 

@@ -40,13 +40,21 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(logits, target.long(), ignore_index=IGNORE_INDEX)
 
 
+def _trainable_convs(module: nn.Module):
+    if isinstance(module, FrozenBackbone):
+        return
+    if isinstance(module, nn.Conv2d):
+        yield module
+    for child in module.children():
+        yield from _trainable_convs(child)
+
+
 def init_head(module: nn.Module, std: float = 0.01) -> None:
-    """CANet's initialisation of trainable convs: N(0, std) weights, zero bias."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.normal_(layer.weight, 0.0, std)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+    """CANet's initialisation of trainable convs: N(0, std) weights, zero bias (frozen backbones untouched)."""
+    for layer in _trainable_convs(module):
+        nn.init.normal_(layer.weight, 0.0, std)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
 
 class ASPP(nn.Module):

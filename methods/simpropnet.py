@@ -80,7 +80,8 @@ class SimPropNet(BackboneMethod):
     def __init__(self, dpr: bool = True, fbaf: bool = True, ica: bool = True, width: int = 256,
                  aspp_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5, g1_residual: str = "feature",
                  cosine_on: str = "relu", fusion_relu: bool = True, instance_norm_affine: bool = False,
-                 dpr_weight: float = 1.0, ica_p0: float = 0.25, ica_tau: float = 0.2, **backbone):
+                 dpr_weight: float = 1.0, ica_p0: float = 0.25, ica_tau: float = 0.2,
+                 init_std: float | None = 0.01, **backbone):
         super().__init__(**backbone)
         if g1_residual not in G1_RESIDUALS:
             raise ValueError(f"g1_residual must be one of {G1_RESIDUALS}, got {g1_residual!r}")
@@ -95,12 +96,9 @@ class SimPropNet(BackboneMethod):
         self.g2 = _ResidualStep(width + (2 if fbaf else 0), width, fusion_relu, instance_norm_affine)
         self.g3 = _ResidualStep(width, width, fusion_relu, instance_norm_affine)
         self.decoder = ASPP(width, aspp_rates, dropout)
-        init_head(self.encoder)
-        init_head(self.g1)
-        init_head(self.g2)
-        init_head(self.g3)
-        init_head(self.decoder)
-        self._options.update(dpr=dpr, fbaf=fbaf, ica=ica, width=width, aspp_rates=list(aspp_rates),
+        if init_std is not None:  # CANet's N(0, 0.01); None keeps PyTorch's default initialisation
+            init_head(self, init_std)
+        self._options.update(init_std=init_std, dpr=dpr, fbaf=fbaf, ica=ica, width=width, aspp_rates=list(aspp_rates),
                              dropout=dropout, g1_residual=g1_residual, cosine_on=cosine_on,
                              fusion_relu=fusion_relu, instance_norm_affine=instance_norm_affine,
                              dpr_weight=dpr_weight, ica_p0=ica_p0, ica_tau=ica_tau)

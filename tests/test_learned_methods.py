@@ -177,3 +177,16 @@ def test_canet_refinement_steps_change_the_output():
         with torch.no_grad():
             outputs.append(method(query, supports, masks))
     assert not torch.allclose(*outputs)
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_head_initialisation_leaves_the_pretrained_backbone_alone(name, tmp_path):
+    from methods.backbones import SynthNetBackbone
+
+    torch.manual_seed(1)
+    weights = tmp_path / "synthnet.pt"
+    torch.save(SynthNetBackbone(frozen=False).state_dict(), weights)
+    method = build_method(name, **{**SMALL, "backbone_weights": str(weights)})
+    saved = torch.load(weights)
+    for key, value in method.backbone.state_dict().items():
+        assert torch.equal(value, saved[key]), key

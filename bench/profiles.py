@@ -43,7 +43,9 @@ class TrainProfile:
         return asdict(self)
 
 
-_SMALL_HEAD = {"width": 128, "aspp_rates": [2, 4, 6]}
+# PyTorch's default initialisation instead of CANet's N(0, 0.01): with N(0, 0.01) CANet's head stayed at the
+# all-background solution for 10 epochs (held-out validation mIoU 0), a budget the paper's 180 epochs do not have.
+_SMALL_HEAD = {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}
 
 PROFILES: Dict[str, TrainProfile] = {
     p.name: p
@@ -55,8 +57,9 @@ PROFILES: Dict[str, TrainProfile] = {
                      method_options={"simpropnet": _SMALL_HEAD, "canet": _SMALL_HEAD}),
         TrainProfile("tiny", epochs=2, episodes_per_epoch=16, batch_size=4, lr=1e-2, momentum=0.9,
                      weight_decay=5e-4, input_size=48, backbone="synthnet", pretrain="tiny", val_episodes=12,
-                     method_options={"simpropnet": {"width": 16, "aspp_rates": [1, 2, 3]},
-                                     "canet": {"width": 16, "aspp_rates": [1, 2, 3], "refine_steps": 2}}),
+                     method_options={"simpropnet": {"width": 16, "aspp_rates": [1, 2, 3], "init_std": None},
+                                     "canet": {"width": 16, "aspp_rates": [1, 2, 3], "refine_steps": 2,
+                                               "init_std": None}}),
     )
 }
 

@@ -142,11 +142,7 @@ def _forward(method, store, rows, device, features, native):
         batch = build_batch(store, rows).to(device)
         return method(batch.query, batch.supports, batch.support_masks)
     support_ids = [r.split(" ") for r in rows["supports"]]
-    query_feats = features.get(method, list(rows["query"]))
-    support_feats = torch.stack([features.get(method, ids) for ids in support_ids])
-    masks = torch.stack([torch.stack([store.input_mask(i, c) for i in ids])
-                         for ids, c in zip(support_ids, rows["class_id"])]).long().to(device)
-    return method.forward_features(query_feats, support_feats, masks)
+    return method.decode(features.query_codes(rows["query"]), features.support_codes(support_ids, rows["class_id"]))
 
 
 @torch.no_grad()
@@ -163,16 +159,15 @@ def evaluate_manifest(
 ) -> pd.DataFrame:
     """Per-episode rows (RESULT_COLUMNS) of `method` on every episode of `manifest`.
 
-    `features`: a FeatureCache; methods with a frozen backbone then encode each unique image once.
+    `features`: a CodeCache; methods with a frozen backbone then encode each unique image once.
     """
     method.eval().to(device)
     native = getattr(method, "native_resolution", False)
     store.keep_originals = store.keep_originals or native
-    if features is not None and not hasattr(method, "forward_features"):
+    if features is not None and not hasattr(method, "decode"):
         features = None
     if features is not None:
-        ids = set(manifest["query"]) | {i for s in manifest["supports"] for i in s.split(" ")}
-        features.ensure(method, ids, quiet=quiet)
+        features.prepare(method, manifest, quiet=quiet)
     step = 1 if native else batch_size
     counts = []
     bar = progress_bar(total=len(manifest), desc=desc, quiet=quiet, unit="ep")

@@ -19,7 +19,7 @@ from bench.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_man
 from bench.errors import BenchError
 from bench.evaluate import ImageStore, evaluate_manifest
 from bench.fileio import atomic_write_bytes, atomic_write_json
-from bench.features import FeatureCache
+from bench.features import CodeCache
 from bench.models import ModelProvider
 from bench.profiles import get_profile
 from bench.train import SELECT_ON
@@ -160,7 +160,7 @@ def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, mani
                    models: ModelProvider, device: str) -> None:
     """Evaluate the cells that have no finished result for their current manifest and checkpoint."""
     store = ImageStore(dataset, config.input_size)
-    features = None if config.no_feature_cache else FeatureCache(store, device)
+    features = None if config.no_feature_cache else CodeCache(store, device)
     cells = sorted(manifest_hashes, key=lambda c: (cell_split(c), c))
     total = len(config.methods) * len(cells)
     todo = [(m, c) for m in config.methods for c in cells

@@ -27,6 +27,7 @@ from bench.datasets.base import Pair
 from bench.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
 from bench.errors import BenchError
 from bench.evaluate import ImageStore, evaluate_manifest, normalize, resize_mask
+from bench.features import CodeCache
 from bench.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from bench.profiles import TrainProfile
 from bench.progress import progress_bar
@@ -186,7 +187,8 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        val = evaluate_rows(evaluate_manifest(method, store, val_manifest, 16, device, quiet=True))["miou"]
+        val_rows = evaluate_manifest(method, store, val_manifest, 16, device, quiet=True, features=CodeCache(store, device))
+        val = evaluate_rows(val_rows)["miou"]
         state["seconds"] += time.perf_counter() - start
         state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": val})
         state["epoch"] = epoch + 1

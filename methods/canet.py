@@ -72,12 +72,22 @@ class CANet(BackboneMethod):
                              history_probability=history_probability, kshot_train_every=kshot_train_every,
                              kshot_train_shots=kshot_train_shots)
 
+    def query_code(self, query_feats):
+        return (self.encoder(query_feats),)
+
+    def support_code(self, support_feats, support_masks):
+        z_fg, _ = support_vectors(self.encoder(support_feats)[:, None], support_masks[:, None])
+        return (z_fg[:, 0],)
+
     def compare(self, query_feats, support_feats, support_masks) -> torch.Tensor:
         """DCM output [B, W, h, w], attention-weighted over shots when K > 1."""
         batch, shots = support_feats.shape[:2]
-        q = self.encoder(query_feats)
-        s = self.encoder(support_feats.flatten(0, 1)).unflatten(0, (batch, shots))
-        z_fg, _ = support_vectors(s, support_masks)
+        code = self.support_code(support_feats.flatten(0, 1), support_masks.flatten(0, 1))
+        return self._compare(self.query_code(query_feats), tuple(v.unflatten(0, (batch, shots)) for v in code))
+
+    def _compare(self, query_code, support_code) -> torch.Tensor:
+        (q,), (z_fg,) = query_code, support_code
+        batch, shots = z_fg.shape[:2]
         dense = torch.stack([self.dcm(torch.cat([q, tile(z_fg[:, k], q)], dim=1)) for k in range(shots)], dim=1)
         if shots == 1:
             return dense[:, 0]
@@ -91,8 +101,8 @@ class CANet(BackboneMethod):
         x = self.res3(self.res2(x))
         return self.decoder(x)
 
-    def forward_features(self, query_feats, support_feats, support_masks):
-        compared = self.compare(query_feats, support_feats, support_masks)
+    def decode(self, query_code, support_code):
+        compared = self._compare(query_code, support_code)
         history = compared.new_zeros(compared.shape[0], 2, *compared.shape[-2:])
         for _ in range(self.refine_steps):
             logits = self.refine(compared, history)

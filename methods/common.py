@@ -1,7 +1,7 @@
 """Building blocks shared by the CANet-family methods (CANet, SimPropNet, PGN ...)."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -136,6 +136,22 @@ class BackboneMethod(FewShotSegmenter):
         return self.forward_features(*self.encode_episode(query, supports), support_masks)
 
     def forward_features(self, query_feats, support_feats, support_masks):
+        """Logits from backbone features: [B, C, h, w], [B, K, C, h, w], masks [B, K, H, W]."""
+        batch, shots = support_feats.shape[:2]
+        code = self.support_code(support_feats.flatten(0, 1), support_masks.flatten(0, 1))
+        return self.decode(self.query_code(query_feats), tuple(v.unflatten(0, (batch, shots)) for v in code))
+
+    # Evaluation caches what does not depend on the other side of the episode: the query's code
+    # per image and each support's code per (image, class). Codes are tuples of batched tensors.
+    def query_code(self, query_feats: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def support_code(self, support_feats: torch.Tensor, support_masks: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Code of N support images [N, C, h, w] with their masks [N, H, W]."""
+        raise NotImplementedError
+
+    def decode(self, query_code, support_code) -> torch.Tensor:
+        """Logits [B, 2, h, w] from query codes (batch B) and support codes (each [B, K, ...])."""
         raise NotImplementedError
 
     def training_loss(self, query_feats, support_feats, support_masks, query_mask) -> torch.Tensor:

@@ -123,23 +123,35 @@ class SimPropNet(BackboneMethod):
             g2 = self.g2(g1, g1)
         return self.g3(g2, g2)
 
+    def query_code(self, query_feats):
+        """Encoder output of the query and the features its attention uses."""
+        return self._encode(query_feats)
+
+    def support_code(self, support_feats, support_masks):
+        """Per support image: Z^f, and the FG/BG vectors of the attention features (eq. 1)."""
+        feats, cos_feats = self._encode(support_feats)
+        return self._vectors(feats, cos_feats, support_masks)
+
+    @staticmethod
+    def _vectors(feats, cos_feats, masks):
+        z_fg, _ = support_vectors(feats[:, None], masks[:, None])
+        c_fg, c_bg = support_vectors(cos_feats[:, None], masks[:, None])
+        return z_fg[:, 0], c_fg[:, 0], c_bg[:, 0]
+
+    def decode(self, query_code, support_code):
+        query, query_cos = query_code
+        z_fg, c_fg, c_bg = (v.mean(dim=1) for v in support_code)  # eq. 4: average over shots
+        return self.decoder(self._fuse(query, query_cos, c_fg, c_bg, z_fg))
+
     def _predict(self, query_feats, support_feats, support_masks, with_support: bool):
         batch, shots = support_feats.shape[:2]
-        q, q_cos = self._encode(query_feats)
         s, s_cos = self._encode(support_feats.flatten(0, 1))
-        unflat = lambda t: t.unflatten(0, (batch, shots))  # noqa: E731
-        z_fg, z_bg = support_vectors(unflat(s), support_masks)
-        c_fg, c_bg = support_vectors(unflat(s_cos), support_masks)
-        z_fg, z_bg, c_fg, c_bg = (v.mean(dim=1) for v in (z_fg, z_bg, c_fg, c_bg))  # eq. 4
-        query_logits = self.decoder(self._fuse(q, q_cos, c_fg, c_bg, z_fg))
+        code = tuple(v.unflatten(0, (batch, shots)) for v in self._vectors(s, s_cos, support_masks.flatten(0, 1)))
+        query_logits = self.decode(self.query_code(query_feats), code)
         if not with_support:
             return query_logits, None
-        repeat = lambda v: v.repeat_interleave(shots, dim=0)  # noqa: E731
-        support_logits = self.decoder(self._fuse(s, s_cos, repeat(c_fg), repeat(c_bg), repeat(z_fg)))
-        return query_logits, support_logits
-
-    def forward_features(self, query_feats, support_feats, support_masks):
-        return self._predict(query_feats, support_feats, support_masks, with_support=False)[0]
+        z_fg, c_fg, c_bg = (v.mean(dim=1).repeat_interleave(shots, dim=0) for v in code)
+        return query_logits, self.decoder(self._fuse(s, s_cos, c_fg, c_bg, z_fg))
 
     def training_loss(self, query_feats, support_feats, support_masks, query_mask):
         query_logits, support_logits = self._predict(query_feats, support_feats, support_masks, self.dpr)

@@ -10,7 +10,7 @@ from bench.cli import main
 from bench.datasets import open_dataset
 from bench.episodes import EpisodeSpec, sample_episodes
 from bench.evaluate import ImageStore, evaluate_manifest
-from bench.features import FeatureCache
+from bench.features import CodeCache
 from bench.models import ModelProvider
 from bench.profiles import PROFILES
 from bench.train import TrainRequest, load_checkpoint, load_trained, split_held_out, train
@@ -122,7 +122,7 @@ def test_cached_and_uncached_evaluation_give_the_same_counts(provider_factory, t
     store = ImageStore(tiny, TINY.input_size)
     manifest = sample_episodes(tiny, EpisodeSpec(4, 5, seed=0, episodes=24))
     uncached = evaluate_manifest(method, store, manifest, batch_size=5, quiet=True)
-    cache = FeatureCache(store)
+    cache = CodeCache(store)
     cached = evaluate_manifest(method, store, manifest, batch_size=7, quiet=True, features=cache)
     pd.testing.assert_frame_equal(uncached, cached)
     unique = set(manifest["query"]) | {i for s in manifest["supports"] for i in s.split(" ")}

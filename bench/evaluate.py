@@ -29,11 +29,11 @@ def resize_image(image: np.ndarray, size: int) -> torch.Tensor:
 
 
 def resize_mask(mask: np.ndarray | torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Integer mask -> uint8 [h, w] by nearest-exact resampling (keeps the 0/1/255 values)."""
-    tensor = torch.as_tensor(np.asarray(mask, dtype=np.uint8))
+    """Integer mask or label map -> [h, w] of the same dtype by nearest-exact resampling (values kept)."""
+    tensor = torch.as_tensor(np.asarray(mask))
     if tuple(tensor.shape) == tuple(size):
         return tensor
-    return F.interpolate(tensor[None, None].float(), size=size, mode="nearest-exact")[0, 0].to(torch.uint8)
+    return F.interpolate(tensor[None, None].float(), size=size, mode="nearest-exact")[0, 0].to(tensor.dtype)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -69,6 +69,12 @@ class ImageStore:
         if image_id not in self._originals:
             self._originals[image_id] = self.dataset.read_image(image_id)
         return self._originals[image_id]
+
+    def label(self, image_id: str) -> np.ndarray:
+        """The class-index label map at the image's original size."""
+        if image_id not in self._labels:
+            self._load(image_id)
+        return self._labels[image_id]
 
     def mask(self, image_id: str, class_id: int) -> np.ndarray:
         """Binary 0/1/255 mask of a class at the image's original size."""

@@ -48,8 +48,9 @@ class ModelProvider:
     def request(self, name: str, split: int) -> TrainRequest:
         if split not in self._train_hashes:
             self._train_hashes[split] = self.dataset.fingerprint([split], parts=("train", "test"))
-        options = {**self.profile.options_for(name), **self.backbone_options()}
-        return TrainRequest(name, split, self.profile, options, self._train_hashes[split], self.seed,
+        profile = self.profile.for_method(name)
+        options = {**profile.options_for(name), **self.backbone_options()}
+        return TrainRequest(name, split, profile, options, self._train_hashes[split], self.seed,
                             self.select_on, self.epochs)
 
     def checkpoint_id(self, name: str, split: int) -> Optional[str]:

@@ -13,7 +13,7 @@ training classes only.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, Optional
 
 from bench.errors import BenchError
@@ -32,12 +32,23 @@ class TrainProfile:
     backbone: str  # "resnet50" or "synthnet"
     pretrain: Optional[str]  # synthnet pretraining spec: "default" or "tiny"
     val_episodes: int
+    optimizer: str = "sgd"  # sgd | adam | rmsprop
+    schedule: str = "constant"  # constant | poly (lr * (1 - step / steps) ** 0.9)
     method_options: Dict[str, Dict] = field(default_factory=dict)
+    #: per-method overrides of the recipe fields above (lr, optimizer, schedule, epochs, ...)
+    recipes: Dict[str, Dict] = field(default_factory=dict)
 
     def options_for(self, method: str) -> Dict:
         """Per-method options of this profile; SimPropNet variants share the `simpropnet` entry."""
-        family = "simpropnet" if method.startswith("simpropnet") else method
-        return dict(self.method_options.get(family, {}))
+        return dict(self.method_options.get(method_family(method), {}))
+
+    def for_method(self, method: str) -> "TrainProfile":
+        """This profile as one method trains with it: its recipe applied, other methods' entries dropped
+        (so that adding a method to a profile never changes another method's checkpoint identity)."""
+        family = method_family(method)
+        resolved = replace(self, **self.recipes.get(family, {}))
+        return replace(resolved, recipes={}, method_options={family: self.options_for(method)} if family in
+                       self.method_options else {})
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -45,6 +56,11 @@ class TrainProfile:
 
 # PyTorch's default initialisation instead of CANet's N(0, 0.01): with N(0, 0.01) CANet's head stayed at the
 # all-background solution for 10 epochs (held-out validation mIoU 0), a budget the paper's 180 epochs do not have.
+def method_family(method: str) -> str:
+    """SimPropNet's ablations share its profile entries."""
+    return "simpropnet" if method.startswith("simpropnet") else method
+
+
 _SMALL_HEAD = {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}
 
 PROFILES: Dict[str, TrainProfile] = {

@@ -32,7 +32,7 @@ from bench.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from bench.profiles import TrainProfile
 from bench.progress import progress_bar
 from methods import build_method
-from methods.common import BackboneMethod, input_channel_average
+from methods.common import BackboneMethod, TrainingContext, input_channel_average
 
 SELECT_ON = ("held-out", "test")
 CHECKPOINT_VERSION = 1
@@ -69,19 +69,50 @@ def training_episodes(pairs: List[Pair], seed: int, split: int, epoch: int, step
     return pd.DataFrame(rows, columns=["step", "class_id", "query", "supports", "flip_query", "flip_support", "gray"])
 
 
-def training_batch(store: ImageStore, rows: pd.DataFrame):
-    """Tensors of one training step: query, supports, support masks, query mask (flips applied)."""
+def make_optimizer(profile: TrainProfile, params) -> torch.optim.Optimizer:
+    if profile.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum, weight_decay=profile.weight_decay)
+    if profile.optimizer == "adam":
+        return torch.optim.Adam(params, lr=profile.lr, weight_decay=profile.weight_decay)
+    if profile.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=profile.lr, momentum=profile.momentum, weight_decay=profile.weight_decay)
+    raise BenchError(f"unknown optimizer '{profile.optimizer}' in profile {profile.name}; use sgd, adam or rmsprop")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, profile: TrainProfile, step: int, total: int) -> None:
+    """The profile's schedule as a function of the global step (so resuming needs no scheduler state)."""
+    if profile.schedule == "constant":
+        lr = profile.lr
+    elif profile.schedule == "poly":
+        lr = profile.lr * (1 - step / max(total, 1)) ** 0.9
+    else:
+        raise BenchError(f"unknown schedule '{profile.schedule}' in profile {profile.name}; use constant or poly")
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def training_batch(store: ImageStore, rows: pd.DataFrame, base_classes: List[int]):
+    """Tensors of one training step: query, supports, support masks, query mask (flips applied), and the
+    query's label map over the split's training classes (1..n in `base_classes` order, others 0, 255 kept)."""
     size = (store.input_size, store.input_size)
+    ignore = store.dataset.ignore_label
+    lookup = np.zeros(max([256, *base_classes]) + 1, dtype=np.int64)
+    for index, class_id in enumerate(base_classes, start=1):
+        lookup[class_id] = index
+    if ignore is not None:
+        lookup[ignore] = 255
 
     def view(image_id, class_id, flip):
         image, mask = store.image(image_id), resize_mask(store.mask(image_id, class_id), size)
         return (image.flip(-1), mask.flip(-1)) if flip else (image, mask)
 
-    queries, query_masks, supports, support_masks = [], [], [], []
+    queries, query_masks, supports, support_masks, labels = [], [], [], [], []
     for row in rows.itertuples(index=False):
         image, mask = view(row.query, row.class_id, row.flip_query)
         queries.append(image)
         query_masks.append(mask)
+        label = resize_mask(lookup[store.label(row.query)], size)
+        labels.append(label.flip(-1) if row.flip_query else label)
         shots = [view(i, row.class_id, row.flip_support) for i in row.supports.split(" ")]
         supports.append(torch.stack([s[0] for s in shots]))
         support_masks.append(torch.stack([s[1] for s in shots]))
@@ -89,7 +120,8 @@ def training_batch(store: ImageStore, rows: pd.DataFrame):
     gray = torch.tensor(rows["gray"].tolist())
     if gray.any():
         query[gray] = input_channel_average(query[gray])
-    return query, normalize(torch.stack(supports)), torch.stack(support_masks).long(), torch.stack(query_masks).long()
+    return (query, normalize(torch.stack(supports)), torch.stack(support_masks).long(), torch.stack(query_masks).long(),
+            torch.stack(labels).long())
 
 
 @dataclass
@@ -157,8 +189,9 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
     torch.manual_seed(request.seed)
     method = build_method(request.method, **request.method_options).to(device)
     params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum, weight_decay=profile.weight_decay)
+    optimizer = make_optimizer(profile, params)
     steps = (profile.episodes_per_epoch or len(train_pairs)) // profile.batch_size
+    train_classes = sorted({c for _, c in train_pairs})
     state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "history": [], "seconds": 0.0}
     if last_path.is_file():
         last = load_checkpoint(last_path)
@@ -178,9 +211,13 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
         method.train()
         losses = []
         for step, rows in manifest.groupby("step", sort=True):
-            query, supports, support_masks, query_mask = (t.to(device) for t in training_batch(store, rows))
+            set_lr(optimizer, profile, epoch * steps + step, epochs * steps)
+            query, supports, support_masks, query_mask, labels = (
+                t.to(device) for t in training_batch(store, rows, train_classes))
             query_feats, support_feats = method.encode_episode(query, supports)
-            loss = method.training_loss(query_feats, support_feats, support_masks, query_mask)
+            context = TrainingContext(class_ids=torch.tensor(rows["class_id"].tolist(), device=device),
+                                      query_labels=labels, base_classes=train_classes)
+            loss = method.training_loss(query_feats, support_feats, support_masks, query_mask, context=context)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -109,7 +109,7 @@ class CANet(BackboneMethod):
             history = torch.softmax(logits, dim=1)
         return logits
 
-    def training_loss(self, query_feats, support_feats, support_masks, query_mask):
+    def training_loss(self, query_feats, support_feats, support_masks, query_mask, context=None):
         compared = self.compare(query_feats, support_feats, support_masks)
         history = compared.new_zeros(compared.shape[0], 2, *compared.shape[-2:])
         use_history = torch.rand(compared.shape[0], device=compared.device) < self.history_probability

@@ -1,7 +1,8 @@
 """Building blocks shared by the CANet-family methods (CANet, SimPropNet, PGN ...)."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +95,20 @@ class Encoder(nn.Module):
         return (out, linear) if with_linear else out
 
 
+@dataclass
+class TrainingContext:
+    """What a training step knows beyond the episode tensors (for methods that need it, e.g. AMP).
+
+    class_ids:    [B] 1-based dataset class of each episode
+    query_labels: [B, H, W] query label over the split's training classes: 1..n in `base_classes`
+                  order, 0 for background and every other class (novel ones included), 255 ignore
+    """
+
+    class_ids: torch.Tensor
+    query_labels: torch.Tensor
+    base_classes: List[int]
+
+
 class BackboneMethod(FewShotSegmenter):
     """A learned method on a frozen backbone: `encode` (cacheable) then `forward_features`.
 
@@ -154,7 +169,9 @@ class BackboneMethod(FewShotSegmenter):
         """Logits [B, 2, h, w] from query codes (batch B) and support codes (each [B, K, ...])."""
         raise NotImplementedError
 
-    def training_loss(self, query_feats, support_feats, support_masks, query_mask) -> torch.Tensor:
+    def training_loss(self, query_feats, support_feats, support_masks, query_mask,
+                      context: Optional[TrainingContext] = None) -> torch.Tensor:
+        """Loss of one training batch (default: cross-entropy of the query prediction)."""
         return segmentation_loss(self.forward_features(query_feats, support_feats, support_masks), query_mask)
 
     def query_grayscale_probability(self, progress: float) -> float:

@@ -153,7 +153,7 @@ class SimPropNet(BackboneMethod):
         z_fg, c_fg, c_bg = (v.mean(dim=1).repeat_interleave(shots, dim=0) for v in code)
         return query_logits, self.decoder(self._fuse(s, s_cos, c_fg, c_bg, z_fg))
 
-    def training_loss(self, query_feats, support_feats, support_masks, query_mask):
+    def training_loss(self, query_feats, support_feats, support_masks, query_mask, context=None):
         query_logits, support_logits = self._predict(query_feats, support_feats, support_masks, self.dpr)
         loss = segmentation_loss(query_logits, query_mask)
         if self.dpr:

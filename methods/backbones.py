@@ -135,6 +135,54 @@ class ResNet50Backbone(FrozenBackbone):
         return {k: out[k] for k in self.layers}
 
 
+@BACKBONES.register("vgg16")
+class VGG16Backbone(FrozenBackbone):
+    """VGG16 (Simonyan & Zisserman, ICLR 2015), DeepLab-style at output stride 8: pool4 with stride 1,
+    conv5 dilated (rate 2), pool5 dropped, as PANet's encoder. Named features: `layer1` = conv3_3
+    (256, stride 4), `layer2` = conv4_3 (512, stride 8), `layer3` = conv5_3 (512, stride 8)."""
+
+    channels = {"layer1": 256, "layer2": 512, "layer3": 512}
+
+    def __init__(self, weights: Optional[str] = "IMAGENET1K_V1", weights_path: Optional[str] = None,
+                 layers: Sequence[str] = ("layer2", "layer3")):
+        super().__init__()
+        from torchvision.models import VGG16_Weights, vgg16
+
+        net = vgg16(weights=None)
+        if weights_path:
+            state, path = load_state_file(Path(weights_path)), Path(weights_path)
+            self.identity = _weights_identity("file", "local", path)
+        elif weights:
+            try:
+                member = VGG16_Weights[weights]
+            except KeyError:
+                raise BenchError(f"unknown VGG16 weights '{weights}'; known: {', '.join(VGG16_Weights.__members__)}") from None
+            state, path = torchvision_weights(member)
+            self.identity = _weights_identity("torchvision", f"VGG16_Weights.{weights}", path)
+        else:
+            state = None
+            self.identity = {"weights": "random-init", "source": "none"}
+        if state is not None:
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if [k for k in missing if k.startswith("features.")] or [k for k in unexpected if k.startswith("features.")]:
+                raise BenchError(f"backbone weights do not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        features = list(net.features.children())
+        features[23] = nn.MaxPool2d(3, stride=1, padding=1)  # pool4: keep stride 8
+        for index in (24, 26, 28):  # conv5 dilated
+            features[index].dilation, features[index].padding = (2, 2), (2, 2)
+        self.layers = tuple(layers)
+        self.block3 = nn.Sequential(*features[:16])  # up to conv3_3 + ReLU
+        self.block4 = nn.Sequential(*features[16:23])  # pool3 .. conv4_3 + ReLU
+        self.block5 = nn.Sequential(*features[23:30])  # pool4 .. conv5_3 + ReLU
+        self.freeze()
+
+    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = {"layer1": self.block3(images)}
+        out["layer2"] = self.block4(out["layer1"])
+        out["layer3"] = self.block5(out["layer2"])
+        return {k: out[k] for k in self.layers}
+
+
 def _conv_bn(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),

@@ -119,12 +119,13 @@ class BackboneMethod(FewShotSegmenter):
     trainable = True
 
     def __init__(self, backbone: str = "resnet50", backbone_weights: Optional[str] = None,
-                 backbone_enum: Optional[str] = "IMAGENET1K_V1"):
+                 backbone_enum: Optional[str] = "IMAGENET1K_V1", backbone_layers: Sequence[str] = ("layer2", "layer3")):
         super().__init__()
-        if backbone == "resnet50":
-            self.backbone: FrozenBackbone = build_backbone("resnet50", weights=backbone_enum, weights_path=backbone_weights)
+        if backbone in ("resnet50", "vgg16"):
+            self.backbone: FrozenBackbone = build_backbone(backbone, weights=backbone_enum, weights_path=backbone_weights,
+                                                           layers=backbone_layers)
         else:
-            self.backbone = build_backbone(backbone, weights_path=backbone_weights)
+            self.backbone = build_backbone(backbone, weights_path=backbone_weights, layers=backbone_layers)
         self.backbone_name = backbone
         self.feature_channels = self.backbone.channels["layer2"] + self.backbone.channels["layer3"]
         self._options: Dict = {"backbone": backbone}

@@ -71,3 +71,16 @@ def test_synthnet_layers_and_freezing():
     assert not backbone.train().training
     trainable = SynthNetBackbone(frozen=False)
     assert trainable.train().training
+
+
+def test_vgg16_deeplab_style_at_stride_8(tmp_path):
+    from torchvision.models import vgg16
+
+    path = tmp_path / "vgg16.pth"
+    torch.save(vgg16(weights=None).state_dict(), path)
+    backbone = build_backbone("vgg16", weights_path=str(path), layers=("layer1", "layer2", "layer3"))
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, 64, 64))
+    assert feats["layer1"].shape == (1, 256, 16, 16)
+    assert feats["layer2"].shape == (1, 512, 8, 8) and feats["layer3"].shape == (1, 512, 8, 8)
+    assert not backbone.train().training and not any(p.requires_grad for p in backbone.parameters())

@@ -164,12 +164,22 @@ class SimPropNet(BackboneMethod):
         return self.ica_p0 * math.exp(-progress / self.ica_tau) if self.ica else 0.0
 
 
+# Per-profile entries (see bench/profiles.py). Synthetic: a 128-wide head, ASPP rates scaled to the
+# 14 x 14 map, PyTorch's default initialisation (CANet's N(0, 0.01) left CANet at all-background for
+# 10 epochs on held-out validation; both methods use the same rule).
+PROFILES = {
+    "synthetic": {"options": {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}},
+    "tiny": {"options": {"width": 16, "aspp_rates": [1, 2, 3], "init_std": None}},
+}
+
+
 def _variant(name: str, summary: str, **switches):
     @register_method(name)
     def build(**options) -> SimPropNet:
         return SimPropNet(**{**switches, **options})
 
     build.trainable = True
+    build.profiles = PROFILES
     build.__doc__ = summary
     return build
 

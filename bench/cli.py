@@ -46,6 +46,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint selection: held-out images of the training classes (default) or the "
                              "split's test classes (the paper's practice, recorded in the run)")
     parser.add_argument("--checkpoints", default="checkpoints", help="checkpoint root folder (default ./checkpoints)")
+    parser.add_argument("--backbone", choices=["resnet50", "vgg16", "synthnet"],
+                        help="override the profile's frozen backbone (e.g. vgg16, the original of PANet, SG-One, AMP, OSLSM, co-FCN)")
     parser.add_argument("--backbone-weights", metavar="PATH",
                         help="local backbone weights file (ResNet-50 state dict; default: torchvision IMAGENET1K_V1 from the torch hub cache)")
 

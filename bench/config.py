@@ -33,6 +33,7 @@ class RunConfig:
     select_on: str = "held-out"
     checkpoints: str = "checkpoints"
     no_train: bool = False
+    backbone: Optional[str] = None  # None: the profile's backbone
     backbone_weights: Optional[str] = None
     no_feature_cache: bool = False
     out: Optional[str] = None

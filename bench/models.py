@@ -6,6 +6,7 @@ policy) and trains it when it is missing, unless told not to.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -24,9 +25,10 @@ class ModelProvider:
     """Builds reference methods and loads (or trains) learned methods per split."""
 
     def __init__(self, dataset: FSSDataset, profile: TrainProfile, checkpoints: Path, *, backbone_weights: Optional[str],
-                 seed: int = 0, select_on: str = "held-out", epochs: Optional[int] = None, no_train: bool = False,
+                 backbone: Optional[str] = None, seed: int = 0, select_on: str = "held-out", epochs: Optional[int] = None, no_train: bool = False,
                  device: str = "cpu", quiet: bool = False):
-        self.dataset, self.profile, self.root = dataset, profile, Path(checkpoints)
+        self.dataset, self.root = dataset, Path(checkpoints)
+        self.profile = replace(profile, backbone=backbone) if backbone else profile
         self.user_weights, self.seed, self.select_on, self.epochs = backbone_weights, seed, select_on, epochs
         self.no_train, self.device, self.quiet = no_train, device, quiet
         self._backbone: Optional[Dict] = None

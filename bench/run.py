@@ -130,7 +130,7 @@ def run(config: RunConfig) -> Path:
         write_manifest(manifest, run_dir.manifest_path(cell))
     device = resolve_device(config.device)
     models = ModelProvider(dataset, get_profile(config.profile, config.dataset), Path(config.checkpoints),
-                           backbone_weights=config.backbone_weights, seed=config.train_seed,
+                           backbone_weights=config.backbone_weights, backbone=config.backbone, seed=config.train_seed,
                            select_on=config.select_on, epochs=config.epochs, no_train=config.no_train,
                            device=device, quiet=config.quiet)
     checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}

@@ -28,6 +28,7 @@ def train_command(args: argparse.Namespace) -> None:
     for split in args.splits:
         dataset.check_split(split)
     models = ModelProvider(dataset, profile, Path(args.checkpoints), backbone_weights=args.backbone_weights,
+                           backbone=args.backbone,
                            seed=args.train_seed, select_on=args.select_on, epochs=args.epochs,
                            device=resolve_device(args.device), quiet=args.quiet)
     for name in args.methods:

@@ -6,6 +6,7 @@ from methods.base import EpisodeBatch, FewShotSegmenter
 from methods.registry import METHODS, RegistryError, build_method, list_methods, register_method
 
 from methods import all_foreground, canet, simpropnet, support_copy  # noqa: F401  (registration side effects)
+from methods import amp, co_fcn, fwb, oslsm, panet, pfenet, pgn, sg_one  # noqa: F401
 
 __all__ = [
     "EpisodeBatch",

@@ -8,7 +8,13 @@ from methods.common import input_channel_average, masked_average_pool, support_v
 from methods.simpropnet import SimPropNet, attention_maps
 
 LEARNED = [n for n in list_methods() if getattr(METHODS.get(n), "trainable", False)]
-SMALL = {"backbone": "synthnet", "width": 32, "aspp_rates": (1, 2, 3)}
+
+
+def tiny_options(name):
+    """The method's own options for the `tiny` profile, on a random-init synthnet backbone."""
+    from bench.profiles import PROFILES
+
+    return {"backbone": "synthnet", **PROFILES["tiny"].options_for(name)}
 
 
 def episode(batch=2, shots=1, size=48, seed=0):
@@ -25,7 +31,7 @@ def episode(batch=2, shots=1, size=48, seed=0):
 
 def small(name, seed=0, **options):
     torch.manual_seed(seed)
-    return build_method(name, **{**SMALL, **options})
+    return build_method(name, **{**tiny_options(name), **options})
 
 
 def test_registry_has_the_paper_methods():
@@ -63,6 +69,24 @@ def test_forward_features_equals_forward(name):
         direct = method(query, supports, masks)
         cached = method.forward_features(*method.encode_episode(query, supports), masks)
     assert torch.equal(direct, cached)
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_codes_do_not_depend_on_the_rest_of_the_batch(name):
+    """What the evaluation cache relies on: an image's query code and a support's code, computed
+    alone, give the same logits as the whole batch computed together."""
+    method = small(name).eval()
+    query, supports, masks, _ = episode(batch=3, shots=2)
+    with torch.no_grad():
+        together = method(query, supports, masks)
+        feats_q, feats_s = method.encode_episode(query, supports)
+        alone = []
+        for b in range(3):
+            q_code = method.query_code(feats_q[b:b + 1])
+            s_codes = [method.support_code(feats_s[b, k:k + 1], masks[b, k:k + 1]) for k in range(2)]
+            s_code = tuple(torch.stack([c[p][0] for c in s_codes])[None] for p in range(len(s_codes[0])))
+            alone.append(method.decode(q_code, s_code))
+    assert torch.allclose(together, torch.cat(alone), atol=1e-4)
 
 
 def test_masked_average_pool_of_full_mask_is_spatial_mean():
@@ -186,7 +210,7 @@ def test_head_initialisation_leaves_the_pretrained_backbone_alone(name, tmp_path
     torch.manual_seed(1)
     weights = tmp_path / "synthnet.pt"
     torch.save(SynthNetBackbone(frozen=False).state_dict(), weights)
-    method = build_method(name, **{**SMALL, "backbone_weights": str(weights)})
+    method = build_method(name, **{**tiny_options(name), "backbone_weights": str(weights)})
     saved = torch.load(weights)
     for key, value in method.backbone.state_dict().items():
         assert torch.equal(value, saved[key]), key

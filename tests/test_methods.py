@@ -10,9 +10,11 @@ LEARNED = [n for n in ALL_METHODS if getattr(METHODS.get(n), "trainable", False)
 
 
 def build(name, **options):
-    """Learned methods on a small random-init backbone (no weights needed), small head."""
+    """Learned methods with their `tiny` profile options on a random-init synthnet (no weights needed)."""
     if name in LEARNED:
-        options = {"backbone": "synthnet", "width": 32, "aspp_rates": (1, 2, 3), **options}
+        from bench.profiles import PROFILES
+
+        options = {"backbone": "synthnet", **PROFILES["tiny"].options_for(name), **options}
     return build_method(name, **options)
 
 

@@ -1,0 +1,1 @@
+"""Placeholder: this baseline is being written (issue 4)."""

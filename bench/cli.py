@@ -25,6 +25,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identical-input", action="store_true", help="identical-input test (paper Tables 2, 6): support = query with its ground truth")
     parser.add_argument("--input-size", type=int, help="side of the square method input (default: the dataset's, 128 synthetic / 321 PASCAL)")
     parser.add_argument("--eval-size", type=int, help="score at this square size instead of each label's original size (HSNet: 400)")
+    parser.add_argument("--void-as-background", action="store_true",
+                        help="score void (255) pixels as background, as OSLSM, instead of ignoring them")
     parser.add_argument("--episodes-from", nargs="+", metavar="FILE", help="replay saved manifests (CSV files or folders of them) exactly")
     parser.add_argument("--out", help="run directory (default runs/<dataset>-<config hash>; re-running resumes)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")

@@ -24,6 +24,7 @@ class RunConfig:
     identical_input: bool = False
     input_size: Optional[int] = None  # None: the training profile's input size
     eval_size: Optional[int] = None  # None: each query label's original size
+    void_as_background: bool = False  # score 255 pixels as background (OSLSM) instead of ignoring them
     data_root: Optional[str] = None
     lists: Optional[str] = None
     episodes_from: Optional[List[str]] = None

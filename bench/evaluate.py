@@ -126,9 +126,15 @@ def build_native_batch(store: ImageStore, row) -> EpisodeBatch:
     )
 
 
-def score_logits(logits: torch.Tensor, target: np.ndarray, eval_size: Optional[int]) -> torch.Tensor:
-    """Counts of one episode: logits [2, h, w] vs its 0/1/255 target at original size or eval_size."""
+def score_logits(logits: torch.Tensor, target: np.ndarray, eval_size: Optional[int],
+                 void_as_background: bool = False) -> torch.Tensor:
+    """Counts of one episode: logits [2, h, w] vs its 0/1/255 target at original size or eval_size.
+
+    `void_as_background` scores 255 pixels as background (OSLSM's practice) instead of ignoring them.
+    """
     target_t = torch.as_tensor(target)
+    if void_as_background:
+        target_t = torch.where(target_t == IGNORE, torch.zeros_like(target_t), target_t)
     if eval_size:
         target_t = resize_mask(target_t, (eval_size, eval_size))
     size = tuple(target_t.shape)
@@ -162,6 +168,7 @@ def evaluate_manifest(
     desc: str = "episodes",
     quiet: bool = False,
     features=None,
+    void_as_background: bool = False,
 ) -> pd.DataFrame:
     """Per-episode rows (RESULT_COLUMNS) of `method` on every episode of `manifest`.
 
@@ -181,7 +188,7 @@ def evaluate_manifest(
         rows = manifest.iloc[start : start + step]
         logits = _forward(method, store, rows, device, features, native)
         for i, row in enumerate(rows.itertuples(index=False)):
-            counts.append(score_logits(logits[i], store.mask(row.query, row.class_id), eval_size))
+            counts.append(score_logits(logits[i], store.mask(row.query, row.class_id), eval_size, void_as_background))
         bar.update(len(rows))
     bar.close()
     result = manifest[["episode", "class_id", "query"]].reset_index(drop=True).copy()

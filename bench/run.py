@@ -178,7 +178,8 @@ def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, mani
         manifest = read_manifest(run_dir.manifest_path(cell))
         start = time.perf_counter()
         rows = evaluate_manifest(method, store, manifest, config.batch_size, device, config.eval_size,
-                                 desc=f"{name} {cell}", quiet=config.quiet, features=features)
+                                 desc=f"{name} {cell}", quiet=config.quiet, features=features,
+                                 void_as_background=config.void_as_background)
         meta = {"method": name, "cell": cell, "seconds": round(time.perf_counter() - start, 3), "device": device,
                 "options": method.options(), "manifest_sha256": manifest_hashes[cell],
                 "checkpoint": models.checkpoint_id(name, split), "checkpoint_sha256": checkpoint.get("sha256"),

@@ -198,3 +198,12 @@ def test_end_to_end_on_tiny_synthetic_benchmark(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"]["name"] == "synthetic-tiny" and config["config"]["input_size"] == 48
     assert config["dataset"]["class_names"]["1"]
+
+
+def test_void_as_background_scores_the_ignore_band(voc_root, finished_run, tmp_path):
+    assert main(base_args(voc_root, tmp_path / "void", "--void-as-background")) == 0
+    void = pd.read_csv(tmp_path / "void" / "episodes.csv")
+    ignored = pd.read_csv(finished_run / "episodes.csv")
+    assert (void.bg_union >= ignored.bg_union).all() and (void.bg_union > ignored.bg_union).any()
+    support_copy = void.method == "support-copy"
+    assert (void[support_copy].fg_inter == ignored[support_copy].fg_inter).all()

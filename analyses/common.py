@@ -1,0 +1,167 @@
+"""Shared plumbing of the analysis commands: arguments, dataset and models, outputs, errors."""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.datasets import FSSDataset, open_dataset
+from bench.environment import resolve_device
+from bench.errors import BenchError
+from bench.fileio import atomic_write_bytes
+from bench.models import ModelProvider
+from bench.profiles import get_profile
+from methods import METHODS, RegistryError
+from methods.backbones import FrozenBackbone, build_backbone
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, methods: str = "none", splits: str = "one") -> None:
+    """Dataset, split(s), method(s), checkpoint and output options shared by the analyses.
+
+    methods: "none", "one" (--method) or "many" (--methods); splits: "one" (--split) or "many" (--splits).
+    """
+    parser.add_argument("--dataset", default="synthetic", help="synthetic (default), synthetic-tiny, pascal5i, fss1000")
+    parser.add_argument("--data-root", help="dataset folder (see `python -m bench run --help`)")
+    parser.add_argument("--lists", help="custom split lists folder")
+    if splits == "one":
+        parser.add_argument("--split", type=int, default=1, help="split 1..4 (paper numbering)")
+    else:
+        parser.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3, 4], metavar="K")
+    if methods == "one":
+        parser.add_argument("--method", required=True, help="registered method (see `python -m bench list`)")
+    elif methods == "many":
+        parser.add_argument("--methods", nargs="+", required=True, metavar="M")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the analysis' sampling")
+    parser.add_argument("--checkpoints", default="checkpoints", help="checkpoint root (missing ones are trained)")
+    parser.add_argument("--no-train", action="store_true", help="fail instead of training a missing checkpoint")
+    parser.add_argument("--profile", help="training profile (default: the dataset's)")
+    parser.add_argument("--backbone", choices=["resnet50", "vgg16", "synthnet"], help="override the profile's backbone")
+    parser.add_argument("--backbone-weights", metavar="PATH", help="local backbone weights file")
+    parser.add_argument("--out", help="output folder (default: <run>/analyses/<name> with --run, else runs/analyses/...)")
+    parser.add_argument("--run", help="a run directory to write the outputs into (under analyses/)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@dataclass
+class Analysis:
+    """What an analysis command works with."""
+
+    name: str
+    args: argparse.Namespace
+    dataset: FSSDataset
+    models: ModelProvider
+    out: Path
+    device: str
+
+    def backbone(self) -> FrozenBackbone:
+        """The dataset profile's frozen backbone (its weights resolved as for training)."""
+        options = self.models.backbone_options()
+        name = options["backbone"]
+        kwargs = {"weights_path": options.get("backbone_weights")}
+        if name != "synthnet":
+            kwargs["weights"] = "IMAGENET1K_V1"
+        return build_backbone(name, **kwargs).to(self.device)
+
+    @property
+    def input_size(self) -> int:
+        return self.models.profile.input_size
+
+    def save_table(self, frame: pd.DataFrame, name: str) -> Path:
+        path = self.out / f"{name}.csv"
+        atomic_write_bytes(path, frame.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode())
+        return path
+
+    def save_figure(self, figure, name: str) -> List[Path]:
+        """PNG and SVG of a matplotlib figure."""
+        import matplotlib.pyplot as plt
+
+        paths = []
+        for ext in ("png", "svg"):
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=ext, dpi=150, bbox_inches="tight")
+            path = self.out / f"{name}.{ext}"
+            atomic_write_bytes(path, buffer.getvalue())
+            paths.append(path)
+        plt.close(figure)
+        return paths
+
+
+def check_methods(names: List[str]) -> None:
+    for name in names:
+        try:
+            METHODS.get(name)
+        except RegistryError as exc:
+            raise BenchError(str(exc)) from None
+
+
+def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Analysis:
+    """Validate the common arguments, open the dataset and the model provider, create the output folder."""
+    check_methods([args.method] if getattr(args, "method", None) else list(getattr(args, "methods", []) or []))
+    device = resolve_device(args.device)
+    profile = get_profile(args.profile, args.dataset)
+    dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not args.quiet)
+    for split in [args.split] if hasattr(args, "split") else args.splits:
+        dataset.check_split(split)
+        dataset.check_files(split, "test")
+    models = ModelProvider(dataset, profile, Path(args.checkpoints), backbone_weights=args.backbone_weights,
+                           backbone=args.backbone, no_train=args.no_train, device=device, quiet=args.quiet)
+    if args.out:
+        out = Path(args.out)
+    elif args.run:
+        out = Path(args.run) / "analyses" / name
+    else:
+        out = Path("runs") / "analyses" / f"{name}-{dataset.name}{suffix}"
+    out.mkdir(parents=True, exist_ok=True)
+    return Analysis(name, args, dataset, models, out, device)
+
+
+def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[argparse.Namespace], None],
+        argv: Optional[List[str]] = None) -> int:
+    """Run an analysis command: BenchError -> one `error:` line and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        body(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+@torch.no_grad()
+def class_vectors(backbone: FrozenBackbone, images: torch.Tensor, masks: torch.Tensor) -> tuple:
+    """FG and BG masked-average-pooled layer2 ++ layer3 vectors: images [N,3,H,W] (normalised),
+    masks [N,H,W] (1 class, 0 background, 255 void, excluded from both)."""
+    from methods.common import masked_average_pool
+
+    feats = backbone.mid_level(images)
+    return masked_average_pool(feats, (masks == 1).float()), masked_average_pool(feats, (masks == 0).float())
+
+
+def same_class_pairs(dataset: FSSDataset, split: int, n: int, seed: int) -> pd.DataFrame:
+    """N (class, image A, image B) pairs of distinct test-list images of one class; classes in
+    proportion to their pairs in the list (as the episodes), seeded."""
+    from bench.episodes import images_by_class
+
+    pairs = dataset.pairs(split, "test")
+    by_class = {c: ids for c, ids in images_by_class(pairs).items() if len(ids) >= 2}
+    if not by_class:
+        raise BenchError(f"split {split} has no class with two images")
+    usable = [p for p in pairs if p[1] in by_class]
+    rng = np.random.default_rng([seed, split, 99])
+    rows = []
+    for k in rng.integers(len(usable), size=n):
+        image_a, class_id = usable[k]
+        others = [i for i in by_class[class_id] if i != image_a]
+        rows.append((class_id, image_a, others[rng.integers(len(others))]))
+    return pd.DataFrame(rows, columns=["class_id", "image_a", "image_b"])

@@ -1,0 +1,137 @@
+"""The identical-input test: the paper's Tables 2 and 6.
+
+    python -m analyses.identical --methods simpropnet canet --splits 1 2 3 4
+
+SimPropNet (Gairola et al., IJCAI 2020, Sections 3.1 and 5.2) gives each method the query itself, with
+its ground-truth mask, as the 1-shot support: an upper bound on how much similarity a network
+propagates from support to query (Table 2 for CANet and AMP; Table 6 for SimPropNet with the gain
+over each baseline, the "Delta" rows). This command runs `bench run --identical-input` and a regular
+1-shot `bench run` on the same queries (the same seeds; both resumable, so existing results are
+reused) and tabulates, per method and split, identical-input mIoU beside regular 1-shot mIoU, and
+the gain of the first method over each other one.
+
+Outputs (in --out, which also holds the two run directories): identical.csv, deltas.csv,
+identical.png / .svg.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from analyses.common import add_arguments, check_methods, cli
+from bench.config import RunConfig
+from bench.errors import BenchError
+
+
+def run_config(args: argparse.Namespace, out: Path, identical: bool) -> RunConfig:
+    return RunConfig(methods=list(args.methods), dataset=args.dataset, data_root=args.data_root, lists=args.lists,
+                     splits=list(args.splits), shots=[1], seeds=list(args.seeds), episodes=args.episodes,
+                     identical_input=identical, profile=args.profile, checkpoints=args.checkpoints,
+                     no_train=args.no_train, backbone=args.backbone, backbone_weights=args.backbone_weights,
+                     device=args.device, quiet=args.quiet, out=str(out))
+
+
+def read_summary(run_dir: Path, methods, identical: bool) -> pd.DataFrame:
+    """summary.csv of an existing run, checked to be the right kind of run and to hold the methods."""
+    import json
+
+    config_path, summary_path = run_dir / "config.json", run_dir / "summary.csv"
+    if not (config_path.is_file() and summary_path.is_file()):
+        raise BenchError(f"{run_dir} is not a finished run directory (no config.json / summary.csv)")
+    config = json.loads(config_path.read_text())["config"]
+    if bool(config["identical_input"]) != identical or 1 not in config["shots"]:
+        kind = "an --identical-input" if identical else "a regular 1-shot"
+        raise BenchError(f"{run_dir} is not {kind} run")
+    summary = pd.read_csv(summary_path, dtype={"split": str})
+    summary = summary[(summary.shot == 1) & summary.method.isin(methods)]
+    missing = [m for m in methods if m not in set(summary.method)]
+    if missing:
+        raise BenchError(f"{run_dir} has no results for {', '.join(missing)}")
+    return summary
+
+
+def table(identical: pd.DataFrame, regular: pd.DataFrame, methods) -> pd.DataFrame:
+    """Per method and split: identical-input mIoU, regular 1-shot mIoU and their difference."""
+    keep = ["method", "split", "miou_mean", "miou_std"]
+    merged = identical[keep].merge(regular[keep], on=["method", "split"], suffixes=("_identical", "_regular"))
+    merged["gain_identical_over_regular"] = merged.miou_mean_identical - merged.miou_mean_regular
+    merged["method"] = pd.Categorical(merged.method, categories=list(methods), ordered=True)
+    return merged.sort_values(["method", "split"], key=lambda col: col if col.name == "method" else
+                              col.map(lambda s: (s == "mean", s))).reset_index(drop=True)
+
+
+def deltas(result: pd.DataFrame, methods) -> pd.DataFrame:
+    """Table 6's Delta rows: identical-input mIoU of the first method minus each other method's."""
+    wide = result.pivot(index="split", columns="method", values="miou_mean_identical")
+    rows = []
+    for other in methods[1:]:
+        for split, value in (wide[methods[0]] - wide[other]).items():
+            rows.append({"method": methods[0], "versus": other, "split": split, "delta_miou": value})
+    return pd.DataFrame(rows)
+
+
+def plot(result: pd.DataFrame, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = result[result.split == "mean"]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(means)), 3.8))
+    x = range(len(means))
+    ax.bar([i - 0.2 for i in x], means.miou_mean_regular, width=0.4, label="regular 1-shot", color="tab:gray")
+    ax.bar([i + 0.2 for i in x], means.miou_mean_identical, width=0.4, label="identical input", color="tab:green")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(means.method.astype(str), rotation=20, ha="right")
+    ax.set_ylabel("mIoU (%), mean over splits")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def run(args: argparse.Namespace) -> pd.DataFrame:
+    from analyses.common import Analysis
+    from bench.run import run as bench_run
+
+    check_methods(args.methods)
+    if len(set(args.methods)) != len(args.methods):
+        raise BenchError("--methods lists a method twice")
+    out = Path(args.out or (Path(args.run) / "analyses" / "identical" if args.run else
+                            Path("runs") / "analyses" / f"identical-{args.dataset}"))
+    identical_dir = Path(args.identical_run) if args.identical_run else bench_run(
+        run_config(args, out / "run-identical", identical=True))
+    regular_dir = Path(args.regular_run) if args.regular_run else bench_run(
+        run_config(args, out / "run-regular", identical=False))
+    result = table(read_summary(identical_dir, args.methods, identical=True),
+                   read_summary(regular_dir, args.methods, identical=False), args.methods)
+    writer = Analysis("identical", args, None, None, out, "cpu")
+    writer.save_table(result, "identical")
+    if len(args.methods) > 1:
+        writer.save_table(deltas(result, args.methods), "deltas")
+    writer.save_figure(plot(result, f"identical-input test ({args.dataset})"), "identical")
+    print(result.round(2).to_string(index=False))
+    print(f"outputs in {out}")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analyses.identical", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, methods="many", splits="many")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--identical-run", metavar="DIR", help="reuse this finished `bench run --identical-input` directory")
+    parser.add_argument("--regular-run", metavar="DIR", help="reuse this finished regular 1-shot `bench run` directory")
+    return parser
+
+
+def main(argv=None) -> int:
+    return cli(build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -104,6 +104,7 @@ def _pixel_miou(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) ->
     return float((inter[present] / union[present]).mean())
 
 
+@torch.enable_grad()
 def pretrain(spec: PretrainSpec, quiet: bool = False) -> Tuple[dict, dict]:
     """Train synthnet on the pretraining classes; return (backbone state dict, report)."""
     start = time.perf_counter()

@@ -47,6 +47,7 @@ class SynthSupervised(nn.Module):
         return self.head(self.reduce(torch.cat([feats["layer2"], feats["layer3"]], 1)))
 
 
+@torch.enable_grad()
 def train_synthetic_supervised(dataset: FSSDataset, backbone_weights: str, root: Path, input_size: int,
                                epochs: int = 8, quiet: bool = False) -> nn.Module:
     """Train (or load the cached) supervised model on every train-pool image of a synthetic dataset."""

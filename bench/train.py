@@ -172,6 +172,7 @@ def validation_manifest(dataset: FSSDataset, request: TrainRequest, held: List[P
     return sample_from_pairs(usable, spec, dataset.class_names())
 
 
+@torch.enable_grad()
 def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = "cpu", quiet: bool = False) -> Path:
     """Train (or resume, or reuse) one checkpoint; return the path of its best.pt."""
     if request.select_on not in SELECT_ON:

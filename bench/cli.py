@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--device", default="auto")
     train_parser.add_argument("--quiet", action="store_true")
     add_training_arguments(train_parser)
+    check_parser = sub.add_parser("check", help="regression check of a run's mIoU against a committed baseline")
+    check_parser.add_argument("--run", required=True, help="finished run directory")
+    check_parser.add_argument("--baseline", required=True, help="baseline JSON (reports/baselines/*.json)")
+    check_parser.add_argument("--tolerance", type=float, default=1.0, help="allowed drop in mIoU points (default 1.0)")
+    check_parser.add_argument("--update", action="store_true", help="rewrite the baseline from the run (after showing the diff)")
     sub.add_parser("list", help="list registered methods, training profiles and datasets")
     return parser
 
@@ -103,17 +108,23 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_command(args)
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "list": cmd_list}
+def cmd_check(args: argparse.Namespace) -> int:
+    from reports.check import check
+
+    return check(args.run, args.baseline, args.tolerance, args.update)
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "check": cmd_check, "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are saved; re-run the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

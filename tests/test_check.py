@@ -1,0 +1,76 @@
+"""`bench check`: passes on its own baseline, fails on a degraded or incomplete run."""
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(voc_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("check") / "run"
+    args = ["run", "--methods", "support-copy", "all-foreground", "--dataset", "pascal5i", "--data-root", str(voc_root),
+            "--lists", str(voc_root / "lists"), "--splits", "1", "2", "--shots", "1", "--seeds", "0", "1",
+            "--episodes", "20", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture()
+def baseline(run_dir, tmp_path):
+    path = tmp_path / "baseline.json"
+    assert main(["check", "--run", str(run_dir), "--baseline", str(path), "--update"]) == 0
+    return path
+
+
+def test_baseline_records_every_cell(baseline):
+    entries = json.loads(baseline.read_text())["entries"]
+    assert len(entries) == 2 * 3  # two methods x (split 1, split 2, mean)
+    assert {e["dataset"] for e in entries} == {"pascal5i"}
+
+
+def test_check_passes_on_the_baseline_itself(run_dir, baseline, capsys):
+    assert main(["check", "--run", str(run_dir), "--baseline", str(baseline)]) == 0
+    assert "OK: 6 baseline entries" in capsys.readouterr().out
+
+
+def degraded(run_dir, tmp_path, drop):
+    out = tmp_path / "degraded"
+    shutil.copytree(run_dir, out)
+    summary = pd.read_csv(out / "summary.csv", dtype={"split": str})
+    summary.loc[(summary.method == "support-copy") & (summary.split == "2"), "miou_mean"] -= drop
+    summary.to_csv(out / "summary.csv", index=False)
+    return out
+
+
+def test_check_fails_on_a_degraded_result(run_dir, baseline, tmp_path, capsys):
+    assert main(["check", "--run", str(degraded(run_dir, tmp_path, 1.5)), "--baseline", str(baseline)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED" in out and "FAILED: 1 regressed" in out
+
+
+def test_tolerance_is_respected(run_dir, baseline, tmp_path):
+    assert main(["check", "--run", str(degraded(run_dir, tmp_path, 0.5)), "--baseline", str(baseline)]) == 0
+    assert main(["check", "--run", str(degraded(run_dir, tmp_path / "x", 0.5)), "--baseline", str(baseline),
+                 "--tolerance", "0.1"]) == 1
+
+
+def test_missing_entries_fail(run_dir, baseline, tmp_path, capsys):
+    out = tmp_path / "partial"
+    shutil.copytree(run_dir, out)
+    summary = pd.read_csv(out / "summary.csv", dtype={"split": str})
+    summary[summary.method != "all-foreground"].to_csv(out / "summary.csv", index=False)
+    assert main(["check", "--run", str(out), "--baseline", str(baseline)]) == 1
+    assert "MISSING" in capsys.readouterr().out
+
+
+def test_bad_inputs_are_one_line_errors(run_dir, tmp_path, capsys):
+    assert main(["check", "--run", str(tmp_path), "--baseline", str(tmp_path / "b.json")]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+    assert main(["check", "--run", str(run_dir), "--baseline", str(tmp_path / "none.json")]) == 2
+    assert "baseline file not found" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["check", "--run", str(run_dir), "--baseline", str(tmp_path / "bad.json")]) == 2
+    assert "not a valid baseline file" in capsys.readouterr().err

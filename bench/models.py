@@ -38,10 +38,10 @@ class ModelProvider:
         """Backbone of the profile with its weights resolved (pretraining synthnet once if needed)."""
         if self._backbone is None:
             if self.profile.backbone == "synthnet":
-                from bench.pretrain import TINY_PRETRAIN, PretrainSpec, ensure_synthnet
+                from bench.pretrain import PRETRAIN_SPECS, ensure_synthnet
 
-                weights = self.user_weights or str(ensure_synthnet(
-                    TINY_PRETRAIN if self.profile.pretrain == "tiny" else PretrainSpec(), quiet=self.quiet))
+                weights = self.user_weights or str(ensure_synthnet(PRETRAIN_SPECS[self.profile.pretrain],
+                                                                   quiet=self.quiet))
                 self._backbone = {"backbone": "synthnet", "backbone_weights": weights}
             else:
                 self._backbone = {"backbone": self.profile.backbone, "backbone_weights": self.user_weights}

@@ -52,6 +52,8 @@ class PretrainSpec:
 
 
 TINY_PRETRAIN = PretrainSpec(images=96, held_out=32, size=64, epochs=1, batch_size=16)
+CI_PRETRAIN = PretrainSpec(images=600, held_out=100, size=64, epochs=4, batch_size=32)
+PRETRAIN_SPECS = {"default": PretrainSpec(), "tiny": TINY_PRETRAIN, "ci": CI_PRETRAIN}
 
 
 def _render(task) -> Tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,9 @@ schedule, epochs...), options are passed to the method. Adding a method touches 
 * `synthetic`: the synthetic benchmark on a 2-core CPU in minutes per split: the pretrained synthnet
   backbone, 112 x 112 inputs (14 x 14 features), a 128-wide head with ASPP rates 2/4/6 (the paper's
   6/12/18 on 41 x 41 features, scaled to the smaller map), fewer and shorter epochs, a higher lr.
-* `tiny`: a seconds-long configuration for tests and CI.
+* `tiny`: a seconds-long configuration for tests.
+* `ci`: the CI regression check on `synthetic-tiny`: small enough for minutes, long enough that every
+  learned method learns something a regression would destroy (methods use their `tiny` options).
 
 Nothing in a profile was tuned on test classes: choices were made on held-out episodes of the
 training classes only.
@@ -38,6 +40,8 @@ class TrainProfile:
     val_episodes: int
     optimizer: str = "sgd"  # sgd | adam | rmsprop
     schedule: str = "constant"  # constant | poly (lr * (1 - step / steps) ** 0.9)
+    #: a method with no entry for this profile uses its entry for this one (e.g. "ci" -> "tiny")
+    fallback: Optional[str] = None
     #: set by `for_method`: the options the method is built with under this profile
     method_options: Dict = field(default_factory=dict)
 
@@ -45,7 +49,8 @@ class TrainProfile:
         """This profile as `method` trains with it, the method's own entry for it applied."""
         from methods import METHODS
 
-        entry = getattr(METHODS.get(method), "profiles", {}).get(self.name, {})
+        entries = getattr(METHODS.get(method), "profiles", {})
+        entry = entries.get(self.name, entries.get(self.fallback, {}) if self.fallback else {})
         return replace(self, **entry.get("recipe", {}), method_options=dict(entry.get("options", {})))
 
     def options_for(self, method: str) -> Dict:
@@ -64,6 +69,9 @@ PROFILES: Dict[str, TrainProfile] = {
                      weight_decay=5e-4, input_size=112, backbone="synthnet", pretrain="default", val_episodes=300),
         TrainProfile("tiny", epochs=2, episodes_per_epoch=16, batch_size=4, lr=1e-2, momentum=0.9,
                      weight_decay=5e-4, input_size=48, backbone="synthnet", pretrain="tiny", val_episodes=12),
+        TrainProfile("ci", epochs=3, episodes_per_epoch=128, batch_size=8, lr=1e-2, momentum=0.9,
+                     weight_decay=5e-4, input_size=64, backbone="synthnet", pretrain="ci", val_episodes=40,
+                     fallback="tiny"),
     )
 }
 

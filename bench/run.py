@@ -24,6 +24,7 @@ from bench.models import ModelProvider
 from bench.profiles import get_profile
 from bench.train import SELECT_ON
 from bench.progress import progress_bar
+from bench.qualitative import save_qualitative
 from bench.rundir import RunDir
 from methods import METHODS, FewShotSegmenter, RegistryError, build_method
 
@@ -185,6 +186,9 @@ def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, mani
                 "checkpoint": models.checkpoint_id(name, split), "checkpoint_sha256": checkpoint.get("sha256"),
                 "checkpoint_val_miou": checkpoint.get("val_miou"), "select_on": checkpoint.get("select_on")}
         run_dir.write_cell(name, cell, rows, meta)
+        if manifest.shot.iloc[0] == min(config.shots) and manifest.seed.iloc[0] == min(config.seeds):
+            save_qualitative(method, store, manifest, rows, run_dir.path / "qualitative" / f"{name}__{cell}.npz",
+                             device, features)
         bar.update(1)
     bar.close()
 

@@ -6,6 +6,8 @@ Layout::
     manifests/<cell>.csv           episodes of each (split, shot, seed)
     episodes/<method>__<cell>.csv  per-episode pixel counts of one finished cell
     episodes/<method>__<cell>.json the cell's wall time, device and the sha256 of its CSV
+    qualitative/<method>__<cell>.npz predictions of the best, worst and a random episode per class
+                                   (first seed, smallest shot), for reports
     episodes.csv                   all per-episode rows (gathered from the cells)
     summary.csv, class_iou.csv     metrics recomputed from episodes.csv
 
@@ -24,7 +26,7 @@ from bench.errors import BenchError
 from bench.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv")
-RUN_DIRS = ("manifests", "episodes")
+RUN_DIRS = ("manifests", "episodes", "qualitative")
 
 
 def _diff(old: Dict, new: Dict) -> List[str]:

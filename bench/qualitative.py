@@ -1,0 +1,65 @@
+"""Predictions of a few episodes per class, saved with the run so reports can show them (Figures 4, 5).
+
+For a cell, per class: the best and the worst episode (by foreground IoU) and one chosen at random
+(seeded). Their predicted masks, at each query label's original size, are stored bit-packed in
+`qualitative/<method>__<cell>.npz`; the report draws them over the dataset's images without running
+any model.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from bench.evaluate import ImageStore, _forward
+from bench.fileio import atomic_write_bytes
+
+
+def pick_episodes(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Best, worst and one random episode per class (by foreground IoU), labelled by `kind`."""
+    iou = rows.fg_inter / rows.fg_union.clip(lower=1)
+    picks = []
+    rng = np.random.default_rng(seed)
+    for class_id, group in rows.assign(iou=iou).groupby("class_id", sort=True):
+        picks.append(group.loc[[group.iou.idxmax()]].assign(kind="best"))
+        picks.append(group.loc[[group.iou.idxmin()]].assign(kind="worst"))
+        picks.append(group.iloc[[int(rng.integers(len(group)))]].assign(kind="random"))
+    return pd.concat(picks, ignore_index=True)
+
+
+@torch.no_grad()
+def save_qualitative(method, store: ImageStore, manifest: pd.DataFrame, rows: pd.DataFrame, path: Path,
+                     device: str = "cpu", features=None) -> None:
+    picked = pick_episodes(rows)
+    chosen = manifest.set_index("episode").loc[picked.episode].reset_index()
+    native = getattr(method, "native_resolution", False)
+    arrays: Dict[str, np.ndarray] = {}
+    for k in range(len(chosen)):
+        row = chosen.iloc[k:k + 1]
+        logits = _forward(method, store, row, device, features, native)[0:1].float()
+        target = store.mask(row["query"].iloc[0], int(row["class_id"].iloc[0]))
+        logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=False)[0]
+        pred = (logits[1] > logits[0]).cpu().numpy()
+        arrays[f"pred_{k}"] = np.packbits(pred)
+        arrays[f"shape_{k}"] = np.array(pred.shape)
+    table = picked[["episode", "class_id", "query", "kind", "iou"]].assign(supports=list(chosen["supports"]))
+    arrays["table"] = np.frombuffer(table.to_csv(index=False).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_qualitative(path: Path) -> tuple:
+    """(table of picked episodes, list of boolean prediction masks) of a saved cell."""
+    data = np.load(path)
+    table = pd.read_csv(io.BytesIO(data["table"].tobytes()), dtype={"query": str, "supports": str})
+    masks = []
+    for k in range(len(table)):
+        shape = tuple(data[f"shape_{k}"])
+        masks.append(np.unpackbits(data[f"pred_{k}"])[: shape[0] * shape[1]].reshape(shape).astype(bool))
+    return table, masks

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.add_argument("--baseline", required=True, help="baseline JSON (reports/baselines/*.json)")
     check_parser.add_argument("--tolerance", type=float, default=1.0, help="allowed drop in mIoU points (default 1.0)")
     check_parser.add_argument("--update", action="store_true", help="rewrite the baseline from the run (after showing the diff)")
+    report_parser = sub.add_parser("report", help="render a run directory as one self-contained HTML page")
+    report_parser.add_argument("--run", required=True, help="finished run directory")
+    report_parser.add_argument("--out", help="output HTML file (default <run>/report.html)")
+    report_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     sub.add_parser("list", help="list registered methods, training profiles and datasets")
     return parser
 
@@ -114,7 +118,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check(args.run, args.baseline, args.tolerance, args.update)
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "check": cmd_check, "list": cmd_list}
+def cmd_report(args: argparse.Namespace) -> None:
+    from reports.render import render_report
+
+    print(f"report written to {render_report(args.run, args.out, args.resamples)}")
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "check": cmd_check, "report": cmd_report, "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,0 +1,169 @@
+"""`bench report`: one self-contained HTML page from a run directory's saved files (no model is run)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from bench.errors import BenchError
+from bench.fileio import atomic_write_text
+from reports import plots
+from reports.paper import TABLE5_NAMES, paper_value
+from reports.stats import bootstrap_table, paired_table
+
+ABLATIONS = ["canet", "simpropnet-dpr", "simpropnet-fbaf", "simpropnet-dpr-fbaf", "simpropnet"]
+ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP vectors (Figure 6)",
+            "error_regions": "Error-region similarity (Section 3.1)", "error_overlap": "Error overlap (Table 1)",
+            "identical": "Identical input (Tables 2 and 6)", "protocol": "Protocol sensitivity"}
+
+
+def load_run(run_dir: Path) -> Dict:
+    run_dir = Path(run_dir)
+    needed = ["config.json", "summary.csv", "episodes.csv"]
+    missing = [n for n in needed if not (run_dir / n).is_file()]
+    if missing:
+        raise BenchError(f"{run_dir} is not a finished run directory (missing {', '.join(missing)})")
+    metas = [json.loads(p.read_text()) for p in sorted((run_dir / "episodes").glob("*.json"))]
+    return {"dir": run_dir, "config": json.loads((run_dir / "config.json").read_text()),
+            "summary": pd.read_csv(run_dir / "summary.csv", dtype={"split": str}),
+            "episodes": pd.read_csv(run_dir / "episodes.csv", dtype={"query": str}),
+            "class_iou": pd.read_csv(run_dir / "class_iou.csv") if (run_dir / "class_iou.csv").is_file() else None,
+            "metas": metas}
+
+
+def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool, methods: List[str]) -> Dict:
+    """Rows of the Table 3 / 4 layout: ours (mean +/- std) and, on PASCAL-5i, the paper's with the difference."""
+    splits = sorted(s for s in summary.split.unique() if s != "mean") + ["mean"]
+    rows = []
+    for shot in sorted(summary.shot.unique()):
+        for method in methods:
+            cells = summary[(summary.method == method) & (summary.shot == shot)].set_index("split")
+            if cells.empty:
+                continue
+            row = {"method": method, "shot": shot, "cells": []}
+            for split in splits:
+                mean = cells[f"{metric}_mean"].get(split, np.nan)
+                std = cells[f"{metric}_std"].get(split, np.nan)
+                paper = paper_value(table, method, metric, shot, split) if on_pascal else None
+                row["cells"].append({"mean": mean, "std": std, "paper": paper,
+                                     "diff": None if paper is None or np.isnan(mean) else mean - paper})
+            rows.append(row)
+    return {"splits": splits, "rows": rows}
+
+
+def ablation_table(summary: pd.DataFrame, on_pascal: bool) -> Optional[Dict]:
+    present = [m for m in ABLATIONS if m in set(summary.method)]
+    if len(present) < 2 or 1 not in set(summary.shot):
+        return None
+    table = paper_table(summary[summary.shot == 1], "miou", "table5", on_pascal, present)
+    for row in table["rows"]:
+        row["label"] = TABLE5_NAMES[row["method"]]
+    return table
+
+
+def class_tables(class_iou: Optional[pd.DataFrame], names: Dict[str, str]) -> List[Dict]:
+    if class_iou is None or class_iou.empty:
+        return []
+    out = []
+    for (split, shot), group in class_iou.groupby(["split", "shot"], sort=True):
+        wide = group.pivot(index="method", columns="class_id", values="iou")
+        out.append({"split": split, "shot": shot, "classes": [names.get(str(c), str(c)) for c in wide.columns],
+                    "rows": [{"method": m, "values": list(wide.loc[m])} for m in wide.index]})
+    return out
+
+
+def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
+    """Figures 4/5-style panels from qualitative/*.npz and the dataset's images (skipped if unavailable)."""
+    from bench.datasets import open_dataset
+    from bench.qualitative import load_qualitative
+
+    files = sorted((run["dir"] / "qualitative").glob("*.npz"))
+    if not files:
+        return []
+    config, dataset_info = run["config"]["config"], run["config"]["dataset"]
+    try:
+        dataset = open_dataset(dataset_info["name"], dataset_info.get("root") or config.get("data_root"), config.get("lists"))
+    except BenchError as exc:
+        return [{"title": "qualitative results", "error": f"dataset not available to draw images: {exc}"}]
+    sections = []
+    for path in files:
+        method, cell = path.stem.split("__")
+        table, masks = load_qualitative(path)
+        order = table.assign(rank=table.kind.map({"best": 0, "worst": 1, "random": 2})).sort_values(["rank", "class_id"])
+        items = []
+        for k in list(order.index)[:limit]:
+            row = table.loc[k]
+            support = row.supports.split(" ")[0]
+            items.append((f"{row.kind}, IoU {100 * row.iou:.0f}", dataset.read_image(support),
+                          dataset.binary_mask(dataset.read_label(support), int(row.class_id)) == 1,
+                          dataset.read_image(row.query),
+                          dataset.binary_mask(dataset.read_label(row.query), int(row.class_id)) == 1, masks[k]))
+        sections.append({"title": f"{method}, {cell}", "image": plots.qualitative_figure(items)})
+    return sections
+
+
+def analyses_sections(run_dir: Path) -> List[Dict]:
+    sections = []
+    for name, title in ANALYSES.items():
+        folder = run_dir / "analyses" / name
+        if not folder.is_dir():
+            continue
+        images = [plots.file_uri(p) for p in sorted(folder.glob("*.png"))]
+        tables = []
+        for csv in sorted(folder.glob("*.csv")):
+            frame = pd.read_csv(csv)
+            if len(frame) <= 40:
+                tables.append({"name": csv.stem, "html": frame.round(3).to_html(index=False, classes="data", border=0)})
+        sections.append({"title": title, "images": images, "tables": tables})
+    return sections
+
+
+def provenance(run: Dict) -> Dict:
+    config = run["config"]
+    metas = pd.DataFrame(run["metas"]) if run["metas"] else pd.DataFrame(columns=["method", "seconds"])
+    walls = metas.groupby("method").seconds.sum().round(1).to_dict() if len(metas) else {}
+    policies = sorted({str(m.get("select_on")) for m in run["metas"] if m.get("select_on")})
+    checkpoints = {}
+    for meta in run["metas"]:
+        if meta.get("checkpoint"):
+            checkpoints[meta["checkpoint"]] = {"sha256": meta.get("checkpoint_sha256"),
+                                               "validation miou": meta.get("checkpoint_val_miou"),
+                                               "selected on": meta.get("select_on")}
+    return {"config": json.dumps(config["config"], indent=2), "environment": config["environment"],
+            "dataset": config["dataset"], "manifests": config["manifests"], "walls": walls,
+            "selection": policies or ["(no learned method)"], "checkpoints": checkpoints}
+
+
+def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 1000) -> Path:
+    run = load_run(run_dir)
+    summary, episodes = run["summary"], run["episodes"]
+    methods = list(dict.fromkeys(run["config"]["config"]["methods"]))
+    on_pascal = run["config"]["dataset"]["name"] == "pascal5i"
+    identical = bool(run["config"]["config"].get("identical_input"))
+    boot = bootstrap_table(episodes, resamples)
+    learned = [m for m in methods if m not in ("support-copy", "all-foreground")]
+    reference = "simpropnet" if "simpropnet" in methods else (learned[0] if learned else methods[0])
+    paired = paired_table(episodes, reference, resamples) if len(methods) > 1 else pd.DataFrame()
+    env = Environment(loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["html"]))
+    html = env.get_template("report.html.j2").render(
+        run_dir=str(run["dir"]), config=run["config"], methods=methods, on_pascal=on_pascal, identical=identical,
+        table3=paper_table(summary, "miou", "table6" if identical else "table3", on_pascal, methods),
+        table4=None if identical else paper_table(summary, "fbiou", "table4", on_pascal, methods),
+        table5=None if identical else ablation_table(summary, on_pascal),
+        class_tables=class_tables(run["class_iou"], run["config"]["dataset"].get("class_names", {})),
+        boot=boot.to_dict("records"), bars=plots.miou_bars(boot), paired=paired.to_dict("records"),
+        reference=reference, qualitative=qualitative_sections(run), analyses=analyses_sections(run["dir"]),
+        provenance=provenance(run), fmt=_fmt)
+    out = Path(out or Path(run_dir) / "report.html")
+    atomic_write_text(out, html)
+    return out
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"

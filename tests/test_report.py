@@ -1,0 +1,76 @@
+"""`bench report`: a self-contained page rendered from saved files only, checked in headless Chromium."""
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+import torch
+from bench.cli import main
+from reports.paper import paper_value
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report(voc_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    args = ["run", "--methods", "support-copy", "all-foreground", "--dataset", "pascal5i", "--data-root", str(voc_root),
+            "--lists", str(voc_root / "lists"), "--splits", "1", "2", "--shots", "1", "3", "--seeds", "0", "1",
+            "--episodes", "20", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert main(["report", "--run", str(out), "--resamples", "200"]) == 0
+    return out / "report.html"
+
+
+def test_report_has_every_section_and_is_self_contained(report):
+    html = report.read_text()
+    for heading in ("Table 3 layout", "Table 4 layout", "Per-class IoU", "Statistics", "Paired differences",
+                    "Qualitative results", "Provenance", "checkpoint selection", "Manifests"):
+        assert heading in html, heading
+    assert not re.search(r'(src|href)="https?://', html)  # viewable with no network
+    assert html.count('src="data:image/png;base64,') >= 3
+
+
+def test_report_never_runs_a_model(report, monkeypatch, tmp_path):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report must not run a model")
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", refuse)
+    assert main(["report", "--run", str(report.parent), "--out", str(tmp_path / "again.html"), "--resamples", "50"]) == 0
+    assert (tmp_path / "again.html").stat().st_size > 10_000
+
+
+def test_report_of_a_non_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--run", str(tmp_path)]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+
+
+def test_paper_numbers_are_looked_up_by_our_names():
+    assert paper_value("table3", "simpropnet", "miou", 1, "1") == 54.86
+    assert paper_value("table4", "canet", "fbiou", 5, "mean") == 69.6
+    assert paper_value("table5", "simpropnet-dpr", "miou", 1, "mean") == 55.89
+    assert paper_value("table3", "support-copy", "miou", 1, "1") is None
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium; .ci/run does)")
+def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install .[test])")
+    from PIL import Image
+
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.as_uri())
+        broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
+        tables = page.evaluate("document.querySelectorAll('table').length")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == [] and broken == 0 and tables >= 8
+    pixels = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
+    assert pixels.shape[0] > 2000 and pixels.std() > 10  # a long page with content, not a blank one

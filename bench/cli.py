@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--run", required=True, help="finished run directory")
     report_parser.add_argument("--out", help="output HTML file (default <run>/report.html)")
     report_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    compare_parser = sub.add_parser("compare", help="paired comparison of two runs on identical episodes")
+    compare_parser.add_argument("run_a", help="run directory A (e.g. before a change)")
+    compare_parser.add_argument("run_b", help="run directory B (e.g. after it)")
+    compare_parser.add_argument("--resamples", type=int, default=1000)
     sub.add_parser("list", help="list registered methods, training profiles and datasets")
     return parser
 
@@ -124,7 +128,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {render_report(args.run, args.out, args.resamples)}")
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "check": cmd_check, "report": cmd_report, "list": cmd_list}
+def cmd_compare(args: argparse.Namespace) -> None:
+    from reports.compare import compare_runs, print_comparison
+
+    print_comparison(compare_runs(args.run_a, args.run_b, args.resamples), args.run_a, args.run_b)
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "check": cmd_check, "report": cmd_report, "compare": cmd_compare,
+            "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -74,3 +74,19 @@ def test_bad_inputs_are_one_line_errors(run_dir, tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{")
     assert main(["check", "--run", str(run_dir), "--baseline", str(tmp_path / "bad.json")]) == 2
     assert "not a valid baseline file" in capsys.readouterr().err
+
+
+def test_compare_same_run_gives_zero_differences(run_dir, capsys):
+    assert main(["compare", str(run_dir), str(run_dir), "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "+0.00" in out and "yes" not in out.split("real", 1)[1]
+
+
+def test_compare_refuses_different_episodes(run_dir, voc_root, tmp_path, capsys):
+    other = tmp_path / "other"
+    args = ["run", "--methods", "support-copy", "--dataset", "pascal5i", "--data-root", str(voc_root),
+            "--lists", str(voc_root / "lists"), "--splits", "1", "2", "--shots", "1", "--seeds", "5", "6",
+            "--episodes", "20", "--out", str(other), "--quiet"]
+    assert main(args) == 0
+    assert main(["compare", str(run_dir), str(other)]) == 2
+    assert "not evaluated on identical episodes" in capsys.readouterr().err

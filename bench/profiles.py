@@ -69,7 +69,7 @@ PROFILES: Dict[str, TrainProfile] = {
                      weight_decay=5e-4, input_size=112, backbone="synthnet", pretrain="default", val_episodes=300),
         TrainProfile("tiny", epochs=2, episodes_per_epoch=16, batch_size=4, lr=1e-2, momentum=0.9,
                      weight_decay=5e-4, input_size=48, backbone="synthnet", pretrain="tiny", val_episodes=12),
-        TrainProfile("ci", epochs=3, episodes_per_epoch=128, batch_size=8, lr=1e-2, momentum=0.9,
+        TrainProfile("ci", epochs=4, episodes_per_epoch=256, batch_size=8, lr=1e-2, momentum=0.9,
                      weight_decay=5e-4, input_size=64, backbone="synthnet", pretrain="ci", val_episodes=40,
                      fallback="tiny"),
     )

@@ -53,7 +53,6 @@ class CANet(BackboneMethod):
     profiles = {
         "synthetic": {"options": {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}},
         "tiny": {"options": {"width": 16, "aspp_rates": [1, 2, 3], "refine_steps": 2, "init_std": None}},
-        "ci": {"options": {"width": 32, "aspp_rates": [1, 2, 3], "refine_steps": 2, "init_std": None}},
     }
 
     def __init__(self, width: int = 256, aspp_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5,

@@ -170,7 +170,6 @@ class SimPropNet(BackboneMethod):
 PROFILES = {
     "synthetic": {"options": {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}},
     "tiny": {"options": {"width": 16, "aspp_rates": [1, 2, 3], "init_std": None}},
-    "ci": {"options": {"width": 32, "aspp_rates": [1, 2, 3], "init_std": None}},
 }
 
 

@@ -52,7 +52,7 @@ class PretrainSpec:
 
 
 TINY_PRETRAIN = PretrainSpec(images=96, held_out=32, size=64, epochs=1, batch_size=16)
-CI_PRETRAIN = PretrainSpec(images=600, held_out=100, size=64, epochs=4, batch_size=32)
+CI_PRETRAIN = PretrainSpec(images=1600, held_out=100, size=64, epochs=6, batch_size=32)
 PRETRAIN_SPECS = {"default": PretrainSpec(), "tiny": TINY_PRETRAIN, "ci": CI_PRETRAIN}
 
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from bench.config import RunConfig
+from bench.config import EXECUTORS, RunConfig
 from bench.errors import BenchError
 
 
@@ -52,6 +52,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the profile's frozen backbone (e.g. vgg16, the original of PANet, SG-One, AMP, OSLSM, co-FCN)")
     parser.add_argument("--backbone-weights", metavar="PATH",
                         help="local backbone weights file (ResNet-50 state dict; default: torchvision IMAGENET1K_V1 from the torch hub cache)")
+    add_executor_arguments(parser)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the cells run: in this process (default) or as Ray tasks (`pip install "fss-bench[ray]"`)."""
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: one cell after another in this process (default); ray: every cell is a Ray task")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="with --executor ray: join this cluster (head started with `ray start --head`); "
+                             "default: start a local Ray cluster on this machine")
+    parser.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
+                        help="with --executor ray: CPUs (and torch threads) per task (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,9 @@ from typing import Dict, List, Optional
 
 #: fields that do not change results: left out of the identity that a resumed run must match
 RUNTIME_FIELDS = ("out", "device", "batch_size", "quiet", "overwrite", "data_root", "lists", "episodes_from",
-                  "checkpoints", "no_train", "backbone_weights", "no_feature_cache")
+                  "checkpoints", "no_train", "backbone_weights", "no_feature_cache", "executor", "address",
+                  "cpus_per_task")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -42,6 +44,9 @@ class RunConfig:
     batch_size: int = 16
     quiet: bool = False
     overwrite: bool = False
+    executor: str = "local"  # "ray": every cell is a Ray task (bench/ray_executor.py)
+    address: Optional[str] = None  # Ray cluster to join; None starts a local one
+    cpus_per_task: int = 1  # CPUs (and torch threads) each Ray task asks for
 
     def to_dict(self) -> Dict:
         return asdict(self)

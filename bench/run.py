@@ -6,12 +6,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pandas as pd
 
 from analyses.summary import class_iou_table, format_table, summarize
-from bench.config import RunConfig
+from bench import distributed
+from bench.config import EXECUTORS, RunConfig
 from bench.datasets import FSSDataset, open_dataset
 from bench.environment import describe_environment, resolve_device
 from bench.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_manifest, sample_episodes,
@@ -23,7 +24,7 @@ from bench.features import CodeCache
 from bench.models import ModelProvider
 from bench.profiles import get_profile
 from bench.train import SELECT_ON
-from bench.progress import progress_bar
+from bench.progress import GridProgress
 from bench.qualitative import save_qualitative
 from bench.rundir import RunDir
 from methods import METHODS, FewShotSegmenter, RegistryError, build_method
@@ -44,7 +45,19 @@ def validate(config: RunConfig) -> None:
         raise BenchError(f"--episodes must be >= 1, got {config.episodes}")
     if config.identical_input and config.shots != [1]:
         raise BenchError("the identical-input test is 1-shot only: use --shots 1")
-    resolve_device(config.device)
+    if config.executor not in EXECUTORS:
+        raise BenchError(f"unknown executor '{config.executor}'; choose from {', '.join(EXECUTORS)}")
+    if config.executor == "ray":
+        from bench.ray_executor import require_ray
+
+        require_ray()
+        if config.cpus_per_task < 1:
+            raise BenchError(f"--cpus-per-task must be >= 1, got {config.cpus_per_task}")
+    else:
+        resolve_device(config.device)  # with Ray, each task resolves the device of its own machine
+    if distributed.from_env().enabled:
+        raise BenchError("torchrun is for `bench train` (one training on several processes); "
+                         "spread an evaluation grid with --executor ray")
     if config.batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1, got {config.batch_size}")
     if config.select_on not in SELECT_ON:
@@ -129,7 +142,7 @@ def run(config: RunConfig) -> Path:
     run_dir.prepare(identity, config.overwrite)
     for cell, manifest in manifests.items():
         write_manifest(manifest, run_dir.manifest_path(cell))
-    device = resolve_device(config.device)
+    device = resolve_device(config.device) if config.executor == "local" else config.device
     models = ModelProvider(dataset, get_profile(config.profile, config.dataset), Path(config.checkpoints),
                            backbone_weights=config.backbone_weights, backbone=config.backbone, seed=config.train_seed,
                            select_on=config.select_on, epochs=config.epochs, no_train=config.no_train,
@@ -144,7 +157,13 @@ def run(config: RunConfig) -> Path:
         "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
         "environment": describe_environment(device),
     })
-    evaluate_cells(config, dataset, run_dir, manifest_hashes, models, device)
+    todo = pending_cells(config, run_dir, manifest_hashes, models)
+    if config.executor == "ray":
+        from bench.ray_executor import evaluate_grid
+
+        evaluate_grid(config, run_dir, manifest_hashes, models, todo)
+    else:
+        evaluate_cells(config, dataset, run_dir, manifest_hashes, models, device, todo)
     summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
     print(f"run directory: {out}")
     print(format_table(summary, "miou"))
@@ -157,40 +176,70 @@ def cell_split(cell: str) -> int:
     return int(cell.split("_")[0].removeprefix("split"))
 
 
-def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, manifest_hashes: Dict[str, str],
-                   models: ModelProvider, device: str) -> None:
-    """Evaluate the cells that have no finished result for their current manifest and checkpoint."""
-    store = ImageStore(dataset, config.input_size)
-    features = None if config.no_feature_cache else CodeCache(store, device)
+def pending_cells(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str, str],
+                  models: ModelProvider) -> List[Tuple[str, str]]:
+    """The (method, cell) pairs with no finished result for their current manifest and checkpoint."""
     cells = sorted(manifest_hashes, key=lambda c: (cell_split(c), c))
     total = len(config.methods) * len(cells)
     todo = [(m, c) for m in config.methods for c in cells
             if not run_dir.cell_done(m, c, manifest_hashes[c], models.checkpoint_id(m, cell_split(c)))]
     if len(todo) < total:
         print(f"resuming {run_dir.path}: {total - len(todo)} finished cells kept, {len(todo)} to run", file=sys.stderr)
-    bar = progress_bar(total=len(todo), desc="cells", quiet=config.quiet, unit="cell", position=0)
-    loaded: Dict = {}
-    for name, cell in todo:
-        split = cell_split(cell)
-        if (name, split) not in loaded:
-            loaded.clear()  # one learned model in memory at a time
-            loaded[(name, split)] = models.get(name, split)
-        method, checkpoint = loaded[(name, split)]
+    return todo
+
+
+class CellRunner:
+    """Evaluates cells in one process, reusing decoded images, the feature cache and the loaded model.
+
+    Both executors evaluate a cell with `evaluate`: the local one in a loop, Ray in each worker.
+    """
+
+    def __init__(self, config: RunConfig, dataset: FSSDataset, models: ModelProvider, device: str):
+        self.config, self.models, self.device = config, models, device
+        self.store = ImageStore(dataset, config.input_size)
+        self.features = None if config.no_feature_cache else CodeCache(self.store, device)
+        self._loaded: Dict = {}
+
+    def model(self, name: str, split: int) -> Tuple[FewShotSegmenter, Dict]:
+        if (name, split) not in self._loaded:
+            self._loaded.clear()  # one learned model in memory at a time
+            self._loaded[(name, split)] = self.models.get(name, split)
+        return self._loaded[(name, split)]
+
+    def evaluate(self, run_dir: RunDir, name: str, cell: str, manifest_sha256: str, quiet: bool,
+                 extra_meta: Optional[Dict] = None, before_write: Optional[Callable] = None) -> Dict:
+        """Evaluate one cell and write its files atomically (a repeated cell overwrites); return its meta."""
+        config, split = self.config, cell_split(cell)
+        method, checkpoint = self.model(name, split)
         manifest = read_manifest(run_dir.manifest_path(cell))
         start = time.perf_counter()
-        rows = evaluate_manifest(method, store, manifest, config.batch_size, device, config.eval_size,
-                                 desc=f"{name} {cell}", quiet=config.quiet, features=features,
+        rows = evaluate_manifest(method, self.store, manifest, config.batch_size, self.device, config.eval_size,
+                                 desc=f"{name} {cell}", quiet=quiet, features=self.features,
                                  void_as_background=config.void_as_background)
-        meta = {"method": name, "cell": cell, "seconds": round(time.perf_counter() - start, 3), "device": device,
-                "options": method.options(), "manifest_sha256": manifest_hashes[cell],
-                "checkpoint": models.checkpoint_id(name, split), "checkpoint_sha256": checkpoint.get("sha256"),
-                "checkpoint_val_miou": checkpoint.get("val_miou"), "select_on": checkpoint.get("select_on")}
-        run_dir.write_cell(name, cell, rows, meta)
+        meta = {"method": name, "cell": cell, "seconds": round(time.perf_counter() - start, 3), "device": self.device,
+                "options": method.options(), "manifest_sha256": manifest_sha256,
+                "checkpoint": self.models.checkpoint_id(name, split), "checkpoint_sha256": checkpoint.get("sha256"),
+                "checkpoint_val_miou": checkpoint.get("val_miou"), "select_on": checkpoint.get("select_on"),
+                **(extra_meta or {})}
+        if before_write is not None:
+            before_write(run_dir.cell_paths(name, cell)[0], rows)
+        # the cell's files last: a cell that counts as done has its qualitative file too
         if manifest.shot.iloc[0] == min(config.shots) and manifest.seed.iloc[0] == min(config.seeds):
-            save_qualitative(method, store, manifest, rows, run_dir.path / "qualitative" / f"{name}__{cell}.npz",
-                             device, features)
-        bar.update(1)
-    bar.close()
+            save_qualitative(method, self.store, manifest, rows,
+                             run_dir.path / "qualitative" / f"{name}__{cell}.npz", self.device, self.features)
+        run_dir.write_cell(name, cell, rows, meta)
+        return meta
+
+
+def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, manifest_hashes: Dict[str, str],
+                   models: ModelProvider, device: str, todo: List[Tuple[str, str]]) -> None:
+    """The local executor: evaluate the pending cells one after another in this process."""
+    runner = CellRunner(config, dataset, models, device)
+    progress = GridProgress(len(todo), "cells", config.quiet)
+    for name, cell in todo:
+        runner.evaluate(run_dir, name, cell, manifest_hashes[cell], config.quiet)
+        progress.update(done=1)
+    progress.close()
 
 
 def write_results(run_dir: RunDir, methods: List[str], cells: List[str]) -> pd.DataFrame:

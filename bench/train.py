@@ -6,6 +6,9 @@ restarted run continues exactly where it stopped. Checkpoint selection uses 1-sh
 held-out images of the training classes by default (every 10th image by a hash of its id, never
 trained on); `select_on="test"` validates on the split's test classes, the paper's practice, and is
 recorded as such.
+
+Under torchrun each process takes its slice of every global batch and DistributedDataParallel
+averages the gradients (`bench/distributed.py`); rank 0 alone validates and writes files.
 """
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from analyses.metrics import evaluate_rows
+from bench import distributed
 from bench.datasets import FSSDataset
 from bench.datasets.base import Pair
 from bench.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
@@ -124,6 +129,33 @@ def training_batch(store: ImageStore, rows: pd.DataFrame, base_classes: List[int
             torch.stack(labels).long())
 
 
+class TrainingStep(nn.Module):
+    """A method's training loss as a module's forward, so that DistributedDataParallel syncs its gradients."""
+
+    def __init__(self, method: BackboneMethod):
+        super().__init__()
+        self.method = method
+
+    def forward(self, query, supports, support_masks, query_mask, context: TrainingContext) -> torch.Tensor:
+        query_feats, support_feats = self.method.encode_episode(query, supports)
+        return self.method.training_loss(query_feats, support_feats, support_masks, query_mask, context=context)
+
+
+def optimization_step(step: nn.Module, optimizer: torch.optim.Optimizer, store: ImageStore, rows: pd.DataFrame,
+                      train_classes: List[int], device: str, info: distributed.Dist) -> float:
+    """One update on the global batch `rows` (this rank's slice of it under torchrun); its mean loss."""
+    rows = distributed.shard(rows, info)
+    query, supports, support_masks, query_mask, labels = (
+        t.to(device) for t in training_batch(store, rows, train_classes))
+    context = TrainingContext(class_ids=torch.tensor(rows["class_id"].tolist(), device=device),
+                              query_labels=labels, base_classes=train_classes)
+    loss = step(query, supports, support_masks, query_mask, context)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return distributed.mean_across(loss.detach(), info)
+
+
 @dataclass
 class TrainRequest:
     method: str
@@ -173,15 +205,21 @@ def validation_manifest(dataset: FSSDataset, request: TrainRequest, held: List[P
 
 
 @torch.enable_grad()
-def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = "cpu", quiet: bool = False) -> Path:
-    """Train (or resume, or reuse) one checkpoint; return the path of its best.pt."""
+def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = "cpu", quiet: bool = False,
+          after_epoch: Optional[Callable[[int], None]] = None) -> Path:
+    """Train (or resume, or reuse) one checkpoint; return the path of its best.pt.
+
+    `after_epoch(n)` is called once epoch n is saved (the Ray executor's fault tests kill a worker there).
+    """
     if request.select_on not in SELECT_ON:
         raise BenchError(f"unknown checkpoint selection '{request.select_on}'; choose from {', '.join(SELECT_ON)}")
+    info = distributed.current()
     folder = request.folder(root, dataset.name)
     best_path, last_path = folder / "best.pt", folder / "last.pt"
     if best_path.is_file() and load_checkpoint(best_path)["meta"].get("complete"):
         return best_path
     profile = request.profile
+    distributed.check_batch(profile.batch_size, info)
     epochs = request.epochs or profile.epochs
     dataset.check_files(request.split, "train")
     train_pairs, held = split_held_out(dataset.pairs(request.split, "train"))
@@ -193,53 +231,56 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
     optimizer = make_optimizer(profile, params)
     steps = (profile.episodes_per_epoch or len(train_pairs)) // profile.batch_size
     train_classes = sorted({c for _, c in train_pairs})
-    state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "history": [], "seconds": 0.0}
+    state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "history": [], "seconds": 0.0, "step_losses": []}
     if last_path.is_file():
         last = load_checkpoint(last_path)
         if last.get("identity") == request.identity():
             method.load_state_dict(last["model"], strict=False)
             optimizer.load_state_dict(last["optimizer"])
-            state = last["state"]
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "identity.json", request.identity())
-    bar = progress_bar(total=epochs * steps, initial=state["epoch"] * steps, quiet=quiet, unit="step",
-                       desc=f"training {request.method} split {request.split}")
+            state = {"step_losses": [], **last["state"]}
+    step_module = distributed.wrap(TrainingStep(method), info, device)
+    if info.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / "identity.json", request.identity())
+    bar = progress_bar(total=epochs * steps, initial=state["epoch"] * steps, quiet=quiet or not info.is_main,
+                       unit="step", desc=f"training {request.method} split {request.split}")
     for epoch in range(state["epoch"], epochs):
         start = time.perf_counter()
-        torch.manual_seed(request.seed * 1_000_003 + request.split * 1_009 + epoch)
+        # ranks draw different dropout masks for their slices (rank 0 draws the one-process ones)
+        torch.manual_seed(request.seed * 1_000_003 + request.split * 1_009 + epoch + info.rank * 7_919)
         manifest = training_episodes(train_pairs, request.seed, request.split, epoch, steps, profile.batch_size,
                                      method, epoch * steps, epochs * steps)
         method.train()
         losses = []
         for step, rows in manifest.groupby("step", sort=True):
             set_lr(optimizer, profile, epoch * steps + step, epochs * steps)
-            query, supports, support_masks, query_mask, labels = (
-                t.to(device) for t in training_batch(store, rows, train_classes))
-            query_feats, support_feats = method.encode_episode(query, supports)
-            context = TrainingContext(class_ids=torch.tensor(rows["class_id"].tolist(), device=device),
-                                      query_labels=labels, base_classes=train_classes)
-            loss = method.training_loss(query_feats, support_feats, support_masks, query_mask, context=context)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            losses.append(optimization_step(step_module, optimizer, store, rows, train_classes, device, info))
+            state["step_losses"].append(losses[-1])
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        state["epoch"] = epoch + 1
+        if not info.is_main:  # the other ranks go on to the next epoch's first all-reduce
+            continue
         val_rows = evaluate_manifest(method, store, val_manifest, 16, device, quiet=True, features=CodeCache(store, device))
         val = evaluate_rows(val_rows)["miou"]
         state["seconds"] += time.perf_counter() - start
         state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": val})
-        state["epoch"] = epoch + 1
         if val > state["best_miou"]:
             state["best_miou"], state["best_epoch"] = val, epoch + 1
             _save(best_path, {"model": method.trainable_state(), "meta": _meta(request, method, state, complete=False)})
         _save(last_path, {"model": method.trainable_state(), "optimizer": optimizer.state_dict(), "state": state,
                           "identity": request.identity()})
+        if after_epoch is not None:
+            after_epoch(epoch + 1)
     bar.close()
-    best = load_checkpoint(best_path)
-    best["meta"] = _meta(request, method, state, complete=True)
-    _save(best_path, best)
-    pd.DataFrame(state["history"]).to_csv(folder / "train_log.csv", index=False)
+    if info.is_main:
+        best = load_checkpoint(best_path)
+        best["meta"] = _meta(request, method, state, complete=True)
+        _save(best_path, best)
+        pd.DataFrame(state["history"]).to_csv(folder / "train_log.csv", index=False)
+        pd.DataFrame({"step": range(len(state["step_losses"])), "loss": state["step_losses"]}).to_csv(
+            folder / "train_steps.csv", index=False)
+    distributed.barrier(info)
     return best_path
 
 

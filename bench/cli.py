@@ -7,6 +7,7 @@ from typing import List, Optional
 
 from bench.config import EXECUTORS, RunConfig
 from bench.errors import BenchError
+from bench.profiles import PROFILES
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `run` (which trains missing checkpoints) and `train`."""
-    parser.add_argument("--profile", help="training profile: paper-pascal, synthetic, tiny (default: the dataset's)")
+    parser.add_argument("--profile", help=f"training profile: {', '.join(sorted(PROFILES))} (default: the dataset's)")
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
     parser.add_argument("--train-seed", type=int, default=0, help="seed of training episodes and initialisation")
     parser.add_argument("--select-on", default="held-out", choices=["held-out", "test"],
@@ -106,7 +107,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> None:
     from bench.datasets import DATASETS
-    from bench.profiles import PROFILES
     from methods import METHODS
 
     print("methods:")

@@ -116,7 +116,7 @@ def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Anal
     if args.out:
         out = Path(args.out)
     elif args.run:
-        out = Path(args.run) / "analyses" / name
+        out = Path(args.run) / "analyses" / f"{name}{suffix}"  # one folder per split / method: no overwrites
     else:
         out = Path("runs") / "analyses" / f"{name}-{dataset.name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)

@@ -109,17 +109,21 @@ def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
 def analyses_sections(run_dir: Path) -> List[Dict]:
     sections = []
     for name, title in ANALYSES.items():
-        folder = run_dir / "analyses" / name
-        if not folder.is_dir():
-            continue
-        images = [plots.file_uri(p) for p in sorted(folder.glob("*.png"))]
-        tables = []
-        for csv in sorted(folder.glob("*.csv")):
-            frame = pd.read_csv(csv)
-            if len(frame) <= 40:
-                tables.append({"name": csv.stem, "html": frame.round(3).to_html(index=False, classes="data", border=0)})
-        sections.append({"title": title, "images": images, "tables": tables})
+        for folder in sorted((run_dir / "analyses").glob(f"{name}*")):
+            qualifier = folder.name[len(name):]  # "" or "-split1-canet": one folder per split / method
+            if folder.is_dir() and (not qualifier or qualifier.startswith("-")):
+                sections.append(analysis_section(folder, f"{title} {qualifier[1:]}".strip()))
     return sections
+
+
+def analysis_section(folder: Path, title: str) -> Dict:
+    images = [plots.file_uri(p) for p in sorted(folder.glob("*.png"))]
+    tables = []
+    for csv in sorted(folder.glob("*.csv")):
+        frame = pd.read_csv(csv)
+        if len(frame) <= 40:
+            tables.append({"name": csv.stem, "html": frame.round(3).to_html(index=False, classes="data", border=0)})
+    return {"title": title, "images": images, "tables": tables}
 
 
 def provenance(run: Dict) -> Dict:

@@ -151,3 +151,16 @@ def test_similarity_and_tsne_commands_write_their_outputs(cache_env, tmp_path):
     coords = pd.read_csv(tmp_path / "tsne" / "coordinates.csv")
     assert len(coords) == 2 * len(coords[coords.region == "fg"])
     assert set(coords.region) == {"fg", "bg"} and {"x", "y"} <= set(coords.columns)
+
+
+def test_analyses_of_two_methods_in_one_run_keep_both(cache_env, tmp_path):
+    """With --run, each split / method gets its own folder, and the report shows each of them."""
+    from reports.render import analyses_sections
+
+    for method in ("support-copy", "all-foreground"):
+        assert error_regions.main(["--method", method, "--dataset", "synthetic-tiny", "--split", "2", "--pairs", "6",
+                                   "--run", str(tmp_path), "--quiet"]) == 0
+    folders = sorted(p.name for p in (tmp_path / "analyses").iterdir())
+    assert folders == ["error_regions-split2-all-foreground", "error_regions-split2-support-copy"]
+    titles = [section["title"] for section in analyses_sections(tmp_path)]
+    assert titles == [f"Error-region similarity (Section 3.1) {name[len('error_regions-'):]}" for name in folders]

@@ -37,11 +37,12 @@ def miou_bars(boot: pd.DataFrame) -> str:
     splits = sorted(boot.split.unique())
     fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 3.6), squeeze=False, sharey=True)
     width = 0.8 / max(len(methods), 1)
+    palette = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors  # distinct colours up to 20 methods
     for ax, shot in zip(axes[0], shots):
         for k, method in enumerate(methods):
             part = boot[(boot.method == method) & (boot.shot == shot)].set_index("split").reindex(splits)
             x = np.arange(len(splits)) + (k - (len(methods) - 1) / 2) * width
-            ax.bar(x, part.miou, width, label=method, color=f"C{k % 10}")
+            ax.bar(x, part.miou, width, label=method, color=palette[k % len(palette)])
             ax.errorbar(x, part.miou, yerr=[part.miou - part.ci_low, part.ci_high - part.miou], fmt="none",
                         ecolor="black", elinewidth=0.8, capsize=2)
         ax.set_xticks(range(len(splits)))

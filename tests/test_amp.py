@@ -3,25 +3,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods import build_method
 from methods.amp import imprint
 from methods.common import TrainingContext
+from tests.method_helpers import tiny_method, square_episode
 
 
 def small(**options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(0)
-    return build_method("amp", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("amp"), **options})
+    return tiny_method("amp", **options)
 
 
 def episode(shots=1, size=48):
-    gen = torch.Generator().manual_seed(0)
-    query = torch.randn(2, 3, size, size, generator=gen)
-    supports = torch.randn(2, shots, 3, size, size, generator=gen)
-    masks = torch.zeros(2, shots, size, size, dtype=torch.long)
-    masks[..., 8:32, 8:32] = 1
-    return query, supports, masks
+    return square_episode(shots, size)
 
 
 def test_imprinting_appends_the_proxy_and_adapts_background_only():

@@ -1,15 +1,12 @@
 """co-FCN: annotations fused early with the support features, pooled over space and over all shots."""
 import torch
 
-from methods import build_method
 from methods.co_fcn import annotation_maps
+from tests.method_helpers import tiny_method
 
 
 def small(seed=0, **options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(seed)
-    return build_method("co-fcn", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("co-fcn"), **options}).eval()
+    return tiny_method("co-fcn", seed, **options).eval()
 
 
 def test_annotation_maps_are_positive_and_negative_with_void_in_neither():

@@ -2,25 +2,16 @@
 import pytest
 import torch
 
-from methods import build_method
 from methods.fwb import relevance, support_iou, weighted_similarity
+from tests.method_helpers import tiny_method, square_episode
 
 
 def small(**options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(0)
-    return build_method("fwb", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("fwb"), **options})
+    return tiny_method("fwb", **options)
 
 
 def episode(shots=1, size=48):
-    gen = torch.Generator().manual_seed(0)
-    query = torch.randn(2, 3, size, size, generator=gen)
-    supports = torch.randn(2, shots, 3, size, size, generator=gen)
-    masks = torch.zeros(2, shots, size, size, dtype=torch.long)
-    masks[..., 8:32, 8:32] = 1
-    masks[..., 0, :] = 255
-    return query, supports, masks
+    return square_episode(shots, size, ignore_top_row=True)
 
 
 def codes(method, query, supports, masks):

@@ -6,15 +6,9 @@ from methods import METHODS, build_method, list_methods
 from methods.canet import CANet
 from methods.common import input_channel_average, masked_average_pool, support_vectors
 from methods.simpropnet import SimPropNet, attention_maps
+from tests.method_helpers import tiny_options
 
 LEARNED = [n for n in list_methods() if getattr(METHODS.get(n), "trainable", False)]
-
-
-def tiny_options(name):
-    """The method's own options for the `tiny` profile, on a random-init synthnet backbone."""
-    from bench.profiles import PROFILES
-
-    return {"backbone": "synthnet", **PROFILES["tiny"].options_for(name)}
 
 
 def episode(batch=2, shots=1, size=48, seed=0):

@@ -2,15 +2,12 @@
 import torch
 import torch.nn.functional as F
 
-from methods import build_method
 from methods.common import segmentation_loss
+from tests.method_helpers import tiny_method
 
 
 def small(seed=0, **options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(seed)
-    return build_method("oslsm", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("oslsm"), **options}).eval()
+    return tiny_method("oslsm", seed, **options).eval()
 
 
 def episode(shots=5, seed=0):

@@ -3,15 +3,12 @@ import math
 
 import torch
 
-from methods import build_method
 from methods.panet import alignment_loss, cosine_logits, prototypes
+from tests.method_helpers import tiny_method
 
 
 def small(seed=0, **options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(seed)
-    return build_method("panet", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("panet"), **options})
+    return tiny_method("panet", seed, **options)
 
 
 def two_region_features(size=6):

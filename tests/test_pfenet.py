@@ -1,24 +1,16 @@
 """PFENet: the training-free prior mask, its k-shot averaging, and the auxiliary FEM losses."""
 import torch
 
-from methods import build_method
 from methods.pfenet import PFENet, prior_mask
+from tests.method_helpers import tiny_method, square_episode
 
 
 def small(**options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(0)
-    return build_method("pfenet", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("pfenet"), **options})
+    return tiny_method("pfenet", **options)
 
 
 def episode(shots=1, size=48):
-    gen = torch.Generator().manual_seed(0)
-    query = torch.randn(2, 3, size, size, generator=gen)
-    supports = torch.randn(2, shots, 3, size, size, generator=gen)
-    masks = torch.zeros(2, shots, size, size, dtype=torch.long)
-    masks[..., 8:32, 8:32] = 1
-    return query, supports, masks
+    return square_episode(shots, size)
 
 
 def test_prior_is_max_cosine_then_min_max_normalised():

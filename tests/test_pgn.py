@@ -2,15 +2,12 @@
 import torch
 from torch import nn
 
-from methods import build_method
 from methods.pgn import GraphAttentionUnit
+from tests.method_helpers import tiny_method
 
 
 def small(**options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(0)
-    return build_method("pgn", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("pgn"), **options})
+    return tiny_method("pgn", **options)
 
 
 def identity_gau(width=3, gain=20.0):

@@ -2,15 +2,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.method_helpers import tiny_method
 
-from methods import build_method
 
 
 def small(seed=0, **options):
-    from bench.profiles import PROFILES
-
-    torch.manual_seed(seed)
-    return build_method("sg-one", **{"backbone": "synthnet", **PROFILES["tiny"].options_for("sg-one"), **options}).eval()
+    return tiny_method("sg-one", seed, **options).eval()
 
 
 def episode(shots=1, seed=0):

@@ -9,3 +9,13 @@ def voc_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("voc")
     make_voc_tree(root)
     return root
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory):
+    """A private FSS_BENCH_CACHE per test module (synthetic-tiny and the tiny backbone are built into it)."""
+    root = tmp_path_factory.mktemp("cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FSS_BENCH_CACHE", str(root))
+    yield root
+    patch.undo()

@@ -14,15 +14,6 @@ from methods.base import FewShotSegmenter
 COMMANDS = [similarity, tsne, error_regions, error_overlap, identical, protocol]
 
 
-@pytest.fixture(scope="module")
-def cache_env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("FSS_BENCH_CACHE", str(root))
-    yield root
-    patch.undo()
-
-
 def test_error_ratio_known_values():
     v = torch.tensor([1.0, 2.0, 0.0])
     assert error_regions.error_ratio(v, v, v, v) == pytest.approx(1.0)

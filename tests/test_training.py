@@ -19,16 +19,6 @@ TINY = PROFILES["tiny"]
 
 
 @pytest.fixture(scope="module")
-def cache_env(tmp_path_factory):
-    """A private FSS_BENCH_CACHE holding synthetic-tiny and the tiny pretrained backbone."""
-    root = tmp_path_factory.mktemp("cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("FSS_BENCH_CACHE", str(root))
-    yield root
-    patch.undo()
-
-
-@pytest.fixture(scope="module")
 def tiny(cache_env):
     return open_dataset("synthetic-tiny")
 

@@ -26,7 +26,7 @@ from bench.profiles import get_profile
 from bench.train import SELECT_ON
 from bench.progress import GridProgress
 from bench.qualitative import save_qualitative
-from bench.rundir import RunDir
+from bench.rundir import RunDir, format_times, time_per_method
 from methods import METHODS, FewShotSegmenter, RegistryError, build_method
 
 
@@ -169,6 +169,8 @@ def run(config: RunConfig) -> Path:
     print(format_table(summary, "miou"))
     print()
     print(format_table(summary, "fbiou"))
+    print()
+    print(format_times(time_per_method(run_dir.cell_metas(), config.methods)))
     return out
 
 
@@ -220,6 +222,8 @@ class CellRunner:
                 "options": method.options(), "manifest_sha256": manifest_sha256,
                 "checkpoint": self.models.checkpoint_id(name, split), "checkpoint_sha256": checkpoint.get("sha256"),
                 "checkpoint_val_miou": checkpoint.get("val_miou"), "select_on": checkpoint.get("select_on"),
+                "checkpoint_train_seconds": checkpoint.get("train_seconds"),
+                "checkpoint_best_epoch": checkpoint.get("best_epoch"),
                 **(extra_meta or {})}
         if before_write is not None:
             before_write(run_dir.cell_paths(name, cell)[0], rows)

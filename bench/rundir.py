@@ -101,6 +101,37 @@ class RunDir:
     def cell_meta(self, method: str, cell: str) -> Dict:
         return json.loads(self.cell_paths(method, cell)[1].read_text())
 
+    def cell_metas(self) -> List[Dict]:
+        """The meta of every evaluated cell, in file-name order."""
+        return [json.loads(p.read_text()) for p in sorted((self.path / "episodes").glob("*.json"))]
+
+
+def time_per_method(metas: List[Dict], methods: List[str]) -> pd.DataFrame:
+    """Seconds per method: evaluation summed over its cells, training summed over its distinct checkpoints.
+
+    Training is NaN for methods without checkpoints and for cells written before checkpoints recorded it.
+    """
+    rows = []
+    for method in methods:
+        mine = [m for m in metas if m.get("method") == method]
+        trained = {m["checkpoint"]: m.get("checkpoint_train_seconds") for m in mine if m.get("checkpoint")}
+        known = [s for s in trained.values() if s is not None]
+        rows.append({"method": method, "cells": len(mine), "evaluation_s": sum(m.get("seconds", 0.0) for m in mine),
+                     "checkpoints": len(trained),
+                     "training_s": sum(known) if trained and len(known) == len(trained) else float("nan")})
+    return pd.DataFrame(rows, columns=["method", "cells", "evaluation_s", "checkpoints", "training_s"])
+
+
+def format_times(times: pd.DataFrame) -> str:
+    """The time table `bench run` prints after its results."""
+    lines = ["wall time per method (s)", f"{'method':<22} {'cells':>5} {'evaluation':>10} {'checkpoints':>11} {'training':>9}"]
+    for row in times.itertuples():
+        training = "-" if row.checkpoints == 0 else ("?" if pd.isna(row.training_s) else f"{row.training_s:.0f}")
+        lines.append(f"{row.method:<22} {row.cells:>5} {row.evaluation_s:>10.0f} {row.checkpoints:>11} {training:>9}")
+    lines.append("(training: what each checkpoint recorded when it was trained, in this run or an earlier one; "
+                 "?: not recorded)")
+    return "\n".join(lines)
+
 
 def load_episodes(run_dir: Path) -> pd.DataFrame:
     """All per-episode rows of a finished run (episodes.csv)."""

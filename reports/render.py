@@ -11,6 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
+from bench.rundir import time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
@@ -128,14 +129,18 @@ def analysis_section(folder: Path, title: str) -> Dict:
 
 def provenance(run: Dict) -> Dict:
     config = run["config"]
-    metas = pd.DataFrame(run["metas"]) if run["metas"] else pd.DataFrame(columns=["method", "seconds"])
-    walls = metas.groupby("method").seconds.sum().round(1).to_dict() if len(metas) else {}
+    methods = list(dict.fromkeys(config["config"]["methods"]))
+    times = time_per_method(run["metas"], methods).round(1)
+    walls = {row.method: {"evaluation": row.evaluation_s, "training": None if pd.isna(row.training_s) else row.training_s,
+                          "checkpoints": row.checkpoints} for row in times.itertuples()}
     policies = sorted({str(m.get("select_on")) for m in run["metas"] if m.get("select_on")})
     checkpoints = {}
     for meta in run["metas"]:
         if meta.get("checkpoint"):
             checkpoints[meta["checkpoint"]] = {"sha256": meta.get("checkpoint_sha256"),
                                                "validation miou": meta.get("checkpoint_val_miou"),
+                                               "best epoch": meta.get("checkpoint_best_epoch"),
+                                               "training s": meta.get("checkpoint_train_seconds"),
                                                "selected on": meta.get("select_on")}
     return {"config": json.dumps(config["config"], indent=2), "environment": config["environment"],
             "dataset": config["dataset"], "manifests": config["manifests"], "walls": walls,

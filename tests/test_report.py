@@ -7,6 +7,7 @@ import pytest
 
 import torch
 from bench.cli import main
+from bench.rundir import format_times, time_per_method
 from reports.paper import paper_value
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -26,7 +27,8 @@ def report(voc_root, tmp_path_factory):
 def test_report_has_every_section_and_is_self_contained(report):
     html = report.read_text()
     for heading in ("Table 3 layout", "Table 4 layout", "Per-class IoU", "Statistics", "Paired differences",
-                    "Qualitative results", "Provenance", "checkpoint selection", "Manifests"):
+                    "Qualitative results", "Provenance", "checkpoint selection", "Manifests",
+                    "Wall time per method"):
         assert heading in html, heading
     assert not re.search(r'(src|href)="https?://', html)  # viewable with no network
     assert html.count('src="data:image/png;base64,') >= 3
@@ -44,6 +46,20 @@ def test_report_never_runs_a_model(report, monkeypatch, tmp_path):
 def test_report_of_a_non_run_is_a_clear_error(tmp_path, capsys):
     assert main(["report", "--run", str(tmp_path)]) == 2
     assert "not a finished run directory" in capsys.readouterr().err
+
+
+def test_time_per_method_counts_each_checkpoint_once():
+    metas = [{"method": "a", "seconds": 2.0, "checkpoint": "a/1", "checkpoint_train_seconds": 10.0},
+             {"method": "a", "seconds": 3.0, "checkpoint": "a/1", "checkpoint_train_seconds": 10.0},
+             {"method": "a", "seconds": 1.0, "checkpoint": "a/2", "checkpoint_train_seconds": 5.0},
+             {"method": "b", "seconds": 4.0, "checkpoint": "b/1"},  # written before training time was recorded
+             {"method": "c", "seconds": 0.5, "checkpoint": None}]
+    times = time_per_method(metas, ["a", "b", "c"]).set_index("method")
+    assert times.loc["a"].tolist() == [3, 6.0, 2, 15.0]
+    assert times.loc["b", "checkpoints"] == 1 and np.isnan(times.loc["b", "training_s"])
+    assert times.loc["c", "checkpoints"] == 0 and np.isnan(times.loc["c", "training_s"])
+    table = format_times(times.reset_index())
+    assert [line.split()[-1] for line in table.splitlines()[2:5]] == ["15", "?", "-"]
 
 
 def test_paper_numbers_are_looked_up_by_our_names():

@@ -1,5 +1,6 @@
 """Training, checkpoints, resume, determinism and the feature cache (tiny profile, synthetic-tiny)."""
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -126,8 +127,15 @@ def test_run_trains_missing_checkpoints_then_evaluates(cache_env, tmp_path, caps
     assert main(args + ["--no-train"]) == 2
     assert "no trained checkpoint for simpropnet split 1" in capsys.readouterr().err
     assert main(args) == 0
+    printed = capsys.readouterr().out
     config = pd.read_json(tmp_path / "run" / "config.json", typ="series")
     assert "simpropnet/split1" in config["checkpoints"]
+    meta = json.loads((tmp_path / "run" / "episodes" / "simpropnet__split1_shot1_seed0.json").read_text())
+    assert meta["checkpoint_train_seconds"] > 0 and meta["checkpoint_best_epoch"] >= 1
+    lines = printed.splitlines()
+    method, cells, _, checkpoints, training = lines[lines.index("wall time per method (s)") + 2].split()
+    assert (method, cells, checkpoints) == ("simpropnet", "2", "1")
+    assert float(training) == pytest.approx(meta["checkpoint_train_seconds"], abs=1)
     episodes = pd.read_csv(tmp_path / "run" / "episodes.csv")
     assert len(episodes) == 24 and set(episodes.method) == {"simpropnet"}
     assert main(args + ["--no-train", "--out", str(tmp_path / "run2")]) == 0  # checkpoint now exists

@@ -290,12 +290,21 @@ def _meta(request: TrainRequest, method: BackboneMethod, state: Dict, complete: 
             "train_seconds": round(state["seconds"], 1), "complete": complete}
 
 
+def _describe(identity: Dict) -> str:
+    digest = identity.get("sha256")
+    return f"{identity.get('weights', '?')}" + (f" (sha256 {digest[:12]})" if digest else "")
+
+
 def load_trained(path: Path, backbone_options: Dict, device: str = "cpu") -> Tuple[BackboneMethod, Dict]:
     """Build the method a checkpoint records (on the given backbone) and load its weights."""
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
     options = {k: v for k, v in meta["method_options"].items() if k != "backbone_weights_sha256"}
     method = build_method(meta["method"], **{**options, **backbone_options})
+    trained_on, given = meta.get("backbone") or {}, method.backbone.identity
+    if (trained_on.get("weights"), trained_on.get("sha256")) != (given.get("weights"), given.get("sha256")):
+        raise BenchError(f"checkpoint {path} was trained on the backbone weights {_describe(trained_on)} but was "
+                         f"given {_describe(given)}: pass the same weights (--backbone / --backbone-weights)")
     missing, unexpected = method.load_state_dict(checkpoint["model"], strict=False)
     missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or unexpected:

@@ -10,6 +10,7 @@ import bench.train as train_module
 from bench.cli import main
 from bench.datasets import open_dataset
 from bench.episodes import EpisodeSpec, sample_episodes
+from bench.errors import BenchError
 from bench.evaluate import ImageStore, evaluate_manifest
 from bench.features import CodeCache
 from bench.models import ModelProvider
@@ -68,6 +69,9 @@ def test_checkpoint_round_trip_gives_the_same_predictions(provider_factory, tiny
     masks = (torch.rand(2, 1, 48, 48) > 0.5).long()
     with torch.no_grad():
         assert torch.equal(method(query, supports, masks), again(query, supports, masks))
+    # another backbone than the one it was trained on is refused, not silently used
+    with pytest.raises(BenchError, match="was trained on the backbone weights synthnet-pretrained"):
+        load_trained(meta["path"], {**provider.backbone_options(), "backbone_weights": None})
 
 
 def test_training_is_deterministic(provider_factory, tmp_path):

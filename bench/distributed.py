@@ -8,6 +8,7 @@ writes checkpoints, logs and output.
 """
 from __future__ import annotations
 
+import gc
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ def session(device: str) -> Iterator[Tuple[Dist, str]]:
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     try:
         yield info, device
+        # no rank tears the group down while a peer's collective is still in flight (gloo aborts then)
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

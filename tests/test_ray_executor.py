@@ -122,8 +122,11 @@ def test_interrupted_driver_resumes_from_finished_cells(env, ray_cluster, local_
     slow = tmp_path / "slow.json"
     slow.write_text(json.dumps({"delay_s": 1.0}))
     command = [sys.executable, "-m", "bench", *grid(env, out, env / "ck-local", "--executor", "ray", "--no-train")]
+    # a shell that starts background jobs (`cmd &`) ignores SIGINT in them, and Python then keeps ignoring it:
+    # the driver gets the default disposition back so that it sees the interrupt wherever the tests run
     driver = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "FSS_BENCH_FAULTS": str(slow)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while driver.poll() is None and len(cell_metas(out)) < 2 and time.time() < deadline:
         time.sleep(0.1)

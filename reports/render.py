@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from analyses.summary import class_iou_table, summarize
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
 from bench.rundir import time_per_method
@@ -29,10 +30,10 @@ def load_run(run_dir: Path) -> Dict:
     if missing:
         raise BenchError(f"{run_dir} is not a finished run directory (missing {', '.join(missing)})")
     metas = [json.loads(p.read_text()) for p in sorted((run_dir / "episodes").glob("*.json"))]
+    episodes = pd.read_csv(run_dir / "episodes.csv", dtype={"query": str})
+    # recomputed at full precision, as `bench run` prints them (summary.csv is rounded to 4 decimals)
     return {"dir": run_dir, "config": json.loads((run_dir / "config.json").read_text()),
-            "summary": pd.read_csv(run_dir / "summary.csv", dtype={"split": str}),
-            "episodes": pd.read_csv(run_dir / "episodes.csv", dtype={"query": str}),
-            "class_iou": pd.read_csv(run_dir / "class_iou.csv") if (run_dir / "class_iou.csv").is_file() else None,
+            "summary": summarize(episodes), "episodes": episodes, "class_iou": class_iou_table(episodes),
             "metas": metas}
 
 

@@ -3,6 +3,7 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import torch
@@ -32,6 +33,24 @@ def test_report_has_every_section_and_is_self_contained(report):
         assert heading in html, heading
     assert not re.search(r'(src|href)="https?://', html)  # viewable with no network
     assert html.count('src="data:image/png;base64,') >= 3
+
+
+def test_report_numbers_come_from_the_episodes_at_full_precision(report, tmp_path):
+    """Not from summary.csv (rounded to 4 decimals, so a value could round twice): a tampered one is ignored."""
+    from analyses.summary import summarize
+    from bench.rundir import load_episodes
+
+    run = tmp_path / "run"
+    shutil.copytree(report.parent, run)
+    tampered = pd.read_csv(run / "summary.csv")
+    tampered["miou_mean"] += 7.77
+    tampered.to_csv(run / "summary.csv", index=False)
+    assert main(["report", "--run", str(run), "--resamples", "50"]) == 0
+    html = (run / "report.html").read_text()
+    summary = summarize(load_episodes(run))
+    for row in summary[summary.split == "mean"].itertuples():
+        assert f"{row.miou_mean:.2f} &plusmn; {row.miou_std:.2f}" in html, (row.method, row.shot)
+        assert f"{row.miou_mean + 7.77:.2f} &plusmn;" not in html
 
 
 def test_report_never_runs_a_model(report, monkeypatch, tmp_path):

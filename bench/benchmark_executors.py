@@ -12,7 +12,6 @@ Ray's scheduling overhead is also measured alone, with empty tasks.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import torch
 
 from bench.cli import main as bench_main
 from bench.ray_executor import require_ray
+from bench.rundir import RunDir
 
 
 def _noop():
@@ -30,7 +30,7 @@ def _noop():
 
 def grid_seconds(out: Path) -> float:
     """Time spent inside the cells' evaluation (the `seconds` of every cell's meta)."""
-    return sum(json.loads(p.read_text())["seconds"] for p in (out / "episodes").glob("*.json"))
+    return sum(meta["seconds"] for meta in RunDir(out).cell_metas())
 
 
 def empty_task_overhead(ray, cpus: int, n: int = 400):

@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from analyses.summary import class_iou_table, summarize
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
-from bench.rundir import time_per_method
+from bench.rundir import RunDir, load_episodes, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
@@ -29,12 +29,11 @@ def load_run(run_dir: Path) -> Dict:
     missing = [n for n in needed if not (run_dir / n).is_file()]
     if missing:
         raise BenchError(f"{run_dir} is not a finished run directory (missing {', '.join(missing)})")
-    metas = [json.loads(p.read_text()) for p in sorted((run_dir / "episodes").glob("*.json"))]
-    episodes = pd.read_csv(run_dir / "episodes.csv", dtype={"query": str})
+    episodes = load_episodes(run_dir)
     # recomputed at full precision, as `bench run` prints them (summary.csv is rounded to 4 decimals)
     return {"dir": run_dir, "config": json.loads((run_dir / "config.json").read_text()),
             "summary": summarize(episodes), "episodes": episodes, "class_iou": class_iou_table(episodes),
-            "metas": metas}
+            "metas": RunDir(run_dir).cell_metas()}
 
 
 def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool, methods: List[str]) -> Dict:

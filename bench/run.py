@@ -164,6 +164,7 @@ def run(config: RunConfig) -> Path:
         evaluate_grid(config, run_dir, manifest_hashes, models, todo)
     else:
         evaluate_cells(config, dataset, run_dir, manifest_hashes, models, device, todo)
+    run_dir.remove_stale_temporaries()  # every writer of this run has finished
     summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
     print(f"run directory: {out}")
     print(format_table(summary, "miou"))

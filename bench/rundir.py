@@ -95,6 +95,15 @@ class RunDir:
         atomic_write_bytes(csv_path, data)
         atomic_write_json(meta_path, {**meta, "sha256": sha256_bytes(data), "rows": len(rows)})
 
+    def remove_stale_temporaries(self) -> List[Path]:
+        """Delete the temporary files of atomic writes whose writer was killed (a Ray worker ended with its
+        interrupted driver); call when no writer of this run is left. Returns what was removed."""
+        stale = [p for folder in (self.path, self.path / "episodes") if folder.is_dir()
+                 for p in folder.glob(".*.tmp") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
     def read_cell(self, method: str, cell: str) -> pd.DataFrame:
         return pd.read_csv(self.cell_paths(method, cell)[0], dtype={"query": str})
 

@@ -66,12 +66,14 @@ def test_rerun_skips_finished_cells_and_redoes_damaged_ones(voc_root, finished_r
     shutil.copytree(finished_run, out)
     (out / "episodes" / "support-copy__split1_shot1_seed0.csv").unlink()
     (out / "episodes" / "all-foreground__split2_shot3_seed1.csv").write_text("method,episode\n")  # truncated
+    (out / "episodes" / ".canet__split1_shot1_seed0.json.x1y2.tmp").write_text("{")  # its writer was killed
     calls = []
     original = run_module.evaluate_manifest
     monkeypatch.setattr(run_module, "evaluate_manifest", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
     assert main(base_args(voc_root, out)) == 0
     assert sorted(calls) == ["all-foreground split2_shot3_seed1", "support-copy split1_shot1_seed0"]
     assert (out / "episodes.csv").read_bytes() == (finished_run / "episodes.csv").read_bytes()
+    assert not list(out.rglob("*.tmp"))
 
 
 def test_interrupted_run_resumes_to_the_same_result(voc_root, finished_run, tmp_path, monkeypatch, capsys):

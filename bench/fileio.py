@@ -6,11 +6,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, List
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+_TEMP_SUFFIX = ".tmp"  # atomic writes go through hidden ".<name>.<random>.tmp" files beside their target
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -20,7 +23,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
@@ -32,6 +35,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> List[Path]:
+    """Delete the temporary files that atomic writes into `folder` left when their process was killed
+    (an exception removes its own); only call when no writer into `folder` is running. Returns them."""
+    stale = [p for p in Path(folder).glob(f".*{_TEMP_SUFFIX}") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -23,7 +23,7 @@ from typing import Dict, List
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from bench.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries, sha256_bytes, sha256_file
 
 RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv")
 RUN_DIRS = ("manifests", "episodes", "qualitative")
@@ -95,14 +95,11 @@ class RunDir:
         atomic_write_bytes(csv_path, data)
         atomic_write_json(meta_path, {**meta, "sha256": sha256_bytes(data), "rows": len(rows)})
 
-    def remove_stale_temporaries(self) -> List[Path]:
-        """Delete the temporary files of atomic writes whose writer was killed (a Ray worker ended with its
-        interrupted driver); call when no writer of this run is left. Returns what was removed."""
-        stale = [p for folder in (self.path, self.path / "episodes") if folder.is_dir()
-                 for p in folder.glob(".*.tmp") if p.is_file()]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return stale
+    def remove_stale_temporaries(self) -> None:
+        """Delete what atomic writes killed mid-write left (a Ray worker ended with its interrupted driver);
+        call when no writer of this run is left."""
+        for folder in (self.path, self.path / "episodes"):
+            remove_stale_temporaries(folder)
 
     def read_cell(self, method: str, cell: str) -> pd.DataFrame:
         return pd.read_csv(self.cell_paths(method, cell)[0], dtype={"query": str})

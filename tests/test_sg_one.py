@@ -2,8 +2,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.method_helpers import tiny_method
 
+from tests.method_helpers import tiny_method
 
 
 def small(seed=0, **options):

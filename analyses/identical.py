@@ -35,16 +35,15 @@ def run_config(args: argparse.Namespace, out: Path, identical: bool) -> RunConfi
 
 def read_summary(run_dir: Path, methods, identical: bool) -> pd.DataFrame:
     """summary.csv of an existing run, checked to be the right kind of run and to hold the methods."""
-    import json
+    from analyses.summary import summarize
+    from bench.results import load_results
 
-    config_path, summary_path = run_dir / "config.json", run_dir / "summary.csv"
-    if not (config_path.is_file() and summary_path.is_file()):
-        raise BenchError(f"{run_dir} is not a finished run directory (no config.json / summary.csv)")
-    config = json.loads(config_path.read_text())["config"]
-    if bool(config["identical_input"]) != identical or 1 not in config["shots"]:
+    results = load_results(run_dir)
+    config = results.config["config"]
+    if bool(config.get("identical_input")) != identical or 1 not in config.get("shots", []):
         kind = "an --identical-input" if identical else "a regular 1-shot"
         raise BenchError(f"{run_dir} is not {kind} run")
-    summary = pd.read_csv(summary_path, dtype={"split": str})
+    summary = summarize(results.episodes)
     summary = summary[(summary.shot == 1) & summary.method.isin(methods)]
     missing = [m for m in methods if m not in set(summary.method)]
     if missing:

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from analyses.common import Analysis, add_arguments, check_methods, cli
-from analyses.summary import cell_metrics
+from analyses.summary import cell_metrics, summarize
 from bench.config import RunConfig
 from bench.datasets import open_dataset
+from bench.results import load_results
 
 PASCAL_AREA = 500 * 375  # a typical VOC image
 PFENET_MIN_PIXELS = 2 * 32 * 32
@@ -53,14 +54,14 @@ def variants(base: RunConfig, min_pixels: int) -> Dict[str, tuple]:
 
 
 def collect(name: str, description: str, run_dir: Path, split: int) -> List[dict]:
-    summary = pd.read_csv(run_dir / "summary.csv", dtype={"split": str})
+    summary = summarize(load_results(run_dir).episodes)
     rows = summary[summary.split == str(split)]
     return [{"variant": name, "description": description, "method": r.method, "shot": r.shot,
              "miou": r.miou_mean, "fbiou": r.fbiou_mean} for r in rows.itertuples()]
 
 
 def best_seed(run_dir: Path, split: int) -> List[dict]:
-    cells = cell_metrics(pd.read_csv(run_dir / "episodes.csv", dtype={"query": str}))
+    cells = cell_metrics(load_results(run_dir).episodes)
     cells = cells[cells.split == split]
     rows = []
     for (method, shot), group in cells.groupby(["method", "shot"]):

@@ -33,7 +33,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=16, help="episodes per forward pass (results do not depend on it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run directory that holds a different config")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run directory that holds a different config (removes only the files the harness wrote)")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another `bench run` is writing the same --out, wait for it instead of refusing")
     add_training_arguments(parser)
     parser.add_argument("--no-train", action="store_true", help="fail instead of training a missing checkpoint")
     parser.add_argument("--no-feature-cache", action="store_true",

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 #: fields that do not change results: left out of the identity that a resumed run must match
 RUNTIME_FIELDS = ("out", "device", "batch_size", "quiet", "overwrite", "data_root", "lists", "episodes_from",
                   "checkpoints", "no_train", "backbone_weights", "no_feature_cache", "executor", "address",
-                  "cpus_per_task")
+                  "cpus_per_task", "wait")
 EXECUTORS = ("local", "ray")
 
 
@@ -47,6 +47,12 @@ class RunConfig:
     executor: str = "local"  # "ray": every cell is a Ray task (bench/ray_executor.py)
     address: Optional[str] = None  # Ray cluster to join; None starts a local one
     cpus_per_task: int = 1  # CPUs (and torch threads) each Ray task asks for
+    wait: bool = False  # wait for another `bench run` on the same --out instead of refusing
+
+    def __post_init__(self) -> None:
+        # a repeated name or number would repeat cells (and every row of episodes.csv): keep the first
+        for name in ("methods", "splits", "shots", "seeds"):
+            setattr(self, name, list(dict.fromkeys(getattr(self, name))))
 
     def to_dict(self) -> Dict:
         return asdict(self)

@@ -17,9 +17,10 @@ Nothing depends on batch size, worker count or device.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,23 @@ class EpisodeSpec:
 
     @property
     def cell(self) -> str:
-        return f"split{self.split}_shot{self.shot}_seed{self.seed}"
+        return cell_name(self.split, self.shot, self.seed)
+
+
+CELL = re.compile(r"^split(?P<split>\d+)_shot(?P<shot>\d+)_seed(?P<seed>\d+)$")
+
+
+def cell_name(split: int, shot: int, seed: int) -> str:
+    """The name of one (split, shot, seed) cell: its manifest's file stem and part of its result files' names."""
+    return f"split{split}_shot{shot}_seed{seed}"
+
+
+def parse_cell(cell: str) -> Tuple[int, int, int]:
+    """(split, shot, seed) of a cell name."""
+    match = CELL.match(cell)
+    if match is None:
+        raise BenchError(f"'{cell}' is not a cell name (split<k>_shot<k>_seed<s>)")
+    return int(match["split"]), int(match["shot"]), int(match["seed"])
 
 
 def usable_pairs(dataset: FSSDataset, split: int, min_object_pixels: int) -> List[Pair]:
@@ -137,13 +154,16 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> str:
     return sha256_bytes(data)
 
 
+INTEGER_COLUMNS = ["episode", "split", "shot", "seed", "class_id"]
+
+
 def read_manifest(path: Path) -> pd.DataFrame:
-    """Read a manifest CSV and check its columns; errors name the file."""
+    """Read a manifest CSV and check its columns and types; errors name the file and the row."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"episode manifest not found: {path}")
     try:
-        frame = pd.read_csv(path, dtype={"query": str, "supports": str})
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise BenchError(f"cannot parse episode manifest {path}: {exc}") from None
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
@@ -151,24 +171,57 @@ def read_manifest(path: Path) -> pd.DataFrame:
         raise BenchError(f"episode manifest {path} lacks columns: {', '.join(missing)}")
     if frame.empty:
         raise BenchError(f"episode manifest {path} has no episodes")
+    frame = frame[MANIFEST_COLUMNS].copy()
+    for column in INTEGER_COLUMNS:
+        values = frame[column].str.strip()
+        bad = ~values.str.fullmatch(r"\d{1,9}")
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise BenchError(f"episode manifest {path}, line {row + 2}: {column} {frame[column].iloc[row]!r} is not "
+                             "a non-negative integer")
+        frame[column] = values.astype(np.int64)
+    for column in ("query", "supports"):
+        empty = frame[column].str.strip() == ""
+        if empty.any():
+            row = int(empty.to_numpy().argmax())
+            raise BenchError(f"episode manifest {path}, line {row + 2} (episode {frame.episode.iloc[row]}): "
+                             f"the {column} field is empty")
+    repeated = frame.episode.duplicated()
+    if repeated.any():
+        row = int(repeated.to_numpy().argmax())
+        raise BenchError(f"episode manifest {path}, line {row + 2}: episode {frame.episode.iloc[row]} appears twice")
     for column in ("split", "shot", "seed"):
         if frame[column].nunique() != 1:
             raise BenchError(f"episode manifest {path} mixes several values of '{column}'")
-    return frame[MANIFEST_COLUMNS]
+    return frame
 
 
-def check_manifest(dataset: FSSDataset, manifest: pd.DataFrame, source: str) -> None:
-    """Check a replayed manifest against the dataset: known images, shots, classes of the split."""
+def check_manifest(dataset: FSSDataset, manifest: pd.DataFrame, source: str, identical_input: bool = False) -> None:
+    """Check a replayed manifest against the dataset and the run: every episode has `shot` distinct
+    supports that are not its query (an identical-input run: exactly its query), all from the split's
+    test list with the episode's class. The first bad episode is named."""
     split, shot = int(manifest["split"].iloc[0]), int(manifest["shot"].iloc[0])
     dataset.check_split(split)
+    if shot < 1:
+        raise BenchError(f"{source}: shot {shot} is not >= 1")
+    if identical_input and shot != 1:
+        raise BenchError(f"{source}: an identical-input run replays 1-shot manifests, this one is {shot}-shot")
     known = {(i, c) for i, c in dataset.pairs(split, "test")}
     for row in manifest.itertuples(index=False):
+        where = f"{source}: episode {row.episode}"
         supports = row.supports.split(" ")
         if len(supports) != shot:
-            raise BenchError(f"{source}: episode {row.episode} has {len(supports)} supports, expected {shot}")
+            raise BenchError(f"{where} has {len(supports)} supports, expected {shot}")
+        if len(set(supports)) != len(supports):
+            raise BenchError(f"{where} repeats a support image ({row.supports}); supports must be distinct")
+        if identical_input and supports != [row.query]:
+            raise BenchError(f"{where}: in an identical-input run the support must be the query itself")
+        if not identical_input and row.query in supports:
+            raise BenchError(f"{where} uses its query {row.query} as a support, which leaks the answer; replay it "
+                             "with --identical-input if this is an identical-input manifest")
         for image_id in [row.query, *supports]:
             if (image_id, row.class_id) not in known:
                 raise BenchError(
-                    f"{source}: episode {row.episode} uses ({image_id}, class {row.class_id}), "
+                    f"{where} uses ({image_id}, class {row.class_id}), "
                     f"which is not in the test list of split {split}"
                 )

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+from bench.checkpoints import verified_sha256
 from bench.datasets import FSSDataset
 from bench.errors import BenchError
 from bench.profiles import TrainProfile
@@ -67,7 +68,7 @@ class ModelProvider:
             return build_method(name), {}
         request = self.request(name, split)
         best = request.folder(self.root, self.dataset.name) / "best.pt"
-        if not best.is_file() or not self._complete(best):
+        if verified_sha256(best) is None:
             if self.no_train:
                 raise BenchError(f"no trained checkpoint for {name} split {split} at {best.parent} "
                                  "(run without --no-train to train it, or point --checkpoints at a folder holding it)")
@@ -75,8 +76,13 @@ class ModelProvider:
         method, meta = load_trained(best, self.backbone_options(), self.device)
         return method, meta
 
-    @staticmethod
-    def _complete(best: Path) -> bool:
-        from bench.train import load_checkpoint
+    def best_path(self, name: str, split: int) -> Optional[Path]:
+        """Where a learned method's checkpoint for a split is (None for reference methods)."""
+        folder = self.checkpoint_id(name, split)
+        return None if folder is None else self.root / folder / "best.pt"
 
-        return bool(load_checkpoint(best)["meta"].get("complete"))
+    def checkpoint_sha256(self, name: str, split: int) -> Optional[str]:
+        """The content hash of the finished checkpoint a cell would use now, checked against its record
+        (a changed file is a BenchError); None for reference methods and checkpoints not trained yet."""
+        best = self.best_path(name, split)
+        return None if best is None else verified_sha256(best)

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.evaluate import ImageStore, _forward
-from bench.fileio import atomic_write_bytes
+from bench.errors import BenchError
+from bench.fileio import atomic_write_bytes, sha256_bytes
 
 
 def pick_episodes(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -34,7 +35,8 @@ def pick_episodes(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 @torch.no_grad()
 def save_qualitative(method, store: ImageStore, manifest: pd.DataFrame, rows: pd.DataFrame, path: Path,
-                     device: str = "cpu", features=None) -> None:
+                     device: str = "cpu", features=None) -> str:
+    """Save the picked episodes' predictions; return the sha256 of the file (recorded in the cell)."""
     picked = pick_episodes(rows)
     chosen = manifest.set_index("episode").loc[picked.episode].reset_index()
     native = getattr(method, "native_resolution", False)
@@ -52,14 +54,32 @@ def save_qualitative(method, store: ImageStore, manifest: pd.DataFrame, rows: pd
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
+    return sha256_bytes(buffer.getvalue())
+
+
+TABLE_COLUMNS = ["episode", "class_id", "query", "kind", "iou", "supports"]
 
 
 def load_qualitative(path: Path) -> tuple:
-    """(table of picked episodes, list of boolean prediction masks) of a saved cell."""
-    data = np.load(path)
-    table = pd.read_csv(io.BytesIO(data["table"].tobytes()), dtype={"query": str, "supports": str})
-    masks = []
-    for k in range(len(table)):
-        shape = tuple(data[f"shape_{k}"])
-        masks.append(np.unpackbits(data[f"pred_{k}"])[: shape[0] * shape[1]].reshape(shape).astype(bool))
+    """(table of picked episodes, list of boolean prediction masks) of a saved cell.
+
+    Read without unpickling; a damaged file is one BenchError naming it.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            table = pd.read_csv(io.BytesIO(data["table"].tobytes()), dtype={"query": str, "supports": str})
+            if list(table.columns) != TABLE_COLUMNS:
+                raise ValueError(f"unexpected table columns {list(table.columns)}")
+            masks = []
+            for k in range(len(table)):
+                shape = tuple(int(v) for v in data[f"shape_{k}"])
+                bits = np.unpackbits(data[f"pred_{k}"])
+                if len(shape) != 2 or bits.size < shape[0] * shape[1]:
+                    raise ValueError(f"prediction {k} does not have its recorded shape {shape}")
+                masks.append(bits[: shape[0] * shape[1]].reshape(shape).astype(bool))
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged zip, a missing array, a bad table: one line each
+        raise BenchError(f"saved predictions {path} are damaged ({type(exc).__name__}: {str(exc)[:120]}); re-run "
+                         "`bench run` on the run directory to redo them") from None
     return table, masks

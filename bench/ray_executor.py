@@ -155,10 +155,7 @@ def train_cells(models, pairs, opts, device: str) -> List[Cell]:
 
 
 def checkpoint_complete(models, name: str, split: int) -> bool:
-    from bench.train import load_checkpoint
-
-    best = models.root / models.checkpoint_id(name, split) / "best.pt"
-    return best.is_file() and bool(load_checkpoint(best)["meta"].get("complete"))
+    return models.checkpoint_sha256(name, split) is not None
 
 
 def train_grid(models, pairs: List[Tuple[str, int]], opts) -> None:

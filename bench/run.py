@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pandas as pd
 
-from analyses.summary import class_iou_table, format_table, summarize
+from analyses.summary import format_table
 from bench import distributed
 from bench.config import EXECUTORS, RunConfig
 from bench.datasets import FSSDataset, open_dataset
@@ -19,15 +19,19 @@ from bench.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_man
                             write_manifest)
 from bench.errors import BenchError
 from bench.evaluate import ImageStore, evaluate_manifest
-from bench.fileio import atomic_write_bytes, atomic_write_json
+from bench.fileio import atomic_write_json
 from bench.features import CodeCache
 from bench.models import ModelProvider
 from bench.profiles import get_profile
 from bench.train import SELECT_ON
-from bench.progress import GridProgress
+from bench.progress import GridProgress, progress_bar
 from bench.qualitative import save_qualitative
+from bench.results import write_results
 from bench.rundir import RunDir, format_times, time_per_method
 from methods import METHODS, FewShotSegmenter, RegistryError, build_method
+
+
+MIN_INPUT_SIZE = 16
 
 
 def validate(config: RunConfig) -> None:
@@ -43,6 +47,18 @@ def validate(config: RunConfig) -> None:
         raise BenchError(f"shots must be >= 1, got {config.shots}")
     if config.episodes < 1:
         raise BenchError(f"--episodes must be >= 1, got {config.episodes}")
+    negative = [s for s in config.seeds if s < 0]
+    if negative:
+        raise BenchError(f"--seeds must be >= 0, got {negative[0]}")
+    if config.train_seed < 0:
+        raise BenchError(f"--train-seed must be >= 0, got {config.train_seed}")
+    if config.input_size is not None and config.input_size < MIN_INPUT_SIZE:
+        raise BenchError(f"--input-size must be >= {MIN_INPUT_SIZE} (the backbones downsample by up to 16), "
+                         f"got {config.input_size}")
+    if config.eval_size is not None and config.eval_size < 1:
+        raise BenchError(f"--eval-size must be >= 1, got {config.eval_size}")
+    if config.min_object_pixels < 0:
+        raise BenchError(f"--min-object-pixels must be >= 0, got {config.min_object_pixels}")
     if config.identical_input and config.shots != [1]:
         raise BenchError("the identical-input test is 1-shot only: use --shots 1")
     if config.executor not in EXECUTORS:
@@ -84,7 +100,7 @@ def replayed_manifests(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.D
     manifests = {}
     for path in files:
         manifest = read_manifest(path)
-        check_manifest(dataset, manifest, str(path))
+        check_manifest(dataset, manifest, str(path), config.identical_input)
         first = manifest.iloc[0]
         cell = EpisodeSpec(int(first.split), int(first.shot), int(first.seed)).cell
         if cell in manifests:
@@ -129,8 +145,14 @@ def resolve(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
 
 
 def run(config: RunConfig) -> Path:
-    """Evaluate every (method, split, shot, seed) cell that is not finished yet; return the run dir."""
+    """Evaluate every (method, split, shot, seed) cell that is not finished yet; return the run dir.
+
+    Everything is checked before the run directory is touched: the arguments, the data every episode
+    uses (each image and label decoded once), the manifests and the output folder.
+    """
     validate(config)
+    if config.out:
+        RunDir(Path(config.out)).check_writable()
     dataset = open_dataset(config.dataset, config.data_root, config.lists, progress=not config.quiet)
     manifests = resolve(config, dataset)
     dataset_hash = dataset.fingerprint(config.splits)
@@ -138,34 +160,38 @@ def run(config: RunConfig) -> Path:
     out = Path(config.out) if config.out else default_out(config)
     config.out = str(out)
     run_dir = RunDir(out)
-    identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
-    run_dir.prepare(identity, config.overwrite)
-    for cell, manifest in manifests.items():
-        write_manifest(manifest, run_dir.manifest_path(cell))
+    run_dir.check_writable()
     device = resolve_device(config.device) if config.executor == "local" else config.device
+    store = ImageStore(dataset, config.input_size)
+    check_episode_data(store, manifests, config.quiet)
     models = ModelProvider(dataset, get_profile(config.profile, config.dataset), Path(config.checkpoints),
                            backbone_weights=config.backbone_weights, backbone=config.backbone, seed=config.train_seed,
                            select_on=config.select_on, epochs=config.epochs, no_train=config.no_train,
                            device=device, quiet=config.quiet)
     checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}
-    atomic_write_json(run_dir.config_path, {
-        "identity": identity,
-        "config": config.to_dict(),
-        "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
-                    "class_names": {str(k): v for k, v in dataset.class_names().items()}},
-        "manifests": manifest_hashes,
-        "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
-        "environment": describe_environment(device),
-    })
-    todo = pending_cells(config, run_dir, manifest_hashes, models)
-    if config.executor == "ray":
-        from bench.ray_executor import evaluate_grid
+    identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
+    with run_dir.lock(config.wait):
+        run_dir.prepare(identity, config.overwrite)
+        atomic_write_json(run_dir.config_path, {
+            "identity": identity,
+            "config": config.to_dict(),
+            "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
+                        "class_names": {str(k): v for k, v in dataset.class_names().items()}},
+            "manifests": manifest_hashes,
+            "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
+            "environment": describe_environment(device),
+        })
+        for cell, manifest in manifests.items():
+            write_manifest(manifest, run_dir.manifest_path(cell))
+        todo = pending_cells(config, run_dir, manifest_hashes, models)
+        if config.executor == "ray":
+            from bench.ray_executor import evaluate_grid
 
-        evaluate_grid(config, run_dir, manifest_hashes, models, todo)
-    else:
-        evaluate_cells(config, dataset, run_dir, manifest_hashes, models, device, todo)
-    run_dir.remove_stale_temporaries()  # every writer of this run has finished
-    summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
+            evaluate_grid(config, run_dir, manifest_hashes, models, todo)
+        else:
+            evaluate_cells(config, CellRunner(config, dataset, models, device, store), run_dir, manifest_hashes, todo)
+        run_dir.remove_stale_temporaries()  # every writer of this run has finished
+        summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
     print(f"run directory: {out}")
     print(format_table(summary, "miou"))
     print()
@@ -173,6 +199,18 @@ def run(config: RunConfig) -> Path:
     print()
     print(format_times(time_per_method(run_dir.cell_metas(), config.methods)))
     return out
+
+
+def check_episode_data(store: ImageStore, manifests: Dict[str, pd.DataFrame], quiet: bool) -> None:
+    """Decode every image and label the episodes use (a corrupt file or an unexpected label value is one
+    BenchError naming it), into the store that evaluation then reads from."""
+    ids = sorted({i for m in manifests.values() for field in ("query", "supports")
+                  for value in m[field] for i in value.split(" ")})
+    bar = progress_bar(total=len(ids), desc="checking images", quiet=quiet, unit="img")
+    for image_id in ids:
+        store.label(image_id)
+        bar.update(1)
+    bar.close()
 
 
 def cell_split(cell: str) -> int:
@@ -185,7 +223,8 @@ def pending_cells(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str,
     cells = sorted(manifest_hashes, key=lambda c: (cell_split(c), c))
     total = len(config.methods) * len(cells)
     todo = [(m, c) for m in config.methods for c in cells
-            if not run_dir.cell_done(m, c, manifest_hashes[c], models.checkpoint_id(m, cell_split(c)))]
+            if not run_dir.cell_done(m, c, manifest_hashes[c], models.checkpoint_id(m, cell_split(c)),
+                                     models.checkpoint_sha256(m, cell_split(c)))]
     if len(todo) < total:
         print(f"resuming {run_dir.path}: {total - len(todo)} finished cells kept, {len(todo)} to run", file=sys.stderr)
     return todo
@@ -197,9 +236,10 @@ class CellRunner:
     Both executors evaluate a cell with `evaluate`: the local one in a loop, Ray in each worker.
     """
 
-    def __init__(self, config: RunConfig, dataset: FSSDataset, models: ModelProvider, device: str):
+    def __init__(self, config: RunConfig, dataset: FSSDataset, models: ModelProvider, device: str,
+                 store: Optional[ImageStore] = None):
         self.config, self.models, self.device = config, models, device
-        self.store = ImageStore(dataset, config.input_size)
+        self.store = store or ImageStore(dataset, config.input_size)
         self.features = None if config.no_feature_cache else CodeCache(self.store, device)
         self._loaded: Dict = {}
 
@@ -230,42 +270,18 @@ class CellRunner:
             before_write(run_dir.cell_paths(name, cell)[0], rows)
         # the cell's files last: a cell that counts as done has its qualitative file too
         if manifest.shot.iloc[0] == min(config.shots) and manifest.seed.iloc[0] == min(config.seeds):
-            save_qualitative(method, self.store, manifest, rows,
-                             run_dir.path / "qualitative" / f"{name}__{cell}.npz", self.device, self.features)
+            meta["qualitative_sha256"] = save_qualitative(method, self.store, manifest, rows,
+                                                          run_dir.qualitative_path(name, cell), self.device,
+                                                          self.features)
         run_dir.write_cell(name, cell, rows, meta)
         return meta
 
 
-def evaluate_cells(config: RunConfig, dataset: FSSDataset, run_dir: RunDir, manifest_hashes: Dict[str, str],
-                   models: ModelProvider, device: str, todo: List[Tuple[str, str]]) -> None:
+def evaluate_cells(config: RunConfig, runner: CellRunner, run_dir: RunDir, manifest_hashes: Dict[str, str],
+                   todo: List[Tuple[str, str]]) -> None:
     """The local executor: evaluate the pending cells one after another in this process."""
-    runner = CellRunner(config, dataset, models, device)
     progress = GridProgress(len(todo), "cells", config.quiet)
     for name, cell in todo:
         runner.evaluate(run_dir, name, cell, manifest_hashes[cell], config.quiet)
         progress.update(done=1)
     progress.close()
-
-
-def write_results(run_dir: RunDir, methods: List[str], cells: List[str]) -> pd.DataFrame:
-    """Gather the cells into episodes.csv and recompute summary.csv and class_iou.csv from it."""
-    frames = []
-    for method in methods:
-        for cell in cells:
-            rows = run_dir.read_cell(method, cell)
-            manifest = read_manifest(run_dir.manifest_path(cell))
-            first = manifest.iloc[0]
-            rows.insert(0, "seed", int(first.seed))
-            rows.insert(0, "shot", int(first.shot))
-            rows.insert(0, "split", int(first.split))
-            rows.insert(0, "method", method)
-            frames.append(rows)
-    episodes = pd.concat(frames, ignore_index=True)
-    atomic_write_bytes(run_dir.path / "episodes.csv", episodes.to_csv(index=False, lineterminator="\n").encode())
-    summary = summarize(episodes)
-    atomic_write_bytes(run_dir.path / "summary.csv",
-                       summary.to_csv(index=False, lineterminator="\n", float_format="%.4f").encode())
-    classes = class_iou_table(episodes)
-    atomic_write_bytes(run_dir.path / "class_iou.csv",
-                       classes.to_csv(index=False, lineterminator="\n", float_format="%.4f").encode())
-    return summary

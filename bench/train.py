@@ -13,7 +13,6 @@ averages the gradients (`bench/distributed.py`); rank 0 alone validates and writ
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -30,10 +29,11 @@ from bench import distributed
 from bench.datasets import FSSDataset
 from bench.datasets.base import Pair
 from bench.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
+from bench.checkpoints import check_meta, load_tensors, plain, save_tensors, verified_sha256, write_record
 from bench.errors import BenchError
 from bench.evaluate import ImageStore, evaluate_manifest, normalize, resize_mask
 from bench.features import CodeCache
-from bench.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from bench.fileio import atomic_write_json, atomic_write_text, sha256_file
 from bench.profiles import TrainProfile
 from bench.progress import progress_bar
 from methods import build_method
@@ -181,17 +181,9 @@ class TrainRequest:
         return Path(root) / dataset / self.method / f"split{self.split}-{digest}"
 
 
-def _save(path: Path, payload: Dict) -> None:
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def load_checkpoint(path: Path) -> Dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise BenchError(f"cannot read checkpoint {path}: {exc}") from None
+    """A checkpoint's tensors and metadata, read without unpickling anything but tensors and plain data."""
+    return load_tensors(path)
 
 
 def validation_manifest(dataset: FSSDataset, request: TrainRequest, held: List[Pair]) -> pd.DataFrame:
@@ -216,7 +208,7 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
     info = distributed.current()
     folder = request.folder(root, dataset.name)
     best_path, last_path = folder / "best.pt", folder / "last.pt"
-    if best_path.is_file() and load_checkpoint(best_path)["meta"].get("complete"):
+    if verified_sha256(best_path) is not None:  # finished (and unchanged since)
         return best_path
     profile = request.profile
     distributed.check_batch(profile.batch_size, info)
@@ -234,7 +226,7 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
     state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "history": [], "seconds": 0.0, "step_losses": []}
     if last_path.is_file():
         last = load_checkpoint(last_path)
-        if last.get("identity") == request.identity():
+        if last.get("identity") == plain(request.identity()):
             method.load_state_dict(last["model"], strict=False)
             optimizer.load_state_dict(last["optimizer"])
             state = {"step_losses": [], **last["state"]}
@@ -267,27 +259,28 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
         state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": val})
         if val > state["best_miou"]:
             state["best_miou"], state["best_epoch"] = val, epoch + 1
-            _save(best_path, {"model": method.trainable_state(), "meta": _meta(request, method, state, complete=False)})
-        _save(last_path, {"model": method.trainable_state(), "optimizer": optimizer.state_dict(), "state": state,
-                          "identity": request.identity()})
+            save_tensors(best_path, {"model": method.trainable_state(),
+                                     "meta": _meta(request, method, state, complete=False)})
+        save_tensors(last_path, {"model": method.trainable_state(), "optimizer": optimizer.state_dict(),
+                                 "state": plain(state), "identity": plain(request.identity())})
         if after_epoch is not None:
             after_epoch(epoch + 1)
     bar.close()
     if info.is_main:
         best = load_checkpoint(best_path)
         best["meta"] = _meta(request, method, state, complete=True)
-        _save(best_path, best)
-        pd.DataFrame(state["history"]).to_csv(folder / "train_log.csv", index=False)
-        pd.DataFrame({"step": range(len(state["step_losses"])), "loss": state["step_losses"]}).to_csv(
-            folder / "train_steps.csv", index=False)
+        atomic_write_text(folder / "train_log.csv", pd.DataFrame(state["history"]).to_csv(index=False))
+        atomic_write_text(folder / "train_steps.csv", pd.DataFrame(
+            {"step": range(len(state["step_losses"])), "loss": state["step_losses"]}).to_csv(index=False))
+        write_record(best_path, save_tensors(best_path, best), best["meta"])  # the record last: now complete
     distributed.barrier(info)
     return best_path
 
 
 def _meta(request: TrainRequest, method: BackboneMethod, state: Dict, complete: bool) -> Dict:
-    return {**request.identity(), "backbone": method.backbone.identity, "options": method.options(),
-            "best_epoch": state["best_epoch"], "val_miou": state["best_miou"], "history": state["history"],
-            "train_seconds": round(state["seconds"], 1), "complete": complete}
+    return plain({**request.identity(), "backbone": method.backbone.identity, "options": method.options(),
+                  "best_epoch": state["best_epoch"], "val_miou": state["best_miou"], "history": state["history"],
+                  "train_seconds": round(state["seconds"], 1), "complete": complete})
 
 
 def _describe(identity: Dict) -> str:
@@ -296,9 +289,18 @@ def _describe(identity: Dict) -> str:
 
 
 def load_trained(path: Path, backbone_options: Dict, device: str = "cpu") -> Tuple[BackboneMethod, Dict]:
-    """Build the method a checkpoint records (on the given backbone) and load its weights."""
+    """Build the method a finished checkpoint records (on the given backbone) and load its weights.
+
+    The file must have the sha256 recorded when training finished; it is read without unpickling code.
+    """
+    sha256 = verified_sha256(path)
+    if sha256 is None:
+        raise BenchError(f"checkpoint {path} is not a finished training (no {Path(path).with_suffix('.json').name} "
+                         "beside it); run `bench train` to finish it")
     checkpoint = load_checkpoint(path)
-    meta = checkpoint["meta"]
+    meta = check_meta(checkpoint.get("meta"), path)
+    if not isinstance(checkpoint.get("model"), dict):
+        raise BenchError(f"checkpoint {path} holds no model weights")
     options = {k: v for k, v in meta["method_options"].items() if k != "backbone_weights_sha256"}
     method = build_method(meta["method"], **{**options, **backbone_options})
     trained_on, given = meta.get("backbone") or {}, method.backbone.identity
@@ -309,4 +311,4 @@ def load_trained(path: Path, backbone_options: Dict, device: str = "cpu") -> Tup
     missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or unexpected:
         raise BenchError(f"checkpoint {path} does not fit {meta['method']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return method.to(device).eval(), {**meta, "sha256": sha256_file(path), "path": str(path)}
+    return method.to(device).eval(), {**meta, "sha256": sha256, "path": str(path)}

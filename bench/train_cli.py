@@ -9,16 +9,18 @@ import argparse
 from pathlib import Path
 
 from bench import distributed
+from bench.checkpoints import read_record
 from bench.datasets import open_dataset
 from bench.environment import resolve_device
 from bench.errors import BenchError
 from bench.models import ModelProvider, is_trainable
 from bench.profiles import get_profile
-from bench.train import load_checkpoint
 from methods import METHODS, RegistryError
 
 
 def train_command(args: argparse.Namespace) -> None:
+    args.methods = list(dict.fromkeys(args.methods))
+    args.splits = list(dict.fromkeys(args.splits))
     for name in args.methods:
         try:
             METHODS.get(name)
@@ -26,6 +28,8 @@ def train_command(args: argparse.Namespace) -> None:
             raise BenchError(str(exc)) from None
         if not is_trainable(name):
             raise BenchError(f"{name} has no parameters to train")
+    if args.train_seed < 0:
+        raise BenchError(f"--train-seed must be >= 0, got {args.train_seed}")
     if args.epochs is not None and args.epochs < 1:
         raise BenchError(f"--epochs must be >= 1, got {args.epochs}")
     if args.cpus_per_task < 1:
@@ -71,6 +75,6 @@ def open_models(args: argparse.Namespace, profile, device: str, quiet: bool) -> 
 
 def report(checkpoints: str, models: ModelProvider, name: str, split: int) -> None:
     folder = Path(checkpoints) / models.checkpoint_id(name, split)
-    meta = load_checkpoint(folder / "best.pt")["meta"]
+    meta = read_record(folder / "best.pt")["meta"]
     print(f"{name} split {split}: {folder / 'best.pt'} (epoch {meta['best_epoch']}, "
           f"{meta['select_on']} validation mIoU {100 * meta['val_miou']:.2f}, {meta['train_seconds']} s)")

@@ -13,20 +13,20 @@ from typing import Dict, List, Tuple
 
 import pandas as pd
 
+from analyses.summary import summarize
 from bench.errors import BenchError
 from bench.fileio import atomic_write_json
+from bench.results import load_results
 
 Key = Tuple[str, str, str, int]
 
 
 def run_entries(run_dir: Path) -> Dict[Key, float]:
-    """(method, dataset, split, shot) -> mIoU of a finished run directory."""
-    run_dir = Path(run_dir)
-    summary_path, config_path = run_dir / "summary.csv", run_dir / "config.json"
-    if not (summary_path.is_file() and config_path.is_file()):
-        raise BenchError(f"{run_dir} is not a finished run directory (no summary.csv / config.json)")
-    dataset = json.loads(config_path.read_text())["dataset"]["name"]
-    summary = pd.read_csv(summary_path, dtype={"split": str})
+    """(method, dataset, split, shot) -> mIoU of a finished run directory, recomputed from its verified
+    per-episode rows (a damaged or edited episodes.csv is refused, and summary.csv is never trusted)."""
+    results = load_results(run_dir)
+    dataset = results.config["dataset"]["name"]
+    summary = summarize(results.episodes)
     return {(r.method, dataset, str(r.split), int(r.shot)): float(r.miou_mean) for r in summary.itertuples()}
 
 

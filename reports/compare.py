@@ -3,23 +3,23 @@ after a change): for every method present in both, per split and shot, mIoU(B) -
 95% bootstrap interval."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.results import load_results
 from reports.stats import paired_difference
 
 
 def _load(run_dir: Path):
-    run_dir = Path(run_dir)
-    if not ((run_dir / "config.json").is_file() and (run_dir / "episodes.csv").is_file()):
-        raise BenchError(f"{run_dir} is not a finished run directory (no config.json / episodes.csv)")
-    return json.loads((run_dir / "config.json").read_text()), pd.read_csv(run_dir / "episodes.csv", dtype={"query": str})
+    results = load_results(run_dir)
+    return results.config, results.episodes
 
 
 def compare_runs(dir_a: Path, dir_b: Path, resamples: int = 1000) -> pd.DataFrame:
+    if resamples < 1:
+        raise BenchError(f"--resamples must be >= 1, got {resamples}")
     config_a, episodes_a = _load(dir_a)
     config_b, episodes_b = _load(dir_b)
     if config_a["manifests"] != config_b["manifests"]:

@@ -7,12 +7,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from analyses.summary import class_iou_table, summarize
 from bench.errors import BenchError
-from bench.fileio import atomic_write_text
-from bench.rundir import RunDir, load_episodes, time_per_method
+from bench.fileio import atomic_write_text, sha256_file
+from bench.results import load_results
+from bench.rundir import RunDir, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
@@ -24,16 +25,12 @@ ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP
 
 
 def load_run(run_dir: Path) -> Dict:
-    run_dir = Path(run_dir)
-    needed = ["config.json", "summary.csv", "episodes.csv"]
-    missing = [n for n in needed if not (run_dir / n).is_file()]
-    if missing:
-        raise BenchError(f"{run_dir} is not a finished run directory (missing {', '.join(missing)})")
-    episodes = load_episodes(run_dir)
-    # recomputed at full precision, as `bench run` prints them (summary.csv is rounded to 4 decimals)
-    return {"dir": run_dir, "config": json.loads((run_dir / "config.json").read_text()),
-            "summary": summarize(episodes), "episodes": episodes, "class_iou": class_iou_table(episodes),
-            "metas": RunDir(run_dir).cell_metas()}
+    """The run's verified results, with summaries recomputed at full precision from its episodes, as
+    `bench run` prints them (summary.csv is rounded to 4 decimals and is not read)."""
+    results = load_results(run_dir)
+    episodes = results.episodes
+    return {"dir": results.path, "config": results.config, "summary": summarize(episodes), "episodes": episodes,
+            "class_iou": class_iou_table(episodes), "metas": results.metas}
 
 
 def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool, methods: List[str]) -> Dict:
@@ -80,10 +77,10 @@ def class_tables(class_iou: Optional[pd.DataFrame], names: Dict[str, str]) -> Li
 def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
     """Figures 4/5-style panels from qualitative/*.npz and the dataset's images (skipped if unavailable)."""
     from bench.datasets import open_dataset
-    from bench.qualitative import load_qualitative
 
-    files = sorted((run["dir"] / "qualitative").glob("*.npz"))
-    if not files:
+    run_dir = RunDir(run["dir"])
+    saved = [m for m in run["metas"] if run_dir.qualitative_path(m["method"], m["cell"]).is_file()]
+    if not saved:
         return []
     config, dataset_info = run["config"]["config"], run["config"]["dataset"]
     try:
@@ -91,9 +88,9 @@ def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
     except BenchError as exc:
         return [{"title": "qualitative results", "error": f"dataset not available to draw images: {exc}"}]
     sections = []
-    for path in files:
-        method, cell = path.stem.split("__")
-        table, masks = load_qualitative(path)
+    for meta in saved:
+        method, cell = meta["method"], meta["cell"]
+        table, masks = checked_qualitative(run_dir, meta)
         order = table.assign(rank=table.kind.map({"best": 0, "worst": 1, "random": 2})).sort_values(["rank", "class_id"])
         items = []
         for k in list(order.index)[:limit]:
@@ -105,6 +102,27 @@ def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
                           dataset.binary_mask(dataset.read_label(row.query), int(row.class_id)) == 1, masks[k]))
         sections.append({"title": f"{method}, {cell}", "image": plots.qualitative_figure(items)})
     return sections
+
+
+def checked_qualitative(run_dir: RunDir, meta: Dict):
+    """A cell's saved predictions, refused unless they are the ones the cell recorded and show episodes of
+    its manifest (so a replaced file cannot make the report read other images)."""
+    from bench.episodes import read_manifest
+    from bench.qualitative import load_qualitative
+
+    path = run_dir.qualitative_path(meta["method"], meta["cell"])
+    recorded = meta.get("qualitative_sha256")
+    if recorded is not None and sha256_file(path) != recorded:
+        raise BenchError(f"{path} does not match the hash its cell recorded (changed or damaged): re-run "
+                         "`bench run` on the run directory to redo it")
+    table, masks = load_qualitative(path)
+    manifest = read_manifest(run_dir.manifest_path(meta["cell"])).set_index("episode")
+    for row in table.itertuples(index=False):
+        if (row.episode not in manifest.index or manifest.loc[row.episode, "query"] != row.query
+                or manifest.loc[row.episode, "supports"] != row.supports):
+            raise BenchError(f"{path} shows episode {row.episode}, which is not that episode of the manifest: "
+                             "re-run `bench run` on the run directory to redo it")
+    return table, masks
 
 
 def analyses_sections(run_dir: Path) -> List[Dict]:
@@ -148,6 +166,11 @@ def provenance(run: Dict) -> Dict:
 
 
 def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 1000) -> Path:
+    if resamples < 1:
+        raise BenchError(f"--resamples must be >= 1, got {resamples}")
+    out = Path(out or Path(run_dir) / "report.html")
+    if out.is_dir():
+        raise BenchError(f"--out {out} is a folder; give the report's file name, e.g. {out / 'report.html'}")
     run = load_run(run_dir)
     summary, episodes = run["summary"], run["episodes"]
     methods = list(dict.fromkeys(run["config"]["config"]["methods"]))
@@ -157,7 +180,8 @@ def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 10
     learned = [m for m in methods if m not in ("support-copy", "all-foreground")]
     reference = "simpropnet" if "simpropnet" in methods else (learned[0] if learned else methods[0])
     paired = paired_table(episodes, reference, resamples) if len(methods) > 1 else pd.DataFrame()
-    env = Environment(loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["html"]))
+    # every string from data (paths, names, config values) is escaped; only our own markup is marked safe
+    env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         run_dir=str(run["dir"]), config=run["config"], methods=methods, on_pascal=on_pascal, identical=identical,
         table3=paper_table(summary, "miou", "table6" if identical else "table3", on_pascal, methods),
@@ -166,8 +190,7 @@ def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 10
         class_tables=class_tables(run["class_iou"], run["config"]["dataset"].get("class_names", {})),
         boot=boot.to_dict("records"), bars=plots.miou_bars(boot), paired=paired.to_dict("records"),
         reference=reference, qualitative=qualitative_sections(run), analyses=analyses_sections(run["dir"]),
-        provenance=provenance(run), fmt=_fmt)
-    out = Path(out or Path(run_dir) / "report.html")
+        provenance=provenance(run), fmt=_fmt, resamples=resamples)
     atomic_write_text(out, html)
     return out
 

@@ -36,34 +36,50 @@ def test_check_passes_on_the_baseline_itself(run_dir, baseline, capsys):
     assert "OK: 6 baseline entries" in capsys.readouterr().out
 
 
-def degraded(run_dir, tmp_path, drop):
-    out = tmp_path / "degraded"
-    shutil.copytree(run_dir, out)
-    summary = pd.read_csv(out / "summary.csv", dtype={"split": str})
-    summary.loc[(summary.method == "support-copy") & (summary.split == "2"), "miou_mean"] -= drop
-    summary.to_csv(out / "summary.csv", index=False)
-    return out
+def raised(baseline, tmp_path, rise):
+    """The baseline with support-copy's split-2 entry raised: the run then looks degraded by `rise`.
+
+    (The run's own files cannot be edited for this: check recomputes from the verified episodes.)"""
+    data = json.loads(baseline.read_text())
+    for entry in data["entries"]:
+        if entry["method"] == "support-copy" and entry["split"] == "2":
+            entry["miou"] += rise
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "raised.json"
+    path.write_text(json.dumps(data))
+    return path
 
 
 def test_check_fails_on_a_degraded_result(run_dir, baseline, tmp_path, capsys):
-    assert main(["check", "--run", str(degraded(run_dir, tmp_path, 1.5)), "--baseline", str(baseline)]) == 1
+    assert main(["check", "--run", str(run_dir), "--baseline", str(raised(baseline, tmp_path, 1.5))]) == 1
     out = capsys.readouterr().out
     assert "REGRESSED" in out and "FAILED: 1 regressed" in out
 
 
 def test_tolerance_is_respected(run_dir, baseline, tmp_path):
-    assert main(["check", "--run", str(degraded(run_dir, tmp_path, 0.5)), "--baseline", str(baseline)]) == 0
-    assert main(["check", "--run", str(degraded(run_dir, tmp_path / "x", 0.5)), "--baseline", str(baseline),
+    assert main(["check", "--run", str(run_dir), "--baseline", str(raised(baseline, tmp_path, 0.5))]) == 0
+    assert main(["check", "--run", str(run_dir), "--baseline", str(raised(baseline, tmp_path / "x", 0.5)),
                  "--tolerance", "0.1"]) == 1
 
 
 def test_missing_entries_fail(run_dir, baseline, tmp_path, capsys):
-    out = tmp_path / "partial"
+    data = json.loads(baseline.read_text())
+    data["entries"].append({**data["entries"][0], "method": "canet"})
+    path = tmp_path / "more.json"
+    path.write_text(json.dumps(data))
+    assert main(["check", "--run", str(run_dir), "--baseline", str(path)]) == 1
+    assert "MISSING" in capsys.readouterr().out
+
+
+def test_an_edited_summary_cannot_hide_a_regression(run_dir, baseline, tmp_path, capsys):
+    """summary.csv is derived data: the check recomputes from the verified per-episode rows."""
+    out = tmp_path / "edited"
     shutil.copytree(run_dir, out)
     summary = pd.read_csv(out / "summary.csv", dtype={"split": str})
-    summary[summary.method != "all-foreground"].to_csv(out / "summary.csv", index=False)
-    assert main(["check", "--run", str(out), "--baseline", str(baseline)]) == 1
-    assert "MISSING" in capsys.readouterr().out
+    summary["miou_mean"] += 5
+    summary.to_csv(out / "summary.csv", index=False)
+    assert main(["check", "--run", str(out), "--baseline", str(raised(baseline, tmp_path, 1.5))]) == 1
+    assert "FAILED: 1 regressed" in capsys.readouterr().out
 
 
 def test_bad_inputs_are_one_line_errors(run_dir, tmp_path, capsys):

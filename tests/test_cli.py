@@ -1,5 +1,6 @@
 """End-to-end `bench run` on a VOC-layout fixture: run directory, determinism, resume, bad input."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import bench.run as run_module
 from analyses.summary import summarize
 from bench.cli import main
+from bench.fileio import host_tag
 
 
 def base_args(voc_root, out, *extra):
@@ -66,14 +68,18 @@ def test_rerun_skips_finished_cells_and_redoes_damaged_ones(voc_root, finished_r
     shutil.copytree(finished_run, out)
     (out / "episodes" / "support-copy__split1_shot1_seed0.csv").unlink()
     (out / "episodes" / "all-foreground__split2_shot3_seed1.csv").write_text("method,episode\n")  # truncated
-    (out / "episodes" / ".canet__split1_shot1_seed0.json.x1y2.tmp").write_text("{")  # its writer was killed
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = host_tag()
+    (out / "episodes" / f".canet__split1_shot1_seed0.json.{dead.stdout.strip()}-{host}-a1b2c3.tmp").write_text("{")
+    live = out / "episodes" / f".canet__split1_shot2_seed0.json.{os.getpid()}-{host}-a1b2c3.tmp"  # a live writer's
+    live.write_text("{")
     calls = []
     original = run_module.evaluate_manifest
     monkeypatch.setattr(run_module, "evaluate_manifest", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
     assert main(base_args(voc_root, out)) == 0
     assert sorted(calls) == ["all-foreground split2_shot3_seed1", "support-copy split1_shot1_seed0"]
     assert (out / "episodes.csv").read_bytes() == (finished_run / "episodes.csv").read_bytes()
-    assert not list(out.rglob("*.tmp"))
+    assert list(out.rglob("*.tmp")) == [live]  # the killed writer's temporary is gone, the live one's kept
 
 
 def test_interrupted_run_resumes_to_the_same_result(voc_root, finished_run, tmp_path, monkeypatch, capsys):

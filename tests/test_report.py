@@ -38,7 +38,7 @@ def test_report_has_every_section_and_is_self_contained(report):
 def test_report_numbers_come_from_the_episodes_at_full_precision(report, tmp_path):
     """Not from summary.csv (rounded to 4 decimals, so a value could round twice): a tampered one is ignored."""
     from analyses.summary import summarize
-    from bench.rundir import load_episodes
+    from bench.results import load_results
 
     run = tmp_path / "run"
     shutil.copytree(report.parent, run)
@@ -47,7 +47,7 @@ def test_report_numbers_come_from_the_episodes_at_full_precision(report, tmp_pat
     tampered.to_csv(run / "summary.csv", index=False)
     assert main(["report", "--run", str(run), "--resamples", "50"]) == 0
     html = (run / "report.html").read_text()
-    summary = summarize(load_episodes(run))
+    summary = summarize(load_results(run).episodes)
     for row in summary[summary.split == "mean"].itertuples():
         assert f"{row.miou_mean:.2f} &plusmn; {row.miou_std:.2f}" in html, (row.method, row.shot)
         assert f"{row.miou_mean + 7.77:.2f} &plusmn;" not in html

@@ -40,6 +40,28 @@ def load_index_png(path: Path) -> np.ndarray:
         raise BenchError(f"corrupt mask file: {path} ({exc})") from None
 
 
+def is_plain_name(name: str) -> bool:
+    """An id or class name that names one file or folder: no separators, no whitespace, not '.' or '..'."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0") and \
+        not any(c.isspace() for c in name)
+
+
+def check_label_values(label: np.ndarray, path: Path, num_classes: int, ignore: int | None) -> np.ndarray:
+    """Refuse a label map holding values that are neither a class (0..num_classes) nor the void label."""
+    if label.size == 0 or (int(label.min()) >= 0 and int(label.max()) <= num_classes):
+        return label
+    valid = (label >= 0) & (label <= num_classes)
+    if ignore is not None:
+        valid |= label == ignore
+    if not valid.all():
+        bad = np.unique(label[~valid])
+        shown = ", ".join(str(v) for v in bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
+        allowed = f"0..{num_classes}" + (f" and {ignore} (void)" if ignore is not None else "")
+        raise BenchError(f"mask {path} holds unexpected values {shown} ({int((~valid).sum())} pixels); "
+                         f"its dataset's labels are {allowed}")
+    return label
+
+
 def missing_files_error(kind: str, missing: Sequence[Path], where: str) -> BenchError:
     shown = ", ".join(str(p) for p in missing[:3])
     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""

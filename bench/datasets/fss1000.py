@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from bench.datasets.base import FSSDataset, Pair, load_index_png, load_rgb
+from bench.datasets.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, load_rgb
 from bench.datasets.lists import shipped_lists
 from bench.errors import BenchError
 from bench.fileio import hash_files
@@ -26,7 +26,18 @@ def read_class_lists(lists_dir: Path) -> Dict[str, List[str]]:
         path = Path(lists_dir) / f"{part}.txt"
         if not path.is_file():
             raise BenchError(f"FSS-1000 class list is missing: {path}")
-        lists[part] = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = []
+        for number, raw in enumerate(path.read_text().splitlines(), start=1):
+            name = raw.strip()
+            if not name:
+                continue
+            if not is_plain_name(name):
+                why = ("contains whitespace, which separates the support ids of an episode manifest; rename "
+                       "its folder and list entry (e.g. with underscores)" if any(c.isspace() for c in name)
+                       else "is not a plain folder name (no path separators, not '.' or '..')")
+                raise BenchError(f"line {number} of {path}: class name {name!r} {why}")
+            names.append(name)
+        lists[part] = names
     return lists
 
 
@@ -89,6 +100,7 @@ class FSS1000Dataset(FSSDataset):
 
             with Image.open(path) as img:
                 raw = np.asarray(img.convert("L")).astype(np.int32)
+        check_label_values(raw, path, 255, None)  # 8-bit grey levels, binarised below
         class_id = self._ids[image_id.split("/")[0]]
         return np.where(raw >= 128, class_id, 0).astype(np.int32)
 

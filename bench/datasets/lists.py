@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import List
 
-from bench.datasets.base import Pair
+from bench.datasets.base import Pair, is_plain_name
 from bench.errors import BenchError
 
 LINE = re.compile(r"^(?P<id>\S+)__(?P<cls>\d{2})$")
@@ -34,6 +34,9 @@ def read_pair_list(path: Path) -> List[Pair]:
         match = LINE.match(line)
         if match is None:
             raise BenchError(f"malformed line {number} in {path}: {raw!r} (expected '<image id>__<2-digit class>')")
+        if not is_plain_name(match["id"]):
+            raise BenchError(f"line {number} in {path}: image id {match['id']!r} is not a plain file name "
+                             "(ids name files inside the data root: no path separators, not '.' or '..')")
         pairs.append((match["id"], int(match["cls"])))
     if not pairs:
         raise BenchError(f"split list is empty: {path}")

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from bench.datasets.base import FSSDataset, Pair, load_index_png
+from bench.datasets.base import FSSDataset, Pair, check_label_values, load_index_png
 from bench.datasets.lists import list_path, read_pair_list, shipped_lists
 from bench.errors import BenchError
 from bench.fileio import hash_files, sha256_bytes
@@ -72,7 +72,8 @@ class VOCLayoutDataset(FSSDataset):
         return self.label_dir / f"{image_id}.png"
 
     def read_label(self, image_id: str):
-        return load_index_png(self.label_path(image_id))
+        path = self.label_path(image_id)
+        return check_label_values(load_index_png(path), path, len(self._class_names), self.ignore_label)
 
     def fingerprint(self, splits: Sequence[int], parts: Sequence[str] = ("test",)) -> str:
         list_rels, data_rels = [], set()

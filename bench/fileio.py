@@ -37,6 +37,13 @@ class WriteError(BenchError, OSError):
         return f"cannot write {self.filename}: {self.strerror or 'error ' + str(self.errno)}"
 
 
+class FolderError(WriteError):
+    """A folder could not be created."""
+
+    def __str__(self) -> str:
+        return f"cannot create folder {self.filename}: {self.strerror or 'error ' + str(self.errno)}"
+
+
 def write_error(path: os.PathLike | str, exc: OSError) -> WriteError:
     return WriteError(exc.errno, exc.strerror or str(exc), str(path))
 
@@ -50,13 +57,13 @@ def _temp_path(path: Path) -> Path:
 
 
 def make_dirs(folder: os.PathLike | str) -> None:
-    """mkdir -p, with a WriteError naming the folder instead of an OSError traceback."""
+    """mkdir -p, with a FolderError naming the folder instead of an OSError traceback."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise BenchError(f"cannot create folder {folder}: a file of that name is in the way") from None
     except OSError as exc:
-        raise write_error(folder, exc) from None
+        raise FolderError(exc.errno, exc.strerror or str(exc), str(folder)) from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

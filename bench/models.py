@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from bench.checkpoints import verified_sha256
+from bench.checkpoints import check_meta, load_tensors, verified_sha256
 from bench.datasets import FSSDataset
 from bench.errors import BenchError
 from bench.profiles import TrainProfile
@@ -80,6 +80,15 @@ class ModelProvider:
         """Where a learned method's checkpoint for a split is (None for reference methods)."""
         folder = self.checkpoint_id(name, split)
         return None if folder is None else self.root / folder / "best.pt"
+
+    def verify_checkpoint(self, name: str, split: int) -> Optional[str]:
+        """`checkpoint_sha256`, after also reading the checkpoint (weights only) and checking its metadata,
+        so that a bad file is refused before a run writes anything."""
+        sha256 = self.checkpoint_sha256(name, split)
+        if sha256 is not None:
+            best = self.best_path(name, split)
+            check_meta(load_tensors(best).get("meta"), best)
+        return sha256
 
     def checkpoint_sha256(self, name: str, split: int) -> Optional[str]:
         """The content hash of the finished checkpoint a cell would use now, checked against its record

@@ -169,6 +169,7 @@ def run(config: RunConfig) -> Path:
                            select_on=config.select_on, epochs=config.epochs, no_train=config.no_train,
                            device=device, quiet=config.quiet)
     checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}
+    checkpoint_hashes = {(m, s): models.verify_checkpoint(m, s) for m in config.methods for s in config.splits}
     identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
     with run_dir.lock(config.wait):
         run_dir.prepare(identity, config.overwrite)
@@ -183,7 +184,7 @@ def run(config: RunConfig) -> Path:
         })
         for cell, manifest in manifests.items():
             write_manifest(manifest, run_dir.manifest_path(cell))
-        todo = pending_cells(config, run_dir, manifest_hashes, models)
+        todo = pending_cells(config, run_dir, manifest_hashes, models, checkpoint_hashes)
         if config.executor == "ray":
             from bench.ray_executor import evaluate_grid
 
@@ -217,14 +218,15 @@ def cell_split(cell: str) -> int:
     return int(cell.split("_")[0].removeprefix("split"))
 
 
-def pending_cells(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str, str],
-                  models: ModelProvider) -> List[Tuple[str, str]]:
-    """The (method, cell) pairs with no finished result for their current manifest and checkpoint."""
+def pending_cells(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str, str], models: ModelProvider,
+                  checkpoint_hashes: Dict[Tuple[str, int], Optional[str]]) -> List[Tuple[str, str]]:
+    """The (method, cell) pairs with no finished result for their current manifest and checkpoint (its
+    folder and, where the checkpoint is here, its content hash)."""
     cells = sorted(manifest_hashes, key=lambda c: (cell_split(c), c))
     total = len(config.methods) * len(cells)
     todo = [(m, c) for m in config.methods for c in cells
             if not run_dir.cell_done(m, c, manifest_hashes[c], models.checkpoint_id(m, cell_split(c)),
-                                     models.checkpoint_sha256(m, cell_split(c)))]
+                                     checkpoint_hashes[(m, cell_split(c))])]
     if len(todo) < total:
         print(f"resuming {run_dir.path}: {total - len(todo)} finished cells kept, {len(todo)} to run", file=sys.stderr)
     return todo

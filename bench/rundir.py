@@ -20,7 +20,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import pandas as pd
 
@@ -70,10 +70,23 @@ class RunDir:
             raise BenchError(f"{self.config_path} is not an fss-bench run config (no identity)")
         return config
 
-    def lock(self, wait: bool = False):
-        """Hold the run directory's advisory lock (one `bench run` per directory at a time)."""
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """Hold the run directory's advisory lock (one `bench run` per directory at a time).
+
+        A folder this call created is removed again if nothing but the lock was written into it (a run
+        that failed before its config.json), so a refused command leaves no trace.
+        """
+        created = not self.path.exists()
         make_dirs(self.path)
-        return folder_lock(self.path, wait)
+        try:
+            with folder_lock(self.path, wait):
+                yield
+        finally:
+            if created and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
+                with contextlib.suppress(OSError):
+                    (self.path / LOCK_NAME).unlink()
+                    self.path.rmdir()
 
     def check_writable(self) -> None:
         """Refuse a path that is a file, or an existing folder that is neither empty nor a run directory."""

@@ -109,3 +109,55 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
     assert errors == [] and broken == 0 and tables >= 8
     pixels = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
     assert pixels.shape[0] > 2000 and pixels.std() > 10  # a long page with content, not a blank one
+
+
+PAYLOAD_CLASS = "<b>pwned"  # a folder name: no spaces or slashes, as FSS-1000 class names must be
+PAYLOAD_PATH = '<img src=x onerror="window.xss=1">'
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory):
+    """A report whose data carries markup: an FSS-1000 class name, the --out and --lists paths, an analysis table."""
+    from tests.voc_fixture import make_fss_tree
+
+    base = tmp_path_factory.mktemp("xss")
+    names = [PAYLOAD_CLASS, "plain_class"]
+    make_fss_tree(base / "fss", names, images=3)
+    lists = base / PAYLOAD_PATH / "lists"
+    lists.mkdir(parents=True)
+    for part, members in (("trn", ["t"]), ("val", ["v"]), ("test", names)):
+        (lists / f"{part}.txt").write_text("".join(f"{n}\n" for n in members))
+    out = base / PAYLOAD_PATH / "run"
+    assert main(["run", "--methods", "support-copy", "all-foreground", "--dataset", "fss1000", "--data-root",
+                 str(base / "fss"), "--lists", str(lists), "--splits", "1", "--shots", "1", "--seeds", "0", "--episodes", "6",
+                 "--out", str(out), "--quiet"]) == 0
+    (out / "analyses" / "similarity").mkdir(parents=True)
+    pd.DataFrame({"class": [PAYLOAD_CLASS], "note": [PAYLOAD_PATH]}).to_csv(out / "analyses" / "similarity" / "t.csv",
+                                                                          index=False)
+    assert main(["report", "--run", str(out), "--resamples", "20"]) == 0
+    return out / "report.html"
+
+
+def test_strings_from_data_are_escaped_in_the_report(hostile_report):
+    html = hostile_report.read_text()
+    assert PAYLOAD_CLASS not in html and PAYLOAD_PATH not in html
+    assert "&lt;b&gt;pwned" in html and "&lt;img src=x onerror=" in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium; .ci/run does)")
+def test_no_element_is_created_from_data_in_the_browser(hostile_report):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install .[test])")
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        page.goto(hostile_report.as_uri())
+        page.wait_for_timeout(300)  # an injected onerror would have fired by now
+        found = page.evaluate("""() => ({
+            xss: window.xss === 1,
+            bold: [...document.querySelectorAll('b')].filter(b => b.textContent.includes('pwned')).length,
+            handlers: document.querySelectorAll('[onerror]').length,
+            text: document.body.innerText.includes('<b>pwned') && document.body.innerText.includes('onerror=')})""")
+        browser.close()
+    assert found == {"xss": False, "bold": 0, "handlers": 0, "text": True}

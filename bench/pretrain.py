@@ -148,7 +148,10 @@ def ensure_synthnet(spec: PretrainSpec = PretrainSpec(), cache_dir: Path | None 
     weights = folder / f"synthnet-{spec.key()}.pt"
     stamp = weights.with_suffix(".json")
     if weights.is_file() and stamp.is_file():
-        recorded = json.loads(stamp.read_text()).get("sha256")
+        try:
+            recorded = json.loads(stamp.read_text()).get("sha256")
+        except (ValueError, AttributeError):  # a damaged stamp: pretrain again
+            recorded = None
         if recorded == sha256_file(weights):
             return weights
     state, report = pretrain(spec, quiet=quiet)

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.datasets import FSSDataset, open_dataset
-from bench.environment import resolve_device
-from bench.errors import BenchError
-from bench.fileio import atomic_write_bytes
-from bench.models import ModelProvider
-from bench.profiles import get_profile
+from bench.data.catalog import FSSDataset, open_dataset
+from bench.core.environment import resolve_device
+from bench.core.errors import BenchError
+from bench.core.fileio import atomic_write_bytes
+from bench.training.models import ModelProvider
+from bench.training.profiles import get_profile
 from methods import METHODS, RegistryError
 from methods.backbones import FrozenBackbone, build_backbone
 
@@ -151,7 +151,7 @@ def class_vectors(backbone: FrozenBackbone, images: torch.Tensor, masks: torch.T
 def same_class_pairs(dataset: FSSDataset, split: int, n: int, seed: int) -> pd.DataFrame:
     """N (class, image A, image B) pairs of distinct test-list images of one class; classes in
     proportion to their pairs in the list (as the episodes), seeded."""
-    from bench.episodes import images_by_class
+    from bench.data.episodes import images_by_class
 
     pairs = dataset.pairs(split, "test")
     by_class = {c: ids for c, ids in images_by_class(pairs).items() if len(ids) >= 2}

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from analyses.common import add_arguments, check_methods, cli
-from bench.config import RunConfig
-from bench.errors import BenchError
+from bench.runs.config import RunConfig
+from bench.core.errors import BenchError
 
 
 def run_config(args: argparse.Namespace, out: Path, identical: bool) -> RunConfig:
@@ -36,7 +36,7 @@ def run_config(args: argparse.Namespace, out: Path, identical: bool) -> RunConfi
 def read_summary(run_dir: Path, methods, identical: bool) -> pd.DataFrame:
     """summary.csv of an existing run, checked to be the right kind of run and to hold the methods."""
     from analyses.summary import summarize
-    from bench.results import load_results
+    from bench.runs.results import load_results
 
     results = load_results(run_dir)
     config = results.config["config"]
@@ -94,7 +94,7 @@ def plot(result: pd.DataFrame, title: str):
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
     from analyses.common import Analysis
-    from bench.run import run as bench_run
+    from bench.runs.run import run as bench_run
 
     check_methods(args.methods)
     if len(set(args.methods)) != len(args.methods):

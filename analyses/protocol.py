@@ -25,9 +25,9 @@ import pandas as pd
 
 from analyses.common import Analysis, add_arguments, check_methods, cli
 from analyses.summary import cell_metrics, summarize
-from bench.config import RunConfig
-from bench.datasets import open_dataset
-from bench.results import load_results
+from bench.runs.config import RunConfig
+from bench.data.catalog import open_dataset
+from bench.runs.results import load_results
 
 PASCAL_AREA = 500 * 375  # a typical VOC image
 PFENET_MIN_PIXELS = 2 * 32 * 32
@@ -72,7 +72,7 @@ def best_seed(run_dir: Path, split: int) -> List[dict]:
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
-    from bench.run import run as bench_run
+    from bench.runs.run import run as bench_run
 
     check_methods(args.methods)
     out = Path(args.out or (Path(args.run) / "analyses" / "protocol" if args.run else

@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis
-from bench.episodes import images_by_class
-from bench.evaluate import ImageStore, normalize
-from bench.progress import progress_bar
+from bench.data.episodes import images_by_class
+from bench.evaluation.loop import ImageStore, normalize
+from bench.core.progress import progress_bar
 from methods.common import masked_average_pool
 
 
@@ -33,7 +33,7 @@ def embedding_fn(analysis: Analysis, method_name):
         return backbone.mid_level
     method, _ = analysis.models.get(method_name, analysis.args.split)
     if not hasattr(method, "query_code"):
-        from bench.errors import BenchError
+        from bench.core.errors import BenchError
 
         raise BenchError(f"{method_name} has no learned encoder to embed with; omit --method for backbone features")
     method.eval()

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
-from bench.fileio import sha256_file
+from bench.core.errors import BenchError
+from bench.core.fileio import sha256_file
 from methods.registry import Registry
 
 BACKBONES = Registry("backbone")

@@ -14,9 +14,9 @@ from typing import Dict, List, Tuple
 import pandas as pd
 
 from analyses.summary import summarize
-from bench.errors import BenchError
-from bench.fileio import atomic_write_json
-from bench.results import load_results
+from bench.core.errors import BenchError
+from bench.core.fileio import atomic_write_json
+from bench.runs.results import load_results
 
 Key = Tuple[str, str, str, int]
 

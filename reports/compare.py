@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError
-from bench.results import load_results
+from bench.core.errors import BenchError
+from bench.runs.results import load_results
 from reports.stats import paired_difference
 
 

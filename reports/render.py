@@ -10,10 +10,10 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader
 
 from analyses.summary import class_iou_table, summarize
-from bench.errors import BenchError
-from bench.fileio import atomic_write_text, sha256_file
-from bench.results import load_results
-from bench.rundir import RunDir, time_per_method
+from bench.core.errors import BenchError
+from bench.core.fileio import atomic_write_text, sha256_file
+from bench.runs.results import load_results
+from bench.runs.rundir import RunDir, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
@@ -76,7 +76,7 @@ def class_tables(class_iou: Optional[pd.DataFrame], names: Dict[str, str]) -> Li
 
 def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
     """Figures 4/5-style panels from qualitative/*.npz and the dataset's images (skipped if unavailable)."""
-    from bench.datasets import open_dataset
+    from bench.data.catalog import open_dataset
 
     run_dir = RunDir(run["dir"])
     saved = [m for m in run["metas"] if run_dir.qualitative_path(m["method"], m["cell"]).is_file()]
@@ -107,8 +107,8 @@ def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
 def checked_qualitative(run_dir: RunDir, meta: Dict):
     """A cell's saved predictions, refused unless they are the ones the cell recorded and show episodes of
     its manifest (so a replaced file cannot make the report read other images)."""
-    from bench.episodes import read_manifest
-    from bench.qualitative import load_qualitative
+    from bench.data.episodes import read_manifest
+    from bench.evaluation.qualitative import load_qualitative
 
     path = run_dir.qualitative_path(meta["method"], meta["cell"])
     recorded = meta.get("qualitative_sha256")

@@ -8,7 +8,7 @@ from methods import build_method
 
 def tiny_options(name: str) -> dict:
     """The method's own options for the `tiny` profile, on a random-init synthnet backbone."""
-    from bench.profiles import PROFILES
+    from bench.training.profiles import PROFILES
 
     return {"backbone": "synthnet", **PROFILES["tiny"].options_for(name)}
 

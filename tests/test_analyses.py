@@ -8,7 +8,7 @@ import torch
 
 from analyses import error_overlap, error_regions, identical, protocol, similarity, tsne
 from analyses.common import same_class_pairs
-from bench.models import ModelProvider
+from bench.training.models import ModelProvider
 from methods.base import FewShotSegmenter
 
 COMMANDS = [similarity, tsne, error_regions, error_overlap, identical, protocol]
@@ -73,7 +73,7 @@ def test_identical_table_and_deltas():
 
 
 def test_protocol_variants_cover_the_literature():
-    from bench.config import RunConfig
+    from bench.runs.config import RunConfig
 
     names = set(protocol.variants(RunConfig(methods=["x"]), 100))
     assert {"default", "eval-400", "eval-417", "void-as-background", "episodes-5000", "min-size-filter",
@@ -101,7 +101,7 @@ def test_clear_errors(cache_env, tmp_path, capsys, argv, message):
 
 
 def test_same_class_pairs_are_seeded_and_distinct(cache_env):
-    from bench.datasets import open_dataset
+    from bench.data.catalog import open_dataset
 
     dataset = open_dataset("synthetic-tiny")
     a = same_class_pairs(dataset, 2, 50, seed=3)

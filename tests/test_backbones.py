@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from methods.backbones import ResNet50Backbone, SynthNetBackbone, build_backbone
 
 

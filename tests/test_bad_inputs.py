@@ -21,8 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.cli import main
-from bench.fileio import folder_lock
+from bench.cli.commands import main
+from bench.core.fileio import folder_lock
 from tests.voc_fixture import make_fss_tree, save_palette_png
 
 

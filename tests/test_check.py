@@ -5,7 +5,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from bench.cli.commands import main
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import sys
 import pandas as pd
 import pytest
 
-import bench.run as run_module
+import bench.runs.run as run_module
 from analyses.summary import summarize
-from bench.cli import main
-from bench.fileio import host_tag
+from bench.cli.commands import main
+from bench.core.fileio import host_tag
 
 
 def base_args(voc_root, out, *extra):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.datasets import open_dataset
-from bench.datasets.lists import read_pair_list, shipped_lists
-from bench.errors import BenchError
+from bench.data.catalog import open_dataset
+from bench.data.lists import read_pair_list, shipped_lists
+from bench.core.errors import BenchError
 from tests.voc_fixture import make_fss_tree, make_voc_tree
 
 
@@ -118,7 +118,7 @@ def test_list_with_class_outside_split_is_refused(voc_copy):
 
 
 def test_split_outside_range():
-    from bench.datasets.voc import VOCLayoutDataset
+    from bench.data.voc import VOCLayoutDataset
 
     with pytest.raises(BenchError, match="split 5 is outside 1..4"):
         VOCLayoutDataset.check_split(type("D", (), {"num_splits": 4, "name": "x"})(), 5)

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bench import distributed
-from bench.errors import BenchError
-from bench.evaluate import ImageStore
-from bench.train import TrainingStep, optimization_step
+from bench.training import distributed
+from bench.core.errors import BenchError
+from bench.evaluation.loop import ImageStore
+from bench.training.train import TrainingStep, optimization_step
 from methods import build_method
 from methods.backbones import build_backbone
 

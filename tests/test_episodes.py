@@ -1,10 +1,10 @@
 """Episode sampling: properties, reproducibility, options, manifests."""
 import pytest
 
-from bench.datasets import open_dataset
-from bench.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_manifest, sample_episodes,
+from bench.data.catalog import open_dataset
+from bench.data.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_manifest, sample_episodes,
                             write_manifest)
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-import bench.run as run_module
-from bench.cli import main
-from bench.fileio import folder_lock
+import bench.runs.run as run_module
+from bench.cli.commands import main
+from bench.core.fileio import folder_lock
 from tests.test_bad_inputs import write_checkpoint
 
 

@@ -12,7 +12,7 @@ LEARNED = [n for n in ALL_METHODS if getattr(METHODS.get(n), "trainable", False)
 def build(name, **options):
     """Learned methods with their `tiny` profile options on a random-init synthnet (no weights needed)."""
     if name in LEARNED:
-        from bench.profiles import PROFILES
+        from bench.training.profiles import PROFILES
 
         options = {"backbone": "synthnet", **PROFILES["tiny"].options_for(name), **options}
     return build_method(name, **options)

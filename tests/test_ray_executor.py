@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cli import main
+from bench.cli.commands import main
 from methods.backbones import build_backbone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ def test_killed_worker_is_retried_without_lost_or_duplicated_rows(env, ray_clust
 
 def test_a_cell_that_keeps_failing_is_reported_in_one_line(env, ray_cluster, local_run, tmp_path, monkeypatch,
                                                            capsys):
-    monkeypatch.setattr("bench.ray_executor.MAX_RETRIES", 0)
+    monkeypatch.setattr("bench.runs.ray_executor.MAX_RETRIES", 0)
     (env / "faults.json").write_text(json.dumps({"kill_first_attempt": ["support-copy__split1_shot5_seed0"]}))
     try:
         assert main(grid(env, tmp_path / "ray", env / "ck-local", "--executor", "ray", "--no-train")) == 2

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import torch
-from bench.cli import main
-from bench.rundir import format_times, time_per_method
+from bench.cli.commands import main
+from bench.runs.rundir import format_times, time_per_method
 from reports.paper import paper_value
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -38,7 +38,7 @@ def test_report_has_every_section_and_is_self_contained(report):
 def test_report_numbers_come_from_the_episodes_at_full_precision(report, tmp_path):
     """Not from summary.csv (rounded to 4 decimals, so a value could round twice): a tampered one is ignored."""
     from analyses.summary import summarize
-    from bench.results import load_results
+    from bench.runs.results import load_results
 
     run = tmp_path / "run"
     shutil.copytree(report.parent, run)

@@ -1,4 +1,4 @@
-"""Tests of the synthetic few-shot segmentation benchmark generator (bench.synthetic)."""
+"""Tests of the synthetic few-shot segmentation benchmark generator (bench.data.synthetic)."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.errors import BenchError
-from bench.synthetic import (
+from bench.core.errors import BenchError
+from bench.data.synthetic import (
     CLASS_NAMES,
     CLASSES,
     GENERATOR_VERSION,
@@ -25,9 +25,9 @@ from bench.synthetic import (
     synthetic_content_hash,
     verify_synthetic,
 )
-from bench.synthetic.generate import OWNER_MARKER, STAMP_NAME
-from bench.synthetic.layout import IMAGE_DIR, LABEL_DIR, voc_palette
-from bench.synthetic.render import MIN_PIXELS
+from bench.data.synthetic.generate import OWNER_MARKER, STAMP_NAME
+from bench.data.synthetic.layout import IMAGE_DIR, LABEL_DIR, voc_palette
+from bench.data.synthetic.render import MIN_PIXELS
 
 LINE = re.compile(r"^\w+__\d\d$")
 MICRO = SyntheticSpec(n_train=20, n_val=20)          # mechanics tests: same code path, 40 images

@@ -6,16 +6,16 @@ import pandas as pd
 import pytest
 import torch
 
-import bench.train as train_module
-from bench.cli import main
-from bench.datasets import open_dataset
-from bench.episodes import EpisodeSpec, sample_episodes
-from bench.errors import BenchError
-from bench.evaluate import ImageStore, evaluate_manifest
-from bench.features import CodeCache
-from bench.models import ModelProvider
-from bench.profiles import PROFILES
-from bench.train import TrainRequest, load_checkpoint, load_trained, split_held_out, train
+import bench.training.train as train_module
+from bench.cli.commands import main
+from bench.data.catalog import open_dataset
+from bench.data.episodes import EpisodeSpec, sample_episodes
+from bench.core.errors import BenchError
+from bench.evaluation.loop import ImageStore, evaluate_manifest
+from bench.evaluation.features import CodeCache
+from bench.training.models import ModelProvider
+from bench.training.profiles import PROFILES
+from bench.training.train import TrainRequest, load_checkpoint, load_trained, split_held_out, train
 
 TINY = PROFILES["tiny"]
 

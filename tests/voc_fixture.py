@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 from PIL import Image
 
-from bench.synthetic.layout import voc_palette
+from bench.data.synthetic.layout import voc_palette
 
 
 def save_palette_png(label: np.ndarray, path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Timing scripts that print figures (the cache benchmark, the executor benchmark)."""

@@ -1,0 +1,1 @@
+"""The command line: `python -m bench run|train|report|compare|check|list`."""

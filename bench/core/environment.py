@@ -1,0 +1,66 @@
+"""What produced a result: package versions, git revision, platform and device."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Dict
+
+import torch
+
+PACKAGES = ("fss-bench", "torch", "torchvision", "numpy", "pandas", "pillow", "scikit-learn", "matplotlib")
+
+
+def package_versions() -> Dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_revision() -> str:
+    """The source checkout's commit (with '-dirty' for local changes), or 'unknown' when installed."""
+    source = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an unknown or unavailable device is a BenchError."""
+    from bench.core.errors import BenchError
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested not in ("cpu", "cuda") and not requested.startswith("cuda:"):
+        raise BenchError(f"unknown device '{requested}'; use auto, cpu or cuda")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but no CUDA GPU is visible to torch")
+    return requested
+
+
+def describe_environment(device: str) -> Dict[str, object]:
+    info: Dict[str, object] = {
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "argv": sys.argv,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info

@@ -1,0 +1,99 @@
+"""A run's results as data: gathered from its cells into episodes.csv, and read back only once verified.
+
+`bench run` writes every cell (`episodes/<method>__<cell>.csv`, with its sha256 in the cell's JSON) and
+then gathers them into `episodes.csv`, from which `summary.csv` and `class_iou.csv` are recomputed.
+Everything that reads a finished run (report, compare, check, analyses) goes through `load_results`,
+which checks each cell against its recorded hash and episodes.csv against the cells, so a truncated or
+edited file is refused instead of rendered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import pandas as pd
+
+from analyses.summary import class_iou_table, summarize
+from bench.data.episodes import parse_cell
+from bench.core.errors import BenchError
+from bench.core.fileio import atomic_write_bytes, sha256_file
+from bench.runs.rundir import RunDir
+
+RERUN = "re-run the same `bench run` command on it to redo what is missing or damaged"
+
+
+def _csv_bytes(frame: pd.DataFrame, **kwargs) -> bytes:
+    return frame.to_csv(index=False, lineterminator="\n", **kwargs).encode()
+
+
+def gather_episodes(run_dir: RunDir, methods: List[str], cells: List[str]) -> pd.DataFrame:
+    """All per-episode rows of the given cells, method by method, each with its split, shot and seed."""
+    frames = []
+    for method in methods:
+        for cell in cells:
+            split, shot, seed = parse_cell(cell)
+            rows = run_dir.read_cell(method, cell)
+            for column, value in (("seed", seed), ("shot", shot), ("split", split), ("method", method)):
+                rows.insert(0, column, value)
+            frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_results(run_dir: RunDir, methods: List[str], cells: List[str]) -> pd.DataFrame:
+    """Gather the cells into episodes.csv and recompute summary.csv and class_iou.csv from it."""
+    episodes = gather_episodes(run_dir, methods, cells)
+    atomic_write_bytes(run_dir.path / "episodes.csv", _csv_bytes(episodes))
+    summary = summarize(episodes)
+    atomic_write_bytes(run_dir.path / "summary.csv", _csv_bytes(summary, float_format="%.4f"))
+    atomic_write_bytes(run_dir.path / "class_iou.csv", _csv_bytes(class_iou_table(episodes), float_format="%.4f"))
+    return summary
+
+
+@dataclass
+class RunResults:
+    """A finished run, verified: its config.json, every per-episode row and every cell's record."""
+
+    path: Path
+    config: Dict
+    episodes: pd.DataFrame
+    metas: List[Dict]
+
+    @property
+    def methods(self) -> List[str]:
+        return list(dict.fromkeys(self.config["config"]["methods"]))
+
+
+def _check_config(run_dir: RunDir) -> Dict:
+    config = run_dir.read_config()
+    if config is None or not (run_dir.path / "episodes.csv").is_file():
+        raise BenchError(f"{run_dir.path} is not a finished run directory (no config.json / episodes.csv)")
+    settings, manifests, dataset = config.get("config"), config.get("manifests"), config.get("dataset")
+    if not (isinstance(settings, dict) and isinstance(settings.get("methods"), list) and settings["methods"]
+            and isinstance(manifests, dict) and manifests and isinstance(dataset, dict) and "name" in dataset):
+        raise BenchError(f"{run_dir.config_path} lacks the run's methods, manifests or dataset: not a complete "
+                         "fss-bench run config")
+    return config
+
+
+def load_results(path: Path) -> RunResults:
+    """Read a finished run, refusing it (one BenchError) if a cell or episodes.csv does not match its record."""
+    run_dir = RunDir(Path(path))
+    config = _check_config(run_dir)
+    methods = list(dict.fromkeys(config["config"]["methods"]))
+    cells = sorted(config["manifests"])
+    metas = []
+    for method in methods:
+        for cell in cells:
+            csv_path, meta_path = run_dir.cell_paths(method, cell)
+            if not (csv_path.is_file() and meta_path.is_file()):
+                raise BenchError(f"{run_dir.path} lacks the results of {method} on {cell}: {RERUN}")
+            meta = run_dir.cell_meta(method, cell)
+            if meta.get("sha256") != sha256_file(csv_path) or meta.get("manifest_sha256") != config["manifests"][cell]:
+                raise BenchError(f"{csv_path} does not match its record {meta_path.name} (changed or truncated): {RERUN}")
+            metas.append(meta)
+    gathered = gather_episodes(run_dir, methods, cells)
+    if _csv_bytes(gathered) != (run_dir.path / "episodes.csv").read_bytes():
+        raise BenchError(f"{run_dir.path / 'episodes.csv'} does not match the cells it was gathered from "
+                         f"({len(gathered)} rows in the cells; changed or truncated): {RERUN}")
+    return RunResults(run_dir.path, config, gathered, metas)

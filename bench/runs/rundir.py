@@ -1,0 +1,235 @@
+"""The run directory: one place for config, manifests, per-episode results and the summary.
+
+Layout::
+
+    config.json                    resolved config, environment, dataset and manifest hashes
+    manifests/<cell>.csv           episodes of each (split, shot, seed)
+    episodes/<method>__<cell>.csv  per-episode pixel counts of one finished cell
+    episodes/<method>__<cell>.json the cell's wall time, device and the sha256 of its CSV
+    qualitative/<method>__<cell>.npz predictions of the best, worst and a random episode per class
+                                   (first seed, smallest shot), for reports
+    episodes.csv                   all per-episode rows (gathered from the cells)
+    summary.csv, class_iou.csv     metrics recomputed from episodes.csv
+
+Every file is written atomically, so a cell either finished (CSV and matching JSON) or is redone.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pandas as pd
+
+from bench.core.errors import BenchError
+from bench.core.fileio import (LOCK_NAME, atomic_write_bytes, atomic_write_json, folder_lock, is_temporary, make_dirs,
+                          read_json, remove_stale_temporaries, sha256_bytes, sha256_file)
+
+RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "report.html", LOCK_NAME)
+CELL_FILE = re.compile(r"^[^/\\]+__split\d+_shot\d+_seed\d+\.(csv|json|npz)$")
+MANIFEST_FILE = re.compile(r"^split\d+_shot\d+_seed\d+\.csv$")
+ANALYSIS_FILE = re.compile(r"^[^/\\]+\.(csv|png|svg|json)$")
+#: the harness's files in each of its folders (anything else is the user's and is never removed)
+HARNESS_FILES = {"manifests": MANIFEST_FILE, "episodes": CELL_FILE, "qualitative": CELL_FILE}
+
+
+def _diff(old: Dict, new: Dict) -> List[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+class RunDir:
+    """Paths and bookkeeping of one run directory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    def manifest_path(self, cell: str) -> Path:
+        return self.path / "manifests" / f"{cell}.csv"
+
+    def cell_paths(self, method: str, cell: str):
+        stem = self.path / "episodes" / f"{method}__{cell}"
+        return stem.with_suffix(".csv"), stem.with_suffix(".json")
+
+    def qualitative_path(self, method: str, cell: str) -> Path:
+        return self.path / "qualitative" / f"{method}__{cell}.npz"
+
+    def read_config(self) -> Dict | None:
+        """The run's config.json (None if there is none); damage is one BenchError line."""
+        if not self.config_path.is_file():
+            return None
+        config = read_json(self.config_path, "run config")
+        if not isinstance(config, dict) or not isinstance(config.get("identity"), dict):
+            raise BenchError(f"{self.config_path} is not an fss-bench run config (no identity)")
+        return config
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """Hold the run directory's advisory lock (one `bench run` per directory at a time).
+
+        A folder this call created is removed again if nothing but the lock was written into it (a run
+        that failed before its config.json), so a refused command leaves no trace.
+        """
+        created = not self.path.exists()
+        make_dirs(self.path)
+        try:
+            with folder_lock(self.path, wait):
+                yield
+        finally:
+            if created and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
+                with contextlib.suppress(OSError):
+                    (self.path / LOCK_NAME).unlink()
+                    self.path.rmdir()
+
+    def check_writable(self) -> None:
+        """Refuse a path that is a file, or an existing folder that is neither empty nor a run directory."""
+        if self.path.exists() and not self.path.is_dir():
+            raise BenchError(f"output path exists and is not a directory: {self.path}")
+        if not self.path.is_dir() or self.config_path.is_file():
+            return
+        foreign = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_NAME and not is_temporary(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise BenchError(f"--out {self.path} is a folder that is not an fss-bench run directory (no config.json; "
+                             f"it holds {shown}): choose a new or empty folder")
+
+    def prepare(self, identity: Dict, overwrite: bool) -> None:
+        """Refuse a directory that holds a different run (unless `overwrite`), clear it if asked.
+
+        A run that differs but has no finished cell (a start that failed) is replaced without asking:
+        it holds nothing but what the same command writes again.
+        """
+        self.check_writable()
+        try:
+            existing = self.read_config()
+        except BenchError:
+            if not overwrite:
+                raise BenchError(f"{self.config_path} is damaged; use --overwrite to start over") from None
+            existing = None
+        if existing is not None and existing.get("identity") != identity and not overwrite:
+            changes = _diff(existing.get("identity", {}), identity)
+            if self.finished_cells():
+                raise BenchError(
+                    f"{self.path} holds a run with a different config ({'; '.join(changes[:4])}); "
+                    "use --overwrite to replace it or choose another --out"
+                )
+            print(f"replacing the unfinished run in {self.path} (no cell had finished; {'; '.join(changes[:2])})",
+                  file=sys.stderr)
+            overwrite = True
+        if overwrite:
+            self.remove_harness_files()
+        make_dirs(self.path)
+
+    def finished_cells(self) -> List[Path]:
+        return sorted((self.path / "episodes").glob("*__*.json"))
+
+    def remove_harness_files(self) -> None:
+        """Delete what the harness wrote here (run files, manifests, cells, predictions, analysis outputs,
+        retry markers); every other file stays, and so does a folder that still holds one."""
+        for name in RUN_FILES:
+            if name != LOCK_NAME:
+                (self.path / name).unlink(missing_ok=True)
+        for folder, pattern in HARNESS_FILES.items():
+            _remove_matching(self.path / folder, pattern)
+        for folder in sorted((self.path / "analyses").glob("*")):
+            _remove_matching(folder, ANALYSIS_FILE)
+        _remove_matching(self.path / "analyses", re.compile("$^"))
+        _remove_matching(self.path / ".attempts", re.compile(".*"))
+
+    def cell_done(self, method: str, cell: str, manifest_sha256: str, checkpoint: str | None = None,
+                  checkpoint_sha256: str | None = None) -> bool:
+        """True if the cell's results exist, are intact and belong to the given manifest and checkpoint.
+
+        `checkpoint_sha256`: the content hash of the checkpoint the cell would use now (None when the
+        checkpoint is not on this machine: the cell's record is then trusted); a cell evaluated with
+        other weights is redone, and so is one whose saved predictions were damaged.
+        """
+        csv_path, meta_path = self.cell_paths(method, cell)
+        if not (csv_path.is_file() and meta_path.is_file()):
+            return False
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        if not isinstance(meta, dict):
+            return False
+        if checkpoint_sha256 is not None and meta.get("checkpoint_sha256") != checkpoint_sha256:
+            return False
+        qualitative = meta.get("qualitative_sha256")
+        if qualitative is not None:
+            path = self.qualitative_path(method, cell)
+            if not path.is_file() or sha256_file(path) != qualitative:
+                return False
+        return (meta.get("manifest_sha256") == manifest_sha256 and meta.get("checkpoint") == checkpoint
+                and meta.get("sha256") == sha256_file(csv_path))
+
+    def write_cell(self, method: str, cell: str, rows: pd.DataFrame, meta: Dict) -> None:
+        csv_path, meta_path = self.cell_paths(method, cell)
+        data = rows.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        atomic_write_bytes(csv_path, data)
+        atomic_write_json(meta_path, {**meta, "sha256": sha256_bytes(data), "rows": len(rows)})
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete what atomic writes killed mid-write left (a Ray worker ended with its interrupted driver);
+        a live writer's temporary (a concurrent `bench report`) is kept."""
+        for folder in (self.path, self.path / "episodes", self.path / "manifests", self.path / "qualitative"):
+            remove_stale_temporaries(folder)
+
+    def read_cell(self, method: str, cell: str) -> pd.DataFrame:
+        return pd.read_csv(self.cell_paths(method, cell)[0], dtype={"query": str})
+
+    def cell_meta(self, method: str, cell: str) -> Dict:
+        path = self.cell_paths(method, cell)[1]
+        meta = read_json(path, "cell record")
+        if not isinstance(meta, dict):
+            raise BenchError(f"cell record {path} is not a JSON object")
+        return meta
+
+    def cell_metas(self) -> List[Dict]:
+        """The meta of every evaluated cell, in file-name order."""
+        return [self.cell_meta(*path.stem.split("__", 1)) for path in self.finished_cells()]
+
+
+def _remove_matching(folder: Path, pattern: "re.Pattern") -> None:
+    """Remove the files of `folder` whose names match, then the folder itself if nothing else is left."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.is_file() and (pattern.match(path.name) or is_temporary(path.name)):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def time_per_method(metas: List[Dict], methods: List[str]) -> pd.DataFrame:
+    """Seconds per method: evaluation summed over its cells, training summed over its distinct checkpoints.
+
+    Training is NaN for methods without checkpoints and for cells written before checkpoints recorded it.
+    """
+    rows = []
+    for method in methods:
+        mine = [m for m in metas if m.get("method") == method]
+        trained = {m["checkpoint"]: m.get("checkpoint_train_seconds") for m in mine if m.get("checkpoint")}
+        known = [s for s in trained.values() if s is not None]
+        rows.append({"method": method, "cells": len(mine), "evaluation_s": sum(m.get("seconds", 0.0) for m in mine),
+                     "checkpoints": len(trained),
+                     "training_s": sum(known) if trained and len(known) == len(trained) else float("nan")})
+    return pd.DataFrame(rows, columns=["method", "cells", "evaluation_s", "checkpoints", "training_s"])
+
+
+def format_times(times: pd.DataFrame) -> str:
+    """The time table `bench run` prints after its results."""
+    lines = ["wall time per method (s)", f"{'method':<22} {'cells':>5} {'evaluation':>10} {'checkpoints':>11} {'training':>9}"]
+    for row in times.itertuples():
+        training = "-" if row.checkpoints == 0 else ("?" if pd.isna(row.training_s) else f"{row.training_s:.0f}")
+        lines.append(f"{row.method:<22} {row.cells:>5} {row.evaluation_s:>10.0f} {row.checkpoints:>11} {training:>9}")
+    lines.append("(training: what each checkpoint recorded when it was trained, in this run or an earlier one; "
+                 "?: not recorded)")
+    return "\n".join(lines)

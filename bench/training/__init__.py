@@ -1,0 +1,1 @@
+"""Training, checkpoints, the model provider, profiles, backbone pretraining, DDP, the supervised reference."""

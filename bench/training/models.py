@@ -1,0 +1,97 @@
+"""Methods ready for evaluation: reference methods built directly, learned ones from checkpoints.
+
+A learned method needs one checkpoint per split. `bench run` looks it up under the checkpoint root
+by the identity of its training request (method, options, profile, dataset, backbone, seed, selection
+policy) and trains it when it is missing, unless told not to.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from bench.training.checkpoints import check_meta, load_tensors, verified_sha256
+from bench.data.catalog import FSSDataset
+from bench.core.errors import BenchError
+from bench.training.profiles import TrainProfile
+from bench.training.train import TrainRequest, load_trained, train
+from methods import METHODS, FewShotSegmenter, build_method
+
+
+def is_trainable(name: str) -> bool:
+    return bool(getattr(METHODS.get(name), "trainable", False))
+
+
+class ModelProvider:
+    """Builds reference methods and loads (or trains) learned methods per split."""
+
+    def __init__(self, dataset: FSSDataset, profile: TrainProfile, checkpoints: Path, *, backbone_weights: Optional[str],
+                 backbone: Optional[str] = None, seed: int = 0, select_on: str = "held-out", epochs: Optional[int] = None, no_train: bool = False,
+                 device: str = "cpu", quiet: bool = False):
+        self.dataset, self.root = dataset, Path(checkpoints)
+        self.profile = replace(profile, backbone=backbone) if backbone else profile
+        self.user_weights, self.seed, self.select_on, self.epochs = backbone_weights, seed, select_on, epochs
+        self.no_train, self.device, self.quiet = no_train, device, quiet
+        self._backbone: Optional[Dict] = None
+        self._train_hashes: Dict[int, str] = {}
+
+    def backbone_options(self) -> Dict:
+        """Backbone of the profile with its weights resolved (pretraining synthnet once if needed)."""
+        if self._backbone is None:
+            if self.profile.backbone == "synthnet":
+                from bench.training.pretrain import PRETRAIN_SPECS, ensure_synthnet
+
+                weights = self.user_weights or str(ensure_synthnet(PRETRAIN_SPECS[self.profile.pretrain],
+                                                                   quiet=self.quiet))
+                self._backbone = {"backbone": "synthnet", "backbone_weights": weights}
+            else:
+                self._backbone = {"backbone": self.profile.backbone, "backbone_weights": self.user_weights}
+        return self._backbone
+
+    def request(self, name: str, split: int) -> TrainRequest:
+        if split not in self._train_hashes:
+            self._train_hashes[split] = self.dataset.fingerprint([split], parts=("train", "test"))
+        profile = self.profile.for_method(name)
+        options = {**profile.options_for(name), **self.backbone_options()}
+        return TrainRequest(name, split, profile, options, self._train_hashes[split], self.seed,
+                            self.select_on, self.epochs)
+
+    def checkpoint_id(self, name: str, split: int) -> Optional[str]:
+        """The checkpoint folder a learned method uses for a split (None for reference methods)."""
+        if not is_trainable(name):
+            return None
+        return str(self.request(name, split).folder(self.root, self.dataset.name).relative_to(self.root))
+
+    def get(self, name: str, split: int) -> Tuple[FewShotSegmenter, Dict]:
+        """The method for a split and what identifies it (checkpoint meta for learned methods)."""
+        if not is_trainable(name):
+            return build_method(name), {}
+        request = self.request(name, split)
+        best = request.folder(self.root, self.dataset.name) / "best.pt"
+        if verified_sha256(best) is None:
+            if self.no_train:
+                raise BenchError(f"no trained checkpoint for {name} split {split} at {best.parent} "
+                                 "(run without --no-train to train it, or point --checkpoints at a folder holding it)")
+            best = train(self.dataset, request, self.root, self.device, self.quiet)
+        method, meta = load_trained(best, self.backbone_options(), self.device)
+        return method, meta
+
+    def best_path(self, name: str, split: int) -> Optional[Path]:
+        """Where a learned method's checkpoint for a split is (None for reference methods)."""
+        folder = self.checkpoint_id(name, split)
+        return None if folder is None else self.root / folder / "best.pt"
+
+    def verify_checkpoint(self, name: str, split: int) -> Optional[str]:
+        """`checkpoint_sha256`, after also reading the checkpoint (weights only) and checking its metadata,
+        so that a bad file is refused before a run writes anything."""
+        sha256 = self.checkpoint_sha256(name, split)
+        if sha256 is not None:
+            best = self.best_path(name, split)
+            check_meta(load_tensors(best).get("meta"), best)
+        return sha256
+
+    def checkpoint_sha256(self, name: str, split: int) -> Optional[str]:
+        """The content hash of the finished checkpoint a cell would use now, checked against its record
+        (a changed file is a BenchError); None for reference methods and checkpoints not trained yet."""
+        best = self.best_path(name, split)
+        return None if best is None else verified_sha256(best)

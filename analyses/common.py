@@ -18,7 +18,7 @@ from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
 from bench.training.models import ModelProvider
 from bench.training.profiles import get_profile
-from methods import METHODS, RegistryError
+from methods import METHODS, MethodError, RegistryError
 from methods.backbones import FrozenBackbone, build_backbone
 
 
@@ -125,11 +125,11 @@ def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Anal
 
 def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[argparse.Namespace], None],
         argv: Optional[List[str]] = None) -> int:
-    """Run an analysis command: BenchError -> one `error:` line and exit status 2."""
+    """Run an analysis command: BenchError or MethodError -> one `error:` line and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         body(args)
-    except BenchError as exc:
+    except (BenchError, MethodError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -63,18 +63,19 @@ def imprint(rows: torch.Tensor, fg_proxy: torch.Tensor, bg_proxy: torch.Tensor, 
     return torch.cat([background[:, None], rows[1:].expand(batch, -1, -1), novel[:, None]], dim=1)
 
 
-@register_method("amp")
+PROFILES = {
+    "synthetic": {"options": {"embed_width": 128}},
+    "tiny": {"options": {"embed_width": 16}},
+    # The official config: RMSprop, lr 1e-6 (no momentum), wd 5e-4, constant, batch 1 (summed loss;
+    # RMSprop makes the step size insensitive to that scale).
+    "paper-pascal": {"recipe": {"optimizer": "rmsprop", "lr": 1e-6, "momentum": 0.0, "weight_decay": 5e-4,
+                                "schedule": "constant", "batch_size": 1}},
+}
+
+
+@register_method("amp", trainable=True, profiles=PROFILES)
 class AMP(BackboneMethod):
     """AMP (Siam et al., ICCV 2019): base-class training, masked proxies imprinted into the classifier."""
-
-    profiles = {
-        "synthetic": {"options": {"embed_width": 128}},
-        "tiny": {"options": {"embed_width": 16}},
-        # The official config: RMSprop, lr 1e-6 (no momentum), wd 5e-4, constant, batch 1 (summed loss;
-        # RMSprop makes the step size insensitive to that scale).
-        "paper-pascal": {"recipe": {"optimizer": "rmsprop", "lr": 1e-6, "momentum": 0.0, "weight_decay": 5e-4,
-                                    "schedule": "constant", "batch_size": 1}},
-    }
 
     def __init__(self, embed_width: int = 256, num_base_classes: int = 15, levels: Sequence[str] = LEVELS,
                  alpha: float = 0.25821, scale: float = 10.0, dropout: float = 0.5, base_rows_compete: bool = True,
@@ -144,6 +145,3 @@ class AMP(BackboneMethod):
         logits = F.interpolate(self.base_logits(query_feats), size=labels.shape[-2:], mode="bilinear",
                                align_corners=False)
         return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
-
-
-AMP.trainable = True

@@ -13,6 +13,8 @@ Frozen means: no parameter takes gradients and batch norm always uses its runnin
 """
 from __future__ import annotations
 
+import hashlib
+
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -20,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.core.errors import BenchError
-from bench.core.fileio import sha256_file
+from methods.registry import MethodError
 from methods.registry import Registry
 
 BACKBONES = Registry("backbone")
@@ -53,28 +54,36 @@ class FrozenBackbone(nn.Module):
         return torch.cat([feats["layer2"], feats["layer3"]], dim=1)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_state_file(path: Path) -> Dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise BenchError(f"backbone weights file not found: {path}")
+        raise MethodError(f"backbone weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise BenchError(f"cannot read backbone weights {path}: {exc}") from None
+        raise MethodError(f"cannot read backbone weights {path}: {exc}") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
 def torchvision_weights(enum_member) -> tuple[Dict[str, torch.Tensor], Path]:
     """State dict of a torchvision weights enum member from the hub cache (downloading if online).
 
-    Offline with no cached file: one BenchError saying where to put the file.
+    Offline with no cached file: one MethodError saying where to put the file.
     """
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum_member.url).name
     if not cached.is_file():
         try:
             torch.hub.load_state_dict_from_url(enum_member.url, progress=False, check_hash=True)
         except Exception:  # noqa: BLE001 - network errors come in many types
-            raise BenchError(
+            raise MethodError(
                 f"{type(enum_member).__name__}.{enum_member.name} weights are not cached and cannot be downloaded: "
                 f"put {Path(enum_member.url).name} (from {enum_member.url}) at {cached}, "
                 "or pass --backbone-weights PATH"
@@ -83,7 +92,7 @@ def torchvision_weights(enum_member) -> tuple[Dict[str, torch.Tensor], Path]:
 
 
 def _weights_identity(kind: str, name: str, path: Path) -> Dict[str, object]:
-    return {"weights": name, "source": kind, "file": str(path), "sha256": sha256_file(path)}
+    return {"weights": name, "source": kind, "file": str(path), "sha256": _sha256(path)}
 
 
 @BACKBONES.register("resnet50")
@@ -105,7 +114,7 @@ class ResNet50Backbone(FrozenBackbone):
             try:
                 member = ResNet50_Weights[weights]
             except KeyError:
-                raise BenchError(f"unknown ResNet50 weights '{weights}'; known: "
+                raise MethodError(f"unknown ResNet50 weights '{weights}'; known: "
                                  f"{', '.join(ResNet50_Weights.__members__)}") from None
             state, path = torchvision_weights(member)
             self.identity = _weights_identity("torchvision", f"ResNet50_Weights.{weights}", path)
@@ -115,7 +124,7 @@ class ResNet50Backbone(FrozenBackbone):
         if state is not None:
             missing, unexpected = net.load_state_dict(state, strict=False)
             if [k for k in missing if not k.startswith("fc.")] or unexpected:
-                raise BenchError(f"backbone weights do not fit ResNet-50 (missing {missing[:3]}, unexpected {unexpected[:3]})")
+                raise MethodError(f"backbone weights do not fit ResNet-50 (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.layers = tuple(layers)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
@@ -156,7 +165,7 @@ class VGG16Backbone(FrozenBackbone):
             try:
                 member = VGG16_Weights[weights]
             except KeyError:
-                raise BenchError(f"unknown VGG16 weights '{weights}'; known: {', '.join(VGG16_Weights.__members__)}") from None
+                raise MethodError(f"unknown VGG16 weights '{weights}'; known: {', '.join(VGG16_Weights.__members__)}") from None
             state, path = torchvision_weights(member)
             self.identity = _weights_identity("torchvision", f"VGG16_Weights.{weights}", path)
         else:
@@ -165,7 +174,7 @@ class VGG16Backbone(FrozenBackbone):
         if state is not None:
             missing, unexpected = net.load_state_dict(state, strict=False)
             if [k for k in missing if k.startswith("features.")] or [k for k in unexpected if k.startswith("features.")]:
-                raise BenchError(f"backbone weights do not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
+                raise MethodError(f"backbone weights do not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
         features = list(net.features.children())
         features[23] = nn.MaxPool2d(3, stride=1, padding=1)  # pool4: keep stride 8
         for index in (24, 26, 28):  # conv5 dilated
@@ -224,7 +233,7 @@ class SynthNetBackbone(FrozenBackbone):
             path = Path(weights_path)
             missing, unexpected = self.load_state_dict(load_state_file(path), strict=False)
             if missing or unexpected:
-                raise BenchError(f"{path} does not hold synthnet weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
+                raise MethodError(f"{path} does not hold synthnet weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
             self.identity = _weights_identity("file", "synthnet-pretrained", path)
         else:
             self.identity = {"weights": "random-init", "source": "none"}

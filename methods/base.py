@@ -55,8 +55,6 @@ class FewShotSegmenter(nn.Module):
     compute each unique image's features once (feature caching).
     """
 
-    #: False for parameter-free reference methods, which need no training or checkpoint.
-    trainable: bool = False
     #: True: evaluation feeds each episode at the query's original size (supports resized onto
     #: the query frame, batch of one) instead of the square input size. For reference methods.
     native_resolution: bool = False

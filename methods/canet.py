@@ -45,15 +45,16 @@ class _Residual(nn.Module):
         return x + self.body(x if extra is None else torch.cat([x, extra], dim=1))
 
 
-@register_method("canet")
+# Per-profile entries (bench/profiles.py); the same head scaling and initialisation as SimPropNet.
+PROFILES = {
+    "synthetic": {"options": {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}},
+    "tiny": {"options": {"width": 16, "aspp_rates": [1, 2, 3], "refine_steps": 2, "init_std": None}},
+}
+
+
+@register_method("canet", trainable=True, profiles=PROFILES)
 class CANet(BackboneMethod):
     """CANet (Zhang et al., CVPR 2019): dense comparison + iterative optimisation, attentive k-shot."""
-
-    # Per-profile entries (bench/profiles.py); the same head scaling and initialisation as SimPropNet.
-    profiles = {
-        "synthetic": {"options": {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}},
-        "tiny": {"options": {"width": 16, "aspp_rates": [1, 2, 3], "refine_steps": 2, "init_std": None}},
-    }
 
     def __init__(self, width: int = 256, aspp_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5,
                  refine_steps: int = 4, history_probability: float = 0.3, kshot_train_every: int = 4,
@@ -130,6 +131,3 @@ class CANet(BackboneMethod):
         if self.kshot_train_every and step % self.kshot_train_every == self.kshot_train_every - 1:
             return self.kshot_train_shots
         return 1
-
-
-CANet.trainable = True

@@ -68,17 +68,18 @@ def support_iou(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1)
 
 
-@register_method("fwb")
+PROFILES = {
+    "synthetic": {"options": {"embed_width": 128, "head_width": 128}},
+    "tiny": {"options": {"embed_width": 16, "head_width": 16, "boost_steps": 2}},
+    # The author's script: SGD, momentum 0.9, wd 1e-4, poly(0.9), lr 7e-3, batch 8.
+    "paper-pascal": {"recipe": {"optimizer": "sgd", "lr": 7e-3, "momentum": 0.9, "weight_decay": 1e-4,
+                                "schedule": "poly", "batch_size": 8}},
+}
+
+
+@register_method("fwb", trainable=True, profiles=PROFILES)
 class FWB(BackboneMethod):
     """FWB (Nguyen & Todorovic, ICCV 2019): feature weighting + test-time boosting of the prototype."""
-
-    profiles = {
-        "synthetic": {"options": {"embed_width": 128, "head_width": 128}},
-        "tiny": {"options": {"embed_width": 16, "head_width": 16, "boost_steps": 2}},
-        # The author's script: SGD, momentum 0.9, wd 1e-4, poly(0.9), lr 7e-3, batch 8.
-        "paper-pascal": {"recipe": {"optimizer": "sgd", "lr": 7e-3, "momentum": 0.9, "weight_decay": 1e-4,
-                                    "schedule": "poly", "batch_size": 8}},
-    }
 
     def __init__(self, embed_width: Optional[int] = 256, head_width: int = 128, boost_steps: int = 10,
                  boost_lr: float = 1e-2, boost_optimizer: str = "adam", **backbone):
@@ -174,6 +175,3 @@ class FWB(BackboneMethod):
         code = self.support_code(support_feats.flatten(0, 1), support_masks.flatten(0, 1))
         code = tuple(v.unflatten(0, (batch, shots)) for v in code)
         return segmentation_loss(self.segment(*self._plain(self.query_code(query_feats), code)), query_mask)
-
-
-FWB.trainable = True

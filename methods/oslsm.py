@@ -41,21 +41,22 @@ from methods.common import BackboneMethod, masked_average_pool, resize_mask_to
 from methods.registry import register_method
 
 
-@register_method("oslsm")
+# synthetic: a 128-wide query head and a 256-wide conditioning branch (scaled down as SimPropNet's
+# synthetic entry); not tuned. paper-pascal: see above.
+PROFILES = {
+    "synthetic": {"options": {"width": 128, "hidden": 256}},
+    "tiny": {"options": {"width": 16, "hidden": 16}},
+    "paper-pascal": {
+        "recipe": {"optimizer": "sgd", "lr": 2.5e-5, "momentum": 0.99, "weight_decay": 5e-4, "schedule": "constant",
+                   "batch_size": 10, "episodes_per_epoch": 2000, "epochs": 50},
+        "options": {"width": 1024, "hidden": 1024},
+    },
+}
+
+
+@register_method("oslsm", trainable=True, profiles=PROFILES)
 class OSLSM(BackboneMethod):
     """OSLSM (Shaban et al., BMVC 2017): support-conditioned 1x1 classifier, OR over shots."""
-
-    # synthetic: a 128-wide query head and a 256-wide conditioning branch (scaled down as SimPropNet's
-    # synthetic entry); not tuned. paper-pascal: see above.
-    profiles = {
-        "synthetic": {"options": {"width": 128, "hidden": 256}},
-        "tiny": {"options": {"width": 16, "hidden": 16}},
-        "paper-pascal": {
-            "recipe": {"optimizer": "sgd", "lr": 2.5e-5, "momentum": 0.99, "weight_decay": 5e-4, "schedule": "constant",
-                       "batch_size": 10, "episodes_per_epoch": 2000, "epochs": 50},
-            "options": {"width": 1024, "hidden": 1024},
-        },
-    }
 
     def __init__(self, width: int = 1024, hidden: int = 1024, dropout: float = 0.5, **backbone):
         super().__init__(**backbone)

@@ -76,18 +76,19 @@ class _Residual(nn.Module):
         return F.relu(x + self.body(x))
 
 
-@register_method("pgn")
+PROFILES = {
+    # Same head scaling and initialisation rule as CANet/SimPropNet on the 14 x 14 synthetic map.
+    "synthetic": {"options": {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}},
+    "tiny": {"options": {"width": 16, "aspp_rates": [1, 2, 3], "init_std": None}},
+    # The third-party recipe (CANet's): SGD lr 2.5e-3, momentum 0.9, wd 5e-4, constant, batch 8.
+    "paper-pascal": {"recipe": {"optimizer": "sgd", "lr": 2.5e-3, "momentum": 0.9, "weight_decay": 5e-4,
+                                "schedule": "constant", "batch_size": 8}},
+}
+
+
+@register_method("pgn", trainable=True, profiles=PROFILES)
 class PGN(BackboneMethod):
     """PGN (Zhang et al., ICCV 2019): pyramid graph attention between support pixels and query regions."""
-
-    profiles = {
-        # Same head scaling and initialisation rule as CANet/SimPropNet on the 14 x 14 synthetic map.
-        "synthetic": {"options": {"width": 128, "aspp_rates": [2, 4, 6], "init_std": None}},
-        "tiny": {"options": {"width": 16, "aspp_rates": [1, 2, 3], "init_std": None}},
-        # The third-party recipe (CANet's): SGD lr 2.5e-3, momentum 0.9, wd 5e-4, constant, batch 8.
-        "paper-pascal": {"recipe": {"optimizer": "sgd", "lr": 2.5e-3, "momentum": 0.9, "weight_decay": 5e-4,
-                                    "schedule": "constant", "batch_size": 8}},
-    }
 
     def __init__(self, width: int = 256, grids: Sequence[float] = (1.0, 0.5, 0.25), global_branch: bool = False,
                  aspp_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5, init_std: float | None = 0.01,
@@ -135,6 +136,3 @@ class PGN(BackboneMethod):
     def decode(self, query_code, support_code):
         (query,), (support,) = query_code, support_code
         return self.decoder(self.residuals(self.reason(query, support)))
-
-
-PGN.trainable = True

@@ -1,66 +1,112 @@
-"""A strict name -> builder registry for few-shot segmentation methods.
+"""Strict registries: names to builders (backbones; the harness's datasets) and names to method cards.
 
-Registering a name twice, or asking for a name that does not exist, is an error that lists the
-known names (unlike timm's warn-and-overwrite).
+A method registers a `MethodCard` with `@register_method(name, trainable=..., profiles=..., ...)` on
+its class or factory: what the harness needs to know of it (whether it trains, its entry per training
+profile, the paper it reproduces, a one-line summary) is declared there, once. Registering a name twice,
+or asking for a name that does not exist, is an error that lists the known names (unlike timm's
+warn-and-overwrite).
 """
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Dict, List
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional
 
 
-class RegistryError(KeyError):
-    """Unknown or duplicate registry name."""
+class MethodError(Exception):
+    """A problem with a method, its options or its weights, reported as one line by the harness."""
+
+
+class RegistryError(MethodError, KeyError):
+    """Unknown or duplicate method name."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
 
 
+@dataclass(frozen=True)
+class MethodCard:
+    """What the harness knows of a registered method."""
+
+    name: str
+    builder: Callable
+    summary: str
+    trainable: bool = False
+    #: per training profile: {"recipe": {...profile fields...}, "options": {...builder options...}}
+    profiles: Mapping[str, Mapping] = field(default_factory=dict)
+    citation: str = ""
+
+    def build(self, **options):
+        return self.builder(**options)
+
+
 class Registry:
-    """Maps names to builders; strict about duplicates and unknown names."""
+    """Maps names to builders; strict about duplicates and unknown names (backbones, datasets)."""
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._builders: Dict[str, Callable] = {}
+        self._entries: Dict[str, Callable] = {}
 
     def register(self, name: str) -> Callable[[Callable], Callable]:
-        """Decorator: `@METHODS.register("support-copy")` on a class or factory."""
+        """Decorator: `@BACKBONES.register("resnet50")` on a class or factory."""
 
         def decorate(builder: Callable) -> Callable:
-            if name in self._builders:
-                raise RegistryError(
-                    f"{self.kind} '{name}' is already registered; known {self.kind}s: {', '.join(self.names())}"
-                )
-            self._builders[name] = builder
+            self._add(name, builder)
             return builder
 
         return decorate
 
-    def get(self, name: str) -> Callable:
+    def _add(self, name: str, entry) -> None:
+        if name in self._entries:
+            raise RegistryError(f"{self.kind} '{name}' is already registered; known {self.kind}s: {', '.join(self.names())}")
+        self._entries[name] = entry
+
+    def get(self, name: str):
         try:
-            return self._builders[name]
+            return self._entries[name]
         except KeyError:
-            raise RegistryError(
-                f"unknown {self.kind} '{name}'; known {self.kind}s: {', '.join(self.names())}"
-            ) from None
+            raise RegistryError(f"unknown {self.kind} '{name}'; known {self.kind}s: {', '.join(self.names())}") from None
 
     def names(self, pattern: str = "*") -> List[str]:
-        return sorted(n for n in self._builders if fnmatch.fnmatchcase(n, pattern))
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._builders
+        return name in self._entries
 
     def __len__(self) -> int:
-        return len(self._builders)
+        return len(self._entries)
 
 
-METHODS = Registry("method")
+class MethodRegistry(Registry):
+    """Maps method names to their cards."""
+
+    def __init__(self) -> None:
+        super().__init__("method")
+
+    def register(self, name: str, *, trainable: bool = False, profiles: Optional[Mapping] = None,
+                 summary: Optional[str] = None, citation: str = "") -> Callable[[Callable], Callable]:
+        """Decorator on a class or factory; `summary` defaults to the first line of its docstring."""
+
+        def decorate(builder: Callable) -> Callable:
+            doc = summary or builder.__doc__ or sys.modules[builder.__module__].__doc__ or ""
+            self._add(name, MethodCard(name, builder, (doc.strip().splitlines() or [""])[0], trainable,
+                                       dict(profiles or {}), citation))
+            return builder
+
+        return decorate
+
+    def card(self, name: str) -> MethodCard:
+        return self.get(name)
+
+
+METHODS = MethodRegistry()
 register_method = METHODS.register
 
 
 def build_method(name: str, **options):
     """Instantiate the registered method `name` with keyword options."""
-    return METHODS.get(name)(**options)
+    return METHODS.card(name).build(**options)
 
 
 def list_methods(pattern: str = "*") -> List[str]:

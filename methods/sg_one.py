@@ -43,20 +43,21 @@ from methods.registry import register_method
 KSHOT_RULES = ("average", "or")
 
 
-@register_method("sg-one")
+# synthetic: widths scaled down as SimPropNet's synthetic entry (128-wide branch); not tuned.
+PROFILES = {
+    "synthetic": {"options": {"guidance_width": 256, "width": 128}},
+    "tiny": {"options": {"guidance_width": 16, "width": 8}},
+    "paper-pascal": {
+        "recipe": {"optimizer": "sgd", "lr": 1e-5, "momentum": 0.99, "weight_decay": 5e-4, "schedule": "constant",
+                   "batch_size": 1, "episodes_per_epoch": 2000, "epochs": 50},
+        "options": {"guidance_width": 512, "width": 128},
+    },
+}
+
+
+@register_method("sg-one", trainable=True, profiles=PROFILES)
 class SGOne(BackboneMethod):
     """SG-One (Zhang et al., TCYB 2020): MAP guidance vector, cosine similarity map x segmentation features."""
-
-    # synthetic: widths scaled down as SimPropNet's synthetic entry (128-wide branch); not tuned.
-    profiles = {
-        "synthetic": {"options": {"guidance_width": 256, "width": 128}},
-        "tiny": {"options": {"guidance_width": 16, "width": 8}},
-        "paper-pascal": {
-            "recipe": {"optimizer": "sgd", "lr": 1e-5, "momentum": 0.99, "weight_decay": 5e-4, "schedule": "constant",
-                       "batch_size": 1, "episodes_per_epoch": 2000, "epochs": 50},
-            "options": {"guidance_width": 512, "width": 128},
-        },
-    }
 
     def __init__(self, guidance_width: int = 512, width: int = 128, kshot: str = "average", **backbone):
         super().__init__(**backbone)

@@ -174,13 +174,11 @@ PROFILES = {
 
 
 def _variant(name: str, summary: str, **switches):
-    @register_method(name)
+    @register_method(name, trainable=True, profiles=PROFILES, summary=summary,
+                     citation="Gairola, Hemani, Chopra, Krishnamurthy: SimPropNet, IJCAI 2020")
     def build(**options) -> SimPropNet:
         return SimPropNet(**{**switches, **options})
 
-    build.trainable = True
-    build.profiles = PROFILES
-    build.__doc__ = summary
     return build
 
 

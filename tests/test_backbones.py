@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from bench.core.errors import BenchError
+from methods import MethodError
 from methods.backbones import ResNet50Backbone, SynthNetBackbone, build_backbone
 
 
@@ -35,7 +35,7 @@ def test_resnet50_enum_offline_says_where_to_put_the_file(tmp_path, monkeypatch)
         raise OSError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(BenchError) as info:
+    with pytest.raises(MethodError) as info:
         ResNet50Backbone(weights="IMAGENET1K_V1")
     message = str(info.value)
     assert "ResNet50_Weights.IMAGENET1K_V1" in message and str(tmp_path / "checkpoints" / "resnet50-0676ba61.pth") in message
@@ -51,15 +51,15 @@ def test_resnet50_uses_the_cached_enum_file(tmp_path, monkeypatch, resnet_file):
 
 
 def test_bad_weights_are_clear_errors(tmp_path):
-    with pytest.raises(BenchError, match="backbone weights file not found"):
+    with pytest.raises(MethodError, match="backbone weights file not found"):
         ResNet50Backbone(weights_path=str(tmp_path / "none.pth"))
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(BenchError, match="cannot read backbone weights"):
+    with pytest.raises(MethodError, match="cannot read backbone weights"):
         ResNet50Backbone(weights_path=str(tmp_path / "junk.pth"))
-    with pytest.raises(BenchError, match="unknown ResNet50 weights 'NOPE'"):
+    with pytest.raises(MethodError, match="unknown ResNet50 weights 'NOPE'"):
         ResNet50Backbone(weights="NOPE")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(BenchError, match="does not hold synthnet weights"):
+    with pytest.raises(MethodError, match="does not hold synthnet weights"):
         SynthNetBackbone(weights_path=str(tmp_path / "other.pth"))
 
 

@@ -8,7 +8,7 @@ from methods.common import input_channel_average, masked_average_pool, support_v
 from methods.simpropnet import SimPropNet, attention_maps
 from tests.method_helpers import tiny_options
 
-LEARNED = [n for n in list_methods() if getattr(METHODS.get(n), "trainable", False)]
+LEARNED = [n for n in list_methods() if METHODS.card(n).trainable]
 
 
 def episode(batch=2, shots=1, size=48, seed=0):

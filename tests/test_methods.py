@@ -6,7 +6,7 @@ from methods import METHODS, FewShotSegmenter, RegistryError, build_method, list
 from methods.registry import Registry
 
 ALL_METHODS = list_methods()
-LEARNED = [n for n in ALL_METHODS if getattr(METHODS.get(n), "trainable", False)]
+LEARNED = [n for n in ALL_METHODS if METHODS.card(n).trainable]
 
 
 def build(name, **options):

@@ -8,6 +8,7 @@ from typing import List, Optional
 from bench.runs.config import EXECUTORS, RunConfig
 from bench.core.errors import BenchError
 from bench.training.profiles import PROFILES
+from methods import MethodError
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,9 +115,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     print("methods:")
     for name in METHODS.names():
-        builder = METHODS.get(name)
-        doc = (builder.__doc__ or sys.modules[builder.__module__].__doc__ or "").strip().splitlines()
-        print(f"  {name:<24}{doc[0] if doc else ''}")
+        print(f"  {name:<24}{METHODS.card(name).summary}")
     print("training profiles:")
     for name in sorted(PROFILES):
         print(f"  {name}")
@@ -157,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = COMMANDS[args.command](args)
-    except BenchError as exc:
+    except (BenchError, MethodError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from bench.core.errors import BenchError
 from bench.core.progress import GridProgress
+from methods import MethodError
 
 INSTALL_HINT = 'pip install "fss-bench[ray]"'
 FAULTS_ENV = "FSS_BENCH_FAULTS"
@@ -119,9 +120,10 @@ def describe_failures(ray, failures: Dict, total: int) -> str:
     key, exc = next(iter(failures.items()))
     raised = isinstance(exc, ray.exceptions.RayTaskError)
     cause = exc.cause if raised else exc
-    if raised and not isinstance(cause, BenchError):
+    expected = isinstance(cause, (BenchError, MethodError))
+    if raised and not expected:
         print(exc, file=sys.stderr)
-    text = str(cause) if isinstance(cause, BenchError) else f"{type(cause).__name__}: {cause}"
+    text = str(cause) if expected else f"{type(cause).__name__}: {cause}"
     reason = (text.strip().splitlines() or [type(cause).__name__])[0]
     return (f"{len(failures)} of {total} cells failed ({key}: {reason}); finished cells are saved, "
             "re-run the same command to retry the others")

@@ -19,7 +19,7 @@ from methods import METHODS, FewShotSegmenter, build_method
 
 
 def is_trainable(name: str) -> bool:
-    return bool(getattr(METHODS.get(name), "trainable", False))
+    return METHODS.card(name).trainable
 
 
 class ModelProvider:

@@ -1,7 +1,7 @@
 """Training profiles: named, flat recipes (optimiser, schedule, sizes), refined per method.
 
-A method declares its own entry per profile in its file (`profiles = {"synthetic": {"recipe": {...},
-"options": {...}}}` on its registered builder): recipe fields override the profile's (lr, optimizer,
+A method declares its own entry per profile in its card (`@register_method(name, profiles={"synthetic":
+{"recipe": {...}, "options": {...}}})`): recipe fields override the profile's (lr, optimizer,
 schedule, epochs...), options are passed to the method. Adding a method touches only its file.
 
 * `paper-pascal`: the SimPropNet paper's recipe on PASCAL-5i (Section 3.6): SGD, lr 2.5e-3,
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, Optional
 
 from bench.core.errors import BenchError
+from methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,7 @@ class TrainProfile:
 
     def for_method(self, method: str) -> "TrainProfile":
         """This profile as `method` trains with it, the method's own entry for it applied."""
-        from methods import METHODS
-
-        entries = getattr(METHODS.get(method), "profiles", {})
+        entries = METHODS.card(method).profiles
         entry = entries.get(self.name, entries.get(self.fallback, {}) if self.fallback else {})
         return replace(self, **entry.get("recipe", {}), method_options=dict(entry.get("options", {})))
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from analyses.common import Analysis, add_arguments, cli, open_analysis
 from bench.data.episodes import EpisodeSpec, sample_episodes
 from bench.core.errors import BenchError
-from bench.evaluation.loop import ImageStore, build_batch, normalize
+from bench.data.images import ImageStore, build_batch, normalize
 from bench.core.progress import progress_bar
 
 COUNTS = ["gt", "tp_fss", "tp_sup", "fn_fss", "fn_sup", "fn_both", "fp_fss", "fp_sup", "fp_both"]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis, same_class_pairs
-from bench.evaluation.loop import ImageStore, build_batch, normalize
+from bench.data.images import ImageStore, build_batch, normalize
 from bench.core.progress import progress_bar
 from methods.common import masked_average_pool
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from analyses.common import Analysis, add_arguments, class_vectors, cli, open_analysis, same_class_pairs
-from bench.evaluation.loop import ImageStore, normalize
+from bench.data.images import ImageStore, normalize
 from bench.core.progress import progress_bar
 
 

@@ -21,7 +21,7 @@ import torch
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis
 from bench.data.episodes import images_by_class
-from bench.evaluation.loop import ImageStore, normalize
+from bench.data.images import ImageStore, normalize
 from bench.core.progress import progress_bar
 from methods.common import masked_average_pool
 

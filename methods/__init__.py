@@ -2,14 +2,13 @@
 
 Adding a method: write one file in this package that registers it, and import it below.
 """
-from methods.base import EpisodeBatch, FewShotSegmenter
+from methods.base import FewShotSegmenter
 from methods.registry import METHODS, MethodCard, MethodError, RegistryError, build_method, list_methods, register_method
 
 from methods import all_foreground, canet, simpropnet, support_copy  # noqa: F401  (registration side effects)
 from methods import amp, co_fcn, fwb, oslsm, panet, pfenet, pgn, sg_one  # noqa: F401
 
 __all__ = [
-    "EpisodeBatch",
     "FewShotSegmenter",
     "METHODS",
     "MethodCard",

@@ -1,44 +1,12 @@
 """The one interface every few-shot segmentation method implements."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import torch
 from torch import nn
 
 IGNORE_INDEX = 255
-
-
-@dataclass
-class EpisodeBatch:
-    """A batch of B episodes with K shots, already resized to the method's input size.
-
-    query:          [B, 3, H, W] float, normalised RGB
-    supports:       [B, K, 3, H, W] float, normalised RGB
-    support_masks:  [B, K, H, W] long: 1 = target class, 0 = background, 255 = ignore
-    class_ids:      [B] long, 1-based dataset class ids (for bookkeeping only; methods must not use them)
-    query_sizes:    original (height, width) of each query label, for evaluation
-    """
-
-    query: torch.Tensor
-    supports: torch.Tensor
-    support_masks: torch.Tensor
-    class_ids: torch.Tensor
-    query_sizes: List[Tuple[int, int]]
-
-    @property
-    def shots(self) -> int:
-        return self.supports.shape[1]
-
-    def to(self, device) -> "EpisodeBatch":
-        return EpisodeBatch(
-            self.query.to(device),
-            self.supports.to(device),
-            self.support_masks.to(device),
-            self.class_ids.to(device),
-            self.query_sizes,
-        )
 
 
 def foreground(masks: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from bench.training import distributed
 from bench.core.errors import BenchError
-from bench.evaluation.loop import ImageStore
+from bench.data.images import ImageStore
 from bench.training.train import TrainingStep, optimization_step
 from methods import build_method
 from methods.backbones import build_backbone

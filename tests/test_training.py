@@ -11,7 +11,8 @@ from bench.cli.commands import main
 from bench.data.catalog import open_dataset
 from bench.data.episodes import EpisodeSpec, sample_episodes
 from bench.core.errors import BenchError
-from bench.evaluation.loop import ImageStore, evaluate_manifest
+from bench.data.images import ImageStore
+from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.features import CodeCache
 from bench.training.models import ModelProvider
 from bench.training.profiles import PROFILES

@@ -13,8 +13,8 @@ from typing import Dict, Iterable, List, Tuple
 import pandas as pd
 import torch
 
-from bench.evaluation.loop import ImageStore, normalize
 from bench.core.progress import progress_bar
+from bench.data.images import ImageStore, normalize
 from methods.common import BackboneMethod
 
 Code = Tuple[torch.Tensor, ...]
@@ -31,6 +31,11 @@ class CodeCache:
         self._queries: Dict[str, Code] = {}
         self._supports: Dict[Tuple[str, int], Code] = {}
         self.encoded = 0  # images passed through the backbone (for benchmarks)
+
+    @staticmethod
+    def supports(method) -> bool:
+        """Whether a method splits into a cacheable encoder and a `decode` (methods on a frozen backbone)."""
+        return hasattr(method, "decode")
 
     def _bind(self, method: BackboneMethod) -> None:
         if self._model is not method:  # a new model: codes of the old one are meaningless

@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bench.evaluation.loop import ImageStore, _forward
+from bench.data.images import ImageStore
+from bench.evaluation.loop import forward_episodes
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, sha256_bytes
 
@@ -39,11 +40,10 @@ def save_qualitative(method, store: ImageStore, manifest: pd.DataFrame, rows: pd
     """Save the picked episodes' predictions; return the sha256 of the file (recorded in the cell)."""
     picked = pick_episodes(rows)
     chosen = manifest.set_index("episode").loc[picked.episode].reset_index()
-    native = getattr(method, "native_resolution", False)
     arrays: Dict[str, np.ndarray] = {}
     for k in range(len(chosen)):
         row = chosen.iloc[k:k + 1]
-        logits = _forward(method, store, row, device, features, native)[0:1].float()
+        logits = forward_episodes(method, store, row, device, features)[0:1].float()
         target = store.mask(row["query"].iloc[0], int(row["class_id"].iloc[0]))
         logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=False)[0]
         pred = (logits[1] > logits[0]).cpu().numpy()

@@ -18,9 +18,11 @@ from bench.core.environment import describe_environment, resolve_device
 from bench.data.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_manifest, sample_episodes,
                             write_manifest)
 from bench.core.errors import BenchError
-from bench.evaluation.loop import ImageStore, evaluate_manifest
+from bench.data.images import ImageStore
+from bench.evaluation.loop import evaluate_manifest
 from bench.core.fileio import atomic_write_json
 from bench.evaluation.features import CodeCache
+from bench.evaluation.protocol import ScoringProtocol
 from bench.training.models import ModelProvider
 from bench.training.profiles import get_profile
 from bench.training.train import SELECT_ON
@@ -258,9 +260,10 @@ class CellRunner:
         method, checkpoint = self.model(name, split)
         manifest = read_manifest(run_dir.manifest_path(cell))
         start = time.perf_counter()
-        rows = evaluate_manifest(method, self.store, manifest, config.batch_size, self.device, config.eval_size,
-                                 desc=f"{name} {cell}", quiet=quiet, features=self.features,
-                                 void_as_background=config.void_as_background)
+        features = self.features if CodeCache.supports(method) else None
+        protocol = ScoringProtocol(config.eval_size, config.void_as_background)
+        rows = evaluate_manifest(method, self.store, manifest, protocol, batch_size=config.batch_size,
+                                 device=self.device, features=features, desc=f"{name} {cell}", quiet=quiet)
         meta = {"method": name, "cell": cell, "seconds": round(time.perf_counter() - start, 3), "device": self.device,
                 "options": method.options(), "manifest_sha256": manifest_sha256,
                 "checkpoint": self.models.checkpoint_id(name, split), "checkpoint_sha256": checkpoint.get("sha256"),
@@ -274,7 +277,7 @@ class CellRunner:
         if manifest.shot.iloc[0] == min(config.shots) and manifest.seed.iloc[0] == min(config.seeds):
             meta["qualitative_sha256"] = save_qualitative(method, self.store, manifest, rows,
                                                           run_dir.qualitative_path(name, cell), self.device,
-                                                          self.features)
+                                                          features)
         run_dir.write_cell(name, cell, rows, meta)
         return meta
 

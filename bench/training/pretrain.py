@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.evaluation.loop import normalize
+from bench.data.images import normalize
 from bench.core.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from bench.core.progress import progress_bar
 from bench.data.synthetic.classes import PRETRAIN_CLASSES

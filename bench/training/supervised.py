@@ -23,7 +23,7 @@ from torch import nn
 
 from bench.data.catalog import FSSDataset
 from bench.core.errors import BenchError
-from bench.evaluation.loop import ImageStore, normalize, resize_mask
+from bench.data.images import ImageStore, normalize, resize_mask
 from bench.core.fileio import atomic_write_bytes, atomic_write_json
 from bench.core.progress import progress_bar
 from methods.backbones import SynthNetBackbone, load_state_file, torchvision_weights

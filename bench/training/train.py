@@ -31,7 +31,8 @@ from bench.data.base import Pair
 from bench.data.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
 from bench.training.checkpoints import check_meta, load_tensors, plain, save_tensors, verified_sha256, write_record
 from bench.core.errors import BenchError
-from bench.evaluation.loop import ImageStore, evaluate_manifest, normalize, resize_mask
+from bench.data.images import ImageStore, normalize, resize_mask
+from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.features import CodeCache
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
 from bench.training.profiles import TrainProfile
@@ -253,7 +254,8 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
         state["epoch"] = epoch + 1
         if not info.is_main:  # the other ranks go on to the next epoch's first all-reduce
             continue
-        val_rows = evaluate_manifest(method, store, val_manifest, 16, device, quiet=True, features=CodeCache(store, device))
+        val_rows = evaluate_manifest(method, store, val_manifest, batch_size=16, device=device, quiet=True,
+                                     features=CodeCache(store, device))
         val = evaluate_rows(val_rows)["miou"]
         state["seconds"] += time.perf_counter() - start
         state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": val})

@@ -1,0 +1,42 @@
+"""The scoring protocol: how one episode's logits are turned into pixel counts.
+
+Peer codebases differ here (see the README's Protocol section): OSLSM scores void (255) pixels as
+background, HSNet resizes the label to 400 x 400, most score at each label's original size and ignore
+void. A `ScoringProtocol` names those choices; the run records it in its config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from analyses.metrics import episode_counts
+from bench.data.base import IGNORE
+from bench.data.images import resize_mask
+
+
+@dataclass(frozen=True)
+class ScoringProtocol:
+    """`eval_size`: score at this square size instead of each label's original size (HSNet: 400);
+    `void_as_background`: score void pixels as background (OSLSM) instead of ignoring them."""
+
+    eval_size: Optional[int] = None
+    void_as_background: bool = False
+    ignore_label: int = IGNORE
+
+    def score(self, logits: torch.Tensor, target: np.ndarray) -> torch.Tensor:
+        """Counts of one episode: logits [2, h, w] against its 0/1/void target."""
+        target_t = torch.as_tensor(target)
+        if self.void_as_background:
+            target_t = torch.where(target_t == self.ignore_label, torch.zeros_like(target_t), target_t)
+        if self.eval_size:
+            target_t = resize_mask(target_t, (self.eval_size, self.eval_size))
+        size = tuple(target_t.shape)
+        logits = logits.float()[None]
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        pred_fg = logits[0, 1] > logits[0, 0]
+        return episode_counts(pred_fg.cpu(), target_t.long(), self.ignore_label)

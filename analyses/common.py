@@ -12,14 +12,23 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.cli.arguments import add_options, build
 from bench.data.catalog import FSSDataset, open_dataset
+from bench.runs.config import RunConfig, RuntimeOptions
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
 from bench.training.models import ModelProvider
-from bench.training.profiles import get_profile
+from bench.training.options import TrainingOptions
 from methods import METHODS, MethodError, RegistryError
 from methods.backbones import FrozenBackbone, build_backbone
+from bench.data.episodes import images_by_class
+from methods.common import masked_average_pool
+
+
+#: the options of `bench run` the analyses share (the same flags, defaults and help)
+SHARED_OPTIONS = ("dataset", "data_root", "lists", "profile", "backbone", "backbone_weights", "checkpoints", "no_train",
+                  "device", "quiet")
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, methods: str = "none", splits: str = "one") -> None:
@@ -27,27 +36,26 @@ def add_arguments(parser: argparse.ArgumentParser, *, methods: str = "none", spl
 
     methods: "none", "one" (--method) or "many" (--methods); splits: "one" (--split) or "many" (--splits).
     """
-    parser.add_argument("--dataset", default="synthetic", help="synthetic (default), synthetic-tiny, pascal5i, fss1000")
-    parser.add_argument("--data-root", help="dataset folder (see `python -m bench run --help`)")
-    parser.add_argument("--lists", help="custom split lists folder")
+    add_options(parser, RunConfig, names=SHARED_OPTIONS)
     if splits == "one":
         parser.add_argument("--split", type=int, default=1, help="split 1..4 (paper numbering)")
     else:
-        parser.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3, 4], metavar="K")
+        parser.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3, 4], metavar="K",
+                            help="splits 1..4 (paper numbering)")
     if methods == "one":
         parser.add_argument("--method", required=True, help="registered method (see `python -m bench list`)")
     elif methods == "many":
-        parser.add_argument("--methods", nargs="+", required=True, metavar="M")
+        parser.add_argument("--methods", nargs="+", required=True, metavar="M",
+                            help="registered methods (see `python -m bench list`)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the analysis' sampling")
-    parser.add_argument("--checkpoints", default="checkpoints", help="checkpoint root (missing ones are trained)")
-    parser.add_argument("--no-train", action="store_true", help="fail instead of training a missing checkpoint")
-    parser.add_argument("--profile", help="training profile (default: the dataset's)")
-    parser.add_argument("--backbone", choices=["resnet50", "vgg16", "synthnet"], help="override the profile's backbone")
-    parser.add_argument("--backbone-weights", metavar="PATH", help="local backbone weights file")
     parser.add_argument("--out", help="output folder (default: <run>/analyses/<name> with --run, else runs/analyses/...)")
     parser.add_argument("--run", help="a run directory to write the outputs into (under analyses/)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_config(args: argparse.Namespace, out: Path, **grid) -> RunConfig:
+    """The `bench run` config of an analysis' own run: its shared options, the grid given, output `out`."""
+    return build(RunConfig, args, methods=list(args.methods), **grid,
+                 runtime=build(RuntimeOptions, args, out=str(out)))
 
 
 @dataclass
@@ -106,13 +114,11 @@ def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Anal
     """Validate the common arguments, open the dataset and the model provider, create the output folder."""
     check_methods([args.method] if getattr(args, "method", None) else list(getattr(args, "methods", []) or []))
     device = resolve_device(args.device)
-    profile = get_profile(args.profile, args.dataset)
     dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not args.quiet)
     for split in [args.split] if hasattr(args, "split") else args.splits:
         dataset.check_split(split)
         dataset.check_files(split, "test")
-    models = ModelProvider(dataset, profile, Path(args.checkpoints), backbone_weights=args.backbone_weights,
-                           backbone=args.backbone, no_train=args.no_train, device=device, quiet=args.quiet)
+    models = ModelProvider(dataset, build(TrainingOptions, args), device=device, quiet=args.quiet)
     if args.out:
         out = Path(args.out)
     elif args.run:
@@ -142,8 +148,6 @@ def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[arg
 def class_vectors(backbone: FrozenBackbone, images: torch.Tensor, masks: torch.Tensor) -> tuple:
     """FG and BG masked-average-pooled layer2 ++ layer3 vectors: images [N,3,H,W] (normalised),
     masks [N,H,W] (1 class, 0 background, 255 void, excluded from both)."""
-    from methods.common import masked_average_pool
-
     feats = backbone.mid_level(images)
     return masked_average_pool(feats, (masks == 1).float()), masked_average_pool(feats, (masks == 0).float())
 
@@ -151,8 +155,6 @@ def class_vectors(backbone: FrozenBackbone, images: torch.Tensor, masks: torch.T
 def same_class_pairs(dataset: FSSDataset, split: int, n: int, seed: int) -> pd.DataFrame:
     """N (class, image A, image B) pairs of distinct test-list images of one class; classes in
     proportion to their pairs in the list (as the episodes), seeded."""
-    from bench.data.episodes import images_by_class
-
     pairs = dataset.pairs(split, "test")
     by_class = {c: ids for c, ids in images_by_class(pairs).items() if len(ids) >= 2}
     if not by_class:

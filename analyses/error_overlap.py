@@ -32,6 +32,8 @@ from bench.data.episodes import EpisodeSpec, sample_episodes
 from bench.core.errors import BenchError
 from bench.data.images import ImageStore, build_batch, normalize
 from bench.core.progress import progress_bar
+from bench.training.supervised import deeplab_pascal
+from bench.training.supervised import train_synthetic_supervised
 
 COUNTS = ["gt", "tp_fss", "tp_sup", "fn_fss", "fn_sup", "fn_both", "fp_fss", "fp_sup", "fp_both"]
 
@@ -64,14 +66,10 @@ def overlap_table(counts: pd.DataFrame) -> dict:
 
 def supervised_model(analysis: Analysis):
     if analysis.dataset.name.startswith("synthetic"):
-        from bench.training.supervised import train_synthetic_supervised
-
         weights = analysis.models.backbone_options()["backbone_weights"]
         return train_synthetic_supervised(analysis.dataset, weights, analysis.models.root, analysis.input_size,
                                           quiet=analysis.args.quiet), analysis.input_size
     if analysis.dataset.name == "pascal5i":
-        from bench.training.supervised import deeplab_pascal
-
         return deeplab_pascal(analysis.args.supervised_weights), 520
     raise BenchError(f"no supervised reference model for dataset {analysis.dataset.name}")
 

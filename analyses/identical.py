@@ -20,24 +20,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyses.common import add_arguments, check_methods, cli
+from analyses.common import Analysis, add_arguments, check_methods, cli, run_config
+from analyses.summary import summarize
+from bench.runs.results import load_results
+from bench.runs.run import run as bench_run
 from bench.runs.config import RunConfig
 from bench.core.errors import BenchError
 
 
-def run_config(args: argparse.Namespace, out: Path, identical: bool) -> RunConfig:
-    return RunConfig(methods=list(args.methods), dataset=args.dataset, data_root=args.data_root, lists=args.lists,
-                     splits=list(args.splits), shots=[1], seeds=list(args.seeds), episodes=args.episodes,
-                     identical_input=identical, profile=args.profile, checkpoints=args.checkpoints,
-                     no_train=args.no_train, backbone=args.backbone, backbone_weights=args.backbone_weights,
-                     device=args.device, quiet=args.quiet, out=str(out))
+def identical_config(args: argparse.Namespace, out: Path, identical: bool) -> RunConfig:
+    return run_config(args, out, splits=list(args.splits), shots=[1], seeds=list(args.seeds), episodes=args.episodes,
+                      identical_input=identical)
 
 
 def read_summary(run_dir: Path, methods, identical: bool) -> pd.DataFrame:
     """summary.csv of an existing run, checked to be the right kind of run and to hold the methods."""
-    from analyses.summary import summarize
-    from bench.runs.results import load_results
-
     results = load_results(run_dir)
     config = results.config["config"]
     if bool(config.get("identical_input")) != identical or 1 not in config.get("shots", []):
@@ -93,18 +90,15 @@ def plot(result: pd.DataFrame, title: str):
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
-    from analyses.common import Analysis
-    from bench.runs.run import run as bench_run
-
     check_methods(args.methods)
     if len(set(args.methods)) != len(args.methods):
         raise BenchError("--methods lists a method twice")
     out = Path(args.out or (Path(args.run) / "analyses" / "identical" if args.run else
                             Path("runs") / "analyses" / f"identical-{args.dataset}"))
     identical_dir = Path(args.identical_run) if args.identical_run else bench_run(
-        run_config(args, out / "run-identical", identical=True))
+        identical_config(args, out / "run-identical", identical=True))
     regular_dir = Path(args.regular_run) if args.regular_run else bench_run(
-        run_config(args, out / "run-regular", identical=False))
+        identical_config(args, out / "run-regular", identical=False))
     result = table(read_summary(identical_dir, args.methods, identical=True),
                    read_summary(regular_dir, args.methods, identical=False), args.methods)
     writer = Analysis("identical", args, None, None, out, "cpu")

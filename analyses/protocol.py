@@ -23,11 +23,13 @@ from typing import Dict, List
 import numpy as np
 import pandas as pd
 
-from analyses.common import Analysis, add_arguments, check_methods, cli
+from analyses.common import Analysis, add_arguments, check_methods, cli, run_config
 from analyses.summary import cell_metrics, summarize
+from bench.evaluation.protocol import ScoringProtocol
 from bench.runs.config import RunConfig
 from bench.data.catalog import open_dataset
 from bench.runs.results import load_results
+from bench.runs.run import run as bench_run
 
 PASCAL_AREA = 500 * 375  # a typical VOC image
 PFENET_MIN_PIXELS = 2 * 32 * 32
@@ -44,9 +46,10 @@ def variants(base: RunConfig, min_pixels: int) -> Dict[str, tuple]:
     """name -> (description, config); 'best-seed' is derived from the default run."""
     return {
         "default": ("original label size, void ignored, 1000 episodes, list sampling, mean of seeds", base),
-        "eval-400": ("scored at 400 x 400 (HSNet)", replace(base, eval_size=400)),
-        "eval-417": ("scored at 417 x 417 (PANet)", replace(base, eval_size=417)),
-        "void-as-background": ("void pixels scored as background (OSLSM)", replace(base, void_as_background=True)),
+        "eval-400": ("scored at 400 x 400 (HSNet)", replace(base, scoring=ScoringProtocol(eval_size=400))),
+        "eval-417": ("scored at 417 x 417 (PANet)", replace(base, scoring=ScoringProtocol(eval_size=417))),
+        "void-as-background": ("void pixels scored as background (OSLSM)",
+                               replace(base, scoring=ScoringProtocol(void_as_background=True))),
         "episodes-5000": ("5000 episodes (PFENet)", replace(base, episodes=5000)),
         "min-size-filter": (f"objects >= {min_pixels} px (PFENet's filter, scaled)", replace(base, min_object_pixels=min_pixels)),
         "uniform-classes": ("uniform class sampling (PANet)", replace(base, class_sampling="uniform")),
@@ -72,21 +75,16 @@ def best_seed(run_dir: Path, split: int) -> List[dict]:
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
-    from bench.runs.run import run as bench_run
-
     check_methods(args.methods)
     out = Path(args.out or (Path(args.run) / "analyses" / "protocol" if args.run else
                             Path("runs") / "analyses" / f"protocol-{args.dataset}-split{args.split}"))
-    base = RunConfig(methods=list(args.methods), dataset=args.dataset, data_root=args.data_root, lists=args.lists,
-                     splits=[args.split], shots=list(args.shots), seeds=list(args.seeds), episodes=args.episodes,
-                     profile=args.profile, checkpoints=args.checkpoints, no_train=args.no_train,
-                     backbone=args.backbone, backbone_weights=args.backbone_weights, device=args.device,
-                     quiet=args.quiet)
+    base = run_config(args, out, splits=[args.split], shots=list(args.shots), seeds=list(args.seeds),
+                      episodes=args.episodes)
     dataset = open_dataset(args.dataset, args.data_root, args.lists)
     dataset.check_split(args.split)
     rows: List[dict] = []
     for name, (description, config) in variants(base, scaled_min_pixels(dataset, args.split)).items():
-        run_dir = bench_run(replace(config, out=str(out / name)))
+        run_dir = bench_run(replace(config, runtime=replace(config.runtime, out=str(out / name))))
         rows += collect(name, description, run_dir, args.split)
         if name == "default":
             rows += best_seed(run_dir, args.split)

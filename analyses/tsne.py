@@ -24,6 +24,7 @@ from bench.data.episodes import images_by_class
 from bench.data.images import ImageStore, normalize
 from bench.core.progress import progress_bar
 from methods.common import masked_average_pool
+from bench.core.errors import BenchError
 
 
 def embedding_fn(analysis: Analysis, method_name):
@@ -33,8 +34,6 @@ def embedding_fn(analysis: Analysis, method_name):
         return backbone.mid_level
     method, _ = analysis.models.get(method_name, analysis.args.split)
     if not hasattr(method, "query_code"):
-        from bench.core.errors import BenchError
-
         raise BenchError(f"{method_name} has no learned encoder to embed with; omit --method for backbone features")
     method.eval()
     return lambda images: method.query_code(method.encode(images))[0]

@@ -12,11 +12,15 @@ from jinja2 import Environment, PackageLoader
 from analyses.summary import class_iou_table, summarize
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_text, sha256_file
+from bench.runs.cells import Cell
 from bench.runs.results import load_results
 from bench.runs.rundir import RunDir, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
+from bench.data.catalog import open_dataset
+from bench.data.episodes import read_manifest
+from bench.evaluation.qualitative import load_qualitative
 
 ABLATIONS = ["canet", "simpropnet-dpr", "simpropnet-fbaf", "simpropnet-dpr-fbaf", "simpropnet"]
 ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP vectors (Figure 6)",
@@ -76,10 +80,8 @@ def class_tables(class_iou: Optional[pd.DataFrame], names: Dict[str, str]) -> Li
 
 def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
     """Figures 4/5-style panels from qualitative/*.npz and the dataset's images (skipped if unavailable)."""
-    from bench.data.catalog import open_dataset
-
     run_dir = RunDir(run["dir"])
-    saved = [m for m in run["metas"] if run_dir.qualitative_path(m["method"], m["cell"]).is_file()]
+    saved = [m for m in run["metas"] if run_dir.qualitative_path(Cell.of(m["method"], m["cell"])).is_file()]
     if not saved:
         return []
     config, dataset_info = run["config"]["config"], run["config"]["dataset"]
@@ -107,10 +109,7 @@ def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
 def checked_qualitative(run_dir: RunDir, meta: Dict):
     """A cell's saved predictions, refused unless they are the ones the cell recorded and show episodes of
     its manifest (so a replaced file cannot make the report read other images)."""
-    from bench.data.episodes import read_manifest
-    from bench.evaluation.qualitative import load_qualitative
-
-    path = run_dir.qualitative_path(meta["method"], meta["cell"])
+    path = run_dir.qualitative_path(Cell.of(meta["method"], meta["cell"]))
     recorded = meta.get("qualitative_sha256")
     if recorded is not None and sha256_file(path) != recorded:
         raise BenchError(f"{path} does not match the hash its cell recorded (changed or damaged): re-run "

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-import bench.runs.run as run_module
+import bench.runs.runner as run_module
 from analyses.summary import summarize
 from bench.cli.commands import main
 from bench.core.fileio import host_tag

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-import bench.runs.run as run_module
+import bench.runs.runner as run_module
 from bench.cli.commands import main
 from bench.core.fileio import folder_lock
 from tests.test_bad_inputs import write_checkpoint

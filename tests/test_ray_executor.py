@@ -14,6 +14,7 @@ import torch
 
 from bench.cli.commands import main
 from methods.backbones import build_backbone
+from tests.ray_faults import Faults, main_with
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_FILES = ("episodes.csv", "summary.csv", "class_iou.csv")
@@ -21,11 +22,10 @@ RESULT_FILES = ("episodes.csv", "summary.csv", "class_iou.csv")
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """A private dataset cache, a random synthnet backbone file (no pretraining) and the fault-file path."""
+    """A private dataset cache and a random synthnet backbone file (no pretraining)."""
     root = tmp_path_factory.mktemp("ray")
     patch = pytest.MonkeyPatch()
     patch.setenv("FSS_BENCH_CACHE", str(root / "cache"))
-    patch.setenv("FSS_BENCH_FAULTS", str(root / "faults.json"))  # read by the workers, absent by default
     torch.manual_seed(0)
     torch.save(build_backbone("synthnet").state_dict(), root / "synthnet.pt")
     yield root
@@ -90,11 +90,7 @@ def test_ray_run_trains_and_evaluates_like_the_local_executor(env, ray_cluster, 
 
 def test_killed_worker_is_retried_without_lost_or_duplicated_rows(env, ray_cluster, local_run, tmp_path, capsys):
     killed = ["canet__split2_shot5_seed0", "train__canet__split1"]  # mid-write, and after the first epoch
-    (env / "faults.json").write_text(json.dumps({"kill_first_attempt": killed}))
-    try:
-        assert main(grid(env, tmp_path / "ray", tmp_path / "ck", "--executor", "ray", quiet=False)) == 0
-    finally:
-        (env / "faults.json").unlink()
+    assert main_with(Faults(killed), grid(env, tmp_path / "ray", tmp_path / "ck", "--executor", "ray", quiet=False)) == 0
     assert "cells: 10/10 done, 0 failed, 2 retried attempts" in capsys.readouterr().err
     assert_same_results(tmp_path / "ray", local_run)
     meta = json.loads((tmp_path / "ray" / "episodes" / f"{killed[0]}.json").read_text())
@@ -105,11 +101,8 @@ def test_killed_worker_is_retried_without_lost_or_duplicated_rows(env, ray_clust
 def test_a_cell_that_keeps_failing_is_reported_in_one_line(env, ray_cluster, local_run, tmp_path, monkeypatch,
                                                            capsys):
     monkeypatch.setattr("bench.runs.ray_executor.MAX_RETRIES", 0)
-    (env / "faults.json").write_text(json.dumps({"kill_first_attempt": ["support-copy__split1_shot5_seed0"]}))
-    try:
-        assert main(grid(env, tmp_path / "ray", env / "ck-local", "--executor", "ray", "--no-train")) == 2
-    finally:
-        (env / "faults.json").unlink()
+    faults = Faults(["support-copy__split1_shot5_seed0"])
+    assert main_with(faults, grid(env, tmp_path / "ray", env / "ck-local", "--executor", "ray", "--no-train")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "1 of 8 cells failed (support-copy__split1_shot5_seed0: " in err
     assert len(cell_metas(tmp_path / "ray")) == 7  # the others are kept
@@ -119,12 +112,11 @@ def test_a_cell_that_keeps_failing_is_reported_in_one_line(env, ray_cluster, loc
 
 def test_interrupted_driver_resumes_from_finished_cells(env, ray_cluster, local_run, tmp_path):
     out = tmp_path / "ray"
-    slow = tmp_path / "slow.json"
-    slow.write_text(json.dumps({"delay_s": 1.0}))
-    command = [sys.executable, "-m", "bench", *grid(env, out, env / "ck-local", "--executor", "ray", "--no-train")]
+    command = [sys.executable, "-m", "tests.ray_faults", "1.0",
+               *grid(env, out, env / "ck-local", "--executor", "ray", "--no-train")]  # every cell takes 1 s more
     # a shell that starts background jobs (`cmd &`) ignores SIGINT in them, and Python then keeps ignoring it:
     # the driver gets the default disposition back so that it sees the interrupt wherever the tests run
-    driver = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "FSS_BENCH_FAULTS": str(slow)},
+    driver = subprocess.Popen(command, cwd=ROOT, env=os.environ,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120

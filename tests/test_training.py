@@ -15,6 +15,7 @@ from bench.data.images import ImageStore
 from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.features import CodeCache
 from bench.training.models import ModelProvider
+from bench.training.options import TrainingOptions
 from bench.training.profiles import PROFILES
 from bench.training.train import TrainRequest, load_checkpoint, load_trained, split_held_out, train
 
@@ -30,7 +31,7 @@ def tiny(cache_env):
 def provider_factory(tiny, tmp_path_factory):
     def make(root=None, **kwargs):
         root = root or tmp_path_factory.mktemp("ckpt")
-        return ModelProvider(tiny, TINY, root, backbone_weights=None, quiet=True, **kwargs)
+        return ModelProvider(tiny, TrainingOptions(profile="tiny", checkpoints=str(root), **kwargs), quiet=True)
 
     return make
 

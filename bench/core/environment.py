@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict
 
 import torch
+from bench.core.errors import BenchError
 
 PACKAGES = ("fss-bench", "torch", "torchvision", "numpy", "pandas", "pillow", "scikit-learn", "matplotlib")
 
@@ -39,8 +40,6 @@ def git_revision() -> str:
 
 def resolve_device(requested: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an unknown or unavailable device is a BenchError."""
-    from bench.core.errors import BenchError
-
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested not in ("cpu", "cuda") and not requested.startswith("cuda:"):

@@ -8,6 +8,7 @@ from bench.data.fss1000 import FSS1000Dataset
 from bench.data.voc import VOCLayoutDataset, open_pascal5i
 from bench.core.errors import BenchError
 from methods.registry import Registry, RegistryError
+from bench.data.synthetic import CLASS_NAMES, TINY_SPEC, SyntheticSpec, ensure_synthetic
 
 DATASETS = Registry("dataset")
 
@@ -26,8 +27,6 @@ def _fss1000(data_root=None, lists=None, progress=False) -> FSSDataset:
 
 def _synthetic(name: str, tiny: bool):
     def build(data_root=None, lists=None, progress=False) -> FSSDataset:
-        from bench.data.synthetic import CLASS_NAMES, TINY_SPEC, SyntheticSpec, ensure_synthetic
-
         spec = TINY_SPEC if tiny else SyntheticSpec()
         root = ensure_synthetic(Path(data_root) if data_root else None, spec, progress=progress)
         return VOCLayoutDataset(name, root, Path(lists) if lists else root / "lists", CLASS_NAMES,

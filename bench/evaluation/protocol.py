@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from analyses.metrics import episode_counts
+from bench.core.options import option
 from bench.data.base import IGNORE
 from bench.data.images import resize_mask
 
@@ -23,9 +24,11 @@ class ScoringProtocol:
     """`eval_size`: score at this square size instead of each label's original size (HSNet: 400);
     `void_as_background`: score void pixels as background (OSLSM) instead of ignoring them."""
 
-    eval_size: Optional[int] = None
-    void_as_background: bool = False
-    ignore_label: int = IGNORE
+    eval_size: Optional[int] = option(None, "score at this square size instead of each label's original size "
+                                      "(HSNet: 400)")
+    void_as_background: bool = option(False, "score void (255) pixels as background, as OSLSM, instead of "
+                                      "ignoring them")
+    ignore_label: int = option(IGNORE, "the void label of the dataset's masks", cli=False)
 
     def score(self, logits: torch.Tensor, target: np.ndarray) -> torch.Tensor:
         """Counts of one episode: logits [2, h, w] against its 0/1/void target."""

@@ -1,61 +1,100 @@
-"""Flat, serialisable run configuration."""
+"""The run configuration: one dataclass per group of options, the one source of truth for each option.
+
+Every field carries its help text (and its flag, choices, whether it belongs to the run's identity) in
+its metadata; `bench.cli.arguments` builds the command lines of `bench run`, `bench train` and the
+analyses from these fields, so a default or a help text is written once. Configurations are frozen:
+resolving dataset-dependent defaults returns a new object (`dataclasses.replace`).
+
+The identity of a run (what a resumed run must match) is every field not marked `identity=False`:
+those change where files are, how fast or how verbosely, never a result.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Dict, List, Optional
 
-#: fields that do not change results: left out of the identity that a resumed run must match
-RUNTIME_FIELDS = ("out", "device", "batch_size", "quiet", "overwrite", "data_root", "lists", "episodes_from",
-                  "checkpoints", "no_train", "backbone_weights", "no_feature_cache", "executor", "address",
-                  "cpus_per_task", "wait")
+from bench.core.options import option
+from bench.evaluation.protocol import ScoringProtocol
+from bench.training.options import TrainingOptions
+
 EXECUTORS = ("local", "ray")
 
 
-@dataclass
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how a run executes: never part of a result."""
+
+    out: Optional[str] = option(None, "run directory (default runs/<dataset>-<config hash>; re-running resumes)",
+                                identity=False)
+    device: str = option("auto", "auto (cuda when available), cpu or cuda", identity=False)
+    batch_size: int = option(16, "episodes per forward pass (results do not depend on it)", identity=False)
+    quiet: bool = option(False, "no progress bars", identity=False)
+    overwrite: bool = option(False, "replace a run directory that holds a different config (removes only the "
+                             "files the harness wrote)", identity=False)
+    wait: bool = option(False, "if another `bench run` is writing the same --out, wait for it instead of "
+                        "refusing", identity=False)
+    no_feature_cache: bool = option(False, "encode every episode's images with the backbone again (slow; for "
+                                    "checks and benchmarks)", identity=False)
+    executor: str = option("local", "local: one cell after another in this process; ray: every cell is a Ray "
+                           "task", identity=False, choices=EXECUTORS)
+    address: Optional[str] = option(None, "with --executor ray: join this cluster (default: start a local one)",
+                                    identity=False, metavar="ADDR")
+    cpus_per_task: int = option(1, "with --executor ray: CPUs (and torch threads) per task", identity=False,
+                                metavar="N")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything `bench run` needs; `identity()` is what makes two runs the same run."""
 
-    methods: List[str]
-    dataset: str = "synthetic"
-    splits: List[int] = field(default_factory=lambda: [1, 2, 3, 4])
-    shots: List[int] = field(default_factory=lambda: [1, 5])
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
-    episodes: int = 1000
-    class_sampling: str = "list"
-    min_object_pixels: int = 0
-    identical_input: bool = False
-    input_size: Optional[int] = None  # None: the training profile's input size
-    eval_size: Optional[int] = None  # None: each query label's original size
-    void_as_background: bool = False  # score 255 pixels as background (OSLSM) instead of ignoring them
-    data_root: Optional[str] = None
-    lists: Optional[str] = None
-    episodes_from: Optional[List[str]] = None
-    profile: Optional[str] = None  # None: the dataset's default training profile
-    epochs: Optional[int] = None  # overrides the profile's epochs
-    train_seed: int = 0
-    select_on: str = "held-out"
-    checkpoints: str = "checkpoints"
-    no_train: bool = False
-    backbone: Optional[str] = None  # None: the profile's backbone
-    backbone_weights: Optional[str] = None
-    no_feature_cache: bool = False
-    out: Optional[str] = None
-    device: str = "auto"
-    batch_size: int = 16
-    quiet: bool = False
-    overwrite: bool = False
-    executor: str = "local"  # "ray": every cell is a Ray task (bench/ray_executor.py)
-    address: Optional[str] = None  # Ray cluster to join; None starts a local one
-    cpus_per_task: int = 1  # CPUs (and torch threads) each Ray task asks for
-    wait: bool = False  # wait for another `bench run` on the same --out instead of refusing
+    methods: List[str] = option([], "registered method names (see `bench list`)", metavar="M")
+    dataset: str = option("synthetic", "synthetic (generated locally), synthetic-tiny, pascal5i, fss1000")
+    data_root: Optional[str] = option(None, "dataset folder (synthetic: where to generate/cache it; default "
+                                      "$FSS_BENCH_CACHE or ~/.cache/fss-bench)", identity=False)
+    lists: Optional[str] = option(None, "folder of split lists laid out like the shipped ones (trn/fold0.txt .. "
+                                  "val/fold3.txt)", identity=False)
+    splits: List[int] = option([1, 2, 3, 4], "splits 1..4 (the paper's numbering)", metavar="K")
+    shots: List[int] = option([1, 5], "support images per episode", metavar="K")
+    seeds: List[int] = option([0, 1, 2], "one episode set per seed (the paper's three random sets of test pairs)",
+                              metavar="S")
+    episodes: int = option(1000, "episodes per (split, shot, seed)")
+    class_sampling: str = option("list", "list: queries follow the (image, class) list, as OSLSM/CANet/HSNet; "
+                                 "uniform: class first, as PANet", choices=("list", "uniform"))
+    min_object_pixels: int = option(0, "drop (image, class) pairs with fewer object pixels (PFENet: 2048); 0 = off")
+    identical_input: bool = option(False, "identical-input test (paper Tables 2, 6): support = query with its "
+                                   "ground truth")
+    input_size: Optional[int] = option(None, "side of the square method input (default: the training profile's, "
+                                       "112 synthetic / 48 synthetic-tiny / 321 PASCAL)")
+    episodes_from: Optional[List[str]] = option(None, "replay saved manifests (CSV files or folders of them) "
+                                                "exactly", identity=False, metavar="FILE")
+    scoring: ScoringProtocol = field(default_factory=ScoringProtocol)
+    training: TrainingOptions = field(default_factory=TrainingOptions)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     def __post_init__(self) -> None:
         # a repeated name or number would repeat cells (and every row of episodes.csv): keep the first
         for name in ("methods", "splits", "shots", "seeds"):
-            setattr(self, name, list(dict.fromkeys(getattr(self, name))))
+            object.__setattr__(self, name, list(dict.fromkeys(getattr(self, name))))
 
     def to_dict(self) -> Dict:
         return asdict(self)
 
     def identity(self) -> Dict:
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        return _identity(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "RunConfig":
+        """The inverse of `to_dict` (a Ray payload, a config.json's "config")."""
+        return cls(**{**data, "scoring": ScoringProtocol(**data.get("scoring", {})),
+                      "training": TrainingOptions(**data.get("training", {})),
+                      "runtime": RuntimeOptions(**data.get("runtime", {}))})
+
+
+def _identity(obj) -> Dict:
+    out = {}
+    for f in fields(obj):
+        if not f.metadata.get("identity", True):
+            continue
+        value = getattr(obj, f.name)
+        out[f.name] = _identity(value) if is_dataclass(value) else value
+    return out

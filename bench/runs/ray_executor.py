@@ -9,10 +9,8 @@ filesystem mounted at the same path on every node.
 
 Faults: a task whose worker dies is retried by Ray (`max_retries`); every attempt leaves a marker file
 in `<out>/.attempts/` (or `<checkpoints>/.attempts/` for `bench train`), from which the progress bar
-counts retries. `FSS_BENCH_FAULTS` names a JSON file for tests: `{"delay_s": 0.5}` slows every cell,
-`{"kill_first_attempt": ["<method>__<cell>", "train__<method>__split<k>"]}` makes the first attempt of
-an evaluation cell write half its CSV, and that of a training cell save its first epoch, then SIGKILL
-its own worker.
+counts retries. A `TaskHook` given by the caller runs in the workers at fixed points of each attempt;
+the tests use one to kill workers mid-write and mid-training (`tests/ray_faults.py`).
 """
 from __future__ import annotations
 
@@ -20,23 +18,46 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
+import torch
+
+from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
 from bench.core.progress import GridProgress
+from bench.data.catalog import open_dataset
+from bench.runs.cells import Cell
+from bench.runs.config import RunConfig
+from bench.runs.rundir import RunDir
+from bench.runs.runner import CellRunner
+from bench.training.models import ModelProvider, is_trainable
+from bench.training.train import train
 from methods import MethodError
 
 INSTALL_HINT = 'pip install "fss-bench[ray]"'
-FAULTS_ENV = "FSS_BENCH_FAULTS"
 MAX_RETRIES = 3  # attempts after a worker died (or an OSError, e.g. a shared filesystem hiccup)
-PASSED_ENV = ("FSS_BENCH_CACHE", FAULTS_ENV)  # given to workers of a cluster joined with --address
+PASSED_ENV = ("FSS_BENCH_CACHE",)  # given to workers of a cluster joined with --address
+
+
+class TaskHook:
+    """Called in the worker at fixed points of every task attempt; the default does nothing.
+
+    A hook is pickled with each task, so it must be picklable (the tests register theirs by value).
+    """
+
+    def start(self, key: str, attempt: int) -> None:
+        """Before the task's work."""
+
+    def before_write(self, key: str, attempt: int, csv_path: Path, rows) -> None:
+        """An evaluation task's rows exist, its files are not written yet."""
+
+    def after_epoch(self, key: str, attempt: int, epoch: int) -> None:
+        """A training task saved this epoch."""
 
 
 def require_ray():
@@ -69,8 +90,8 @@ def cluster(address: Optional[str], quiet: bool = False) -> Iterator:
 
 
 @dataclass
-class Cell:
-    """One task: `func(*args, attempt=, kill=)` in a worker, after the cell `after` (a key) if given."""
+class Task:
+    """One Ray task: `func(*args, key=, attempt=, hook=)` in a worker, after the task `after` (a key) if given."""
 
     key: str
     func: Callable
@@ -78,14 +99,15 @@ class Cell:
     after: Optional[str] = None
 
 
-def run_cells(ray, cells: List[Cell], markers: Path, cpus: int, gpus: float, desc: str, quiet: bool) -> Dict:
-    """Run the cells as Ray tasks with one progress bar; their results by key, or a BenchError if any failed."""
+def run_tasks(ray, cells: List[Task], markers: Path, cpus: int, gpus: float, desc: str, quiet: bool,
+              hook: TaskHook) -> Dict:
+    """Run the tasks with one progress bar; their results by key, or a BenchError if any failed."""
     shutil.rmtree(markers, ignore_errors=True)
     task = _remote(ray).options(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=[OSError])
     refs: Dict[str, object] = {}
     for cell in cells:
         deps = [refs[cell.after]] if cell.after in refs else []
-        refs[cell.key] = task.remote(cell.func, cell.args, cell.key, str(markers), cpus, *deps)
+        refs[cell.key] = task.remote(cell.func, cell.args, cell.key, str(markers), cpus, hook, *deps)
     keys = {ref: key for key, ref in refs.items()}
     results, failures = {}, {}
     progress = GridProgress(len(cells), desc, quiet)
@@ -148,72 +170,65 @@ def _absolute(path: Optional[str]) -> Optional[str]:
     return str(Path(path).absolute()) if path else None
 
 
-def train_cells(models, pairs, opts, device: str) -> List[Cell]:
-    """Cells for the (method, split) pairs whose checkpoint is missing or unfinished."""
-    spec = dataset_spec(models.dataset, opts.data_root, opts.lists)
-    root = Path(opts.checkpoints).absolute()
-    return [Cell(f"train__{name}__split{split}", _train_cell, (spec, models.request(name, split), str(root), device))
-            for name, split in dict.fromkeys(pairs) if not checkpoint_complete(models, name, split)]
+def train_tasks(models: ModelProvider, pairs, data_root: Optional[str], lists: Optional[str], device: str) -> List[Task]:
+    """Tasks for the (method, split) pairs whose checkpoint is missing or unfinished."""
+    spec = dataset_spec(models.dataset, data_root, lists)
+    return [Task(f"train__{name}__split{split}", _train_task,
+                 (spec, models.request(name, split), str(models.root.absolute()), device))
+            for name, split in dict.fromkeys(pairs) if models.checkpoint_sha256(name, split) is None]
 
 
-def checkpoint_complete(models, name: str, split: int) -> bool:
-    return models.checkpoint_sha256(name, split) is not None
-
-
-def train_grid(models, pairs: List[Tuple[str, int]], opts) -> None:
+def train_grid(models: ModelProvider, pairs: List[Tuple[str, int]], data_root: Optional[str], lists: Optional[str],
+               device: str, address: Optional[str], cpus: int, quiet: bool, hook: Optional[TaskHook] = None) -> None:
     """`bench train --executor ray`: train the missing checkpoints of (method, split) pairs as Ray tasks."""
-    cells = train_cells(models, pairs, opts, opts.device)
-    if not cells:
+    tasks = train_tasks(models, pairs, data_root, lists, device)
+    if not tasks:
         return
-    with cluster(opts.address, opts.quiet) as ray:
-        run_cells(ray, cells, Path(opts.checkpoints) / ".attempts", opts.cpus_per_task, cluster_gpus(ray, opts.device),
-                  "training cells", opts.quiet)
+    with cluster(address, quiet) as ray:
+        run_tasks(ray, tasks, models.root / ".attempts", cpus, cluster_gpus(ray, device), "training cells", quiet,
+                  hook or TaskHook())
 
 
-def evaluate_grid(config, run_dir, manifest_hashes: Dict[str, str], models, todo: List[Tuple[str, str]]) -> None:
-    """`bench run --executor ray`: missing checkpoints, then the pending (method, cell) pairs, as Ray tasks."""
-    from bench.training.models import is_trainable
-    from bench.runs.run import cell_split
-
+def evaluate_grid(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str, str], models: ModelProvider,
+                  todo: List[Cell], hook: Optional[TaskHook] = None) -> None:
+    """`bench run --executor ray`: missing checkpoints, then the pending cells, as Ray tasks."""
     if not todo:
         return
-    pairs = [(name, cell_split(cell)) for name, cell in todo if is_trainable(name)]
-    if config.no_train:
-        missing = [p for p in dict.fromkeys(pairs) if not checkpoint_complete(models, *p)]
+    runtime, training = config.runtime, config.training
+    pairs = [(cell.method, cell.split) for cell in todo if is_trainable(cell.method)]
+    if training.no_train:
+        missing = [p for p in dict.fromkeys(pairs) if models.checkpoint_sha256(*p) is None]
         if missing:
             raise BenchError(f"no trained checkpoint for {missing[0][0]} split {missing[0][1]} under "
-                             f"{config.checkpoints} (run without --no-train to train it)")
+                             f"{training.checkpoints} (run without --no-train to train it)")
     spec = dataset_spec(models.dataset, config.data_root, config.lists)
-    worker = replace(config, data_root=spec["data_root"], lists=spec["lists"], quiet=True,
-                     out=str(Path(config.out).absolute()), checkpoints=str(Path(config.checkpoints).absolute()),
-                     backbone_weights=_absolute(models.backbone_options()["backbone_weights"]))
-    payload = {"config": worker.to_dict()}
-    with cluster(config.address, config.quiet) as ray:
-        trains = train_cells(models, pairs, config, config.device)
-        waits = {cell.key.split("__", 1)[1]: cell.key for cell in trains}
-        cells = trains + [Cell(f"{name}__{cell}", _evaluate_cell, (payload, name, cell, manifest_hashes[cell]),
-                               after=waits.get(f"{name}__split{cell_split(cell)}")) for name, cell in todo]
-        run_cells(ray, cells, run_dir.path / ".attempts", config.cpus_per_task, cluster_gpus(ray, config.device),
-                  "cells", config.quiet)
+    worker = replace(config, data_root=spec["data_root"], lists=spec["lists"],
+                     runtime=replace(runtime, quiet=True, out=str(Path(runtime.out).absolute())),
+                     training=replace(training, no_train=True, checkpoints=str(Path(training.checkpoints).absolute()),
+                                      backbone_weights=_absolute(models.backbone_options()["backbone_weights"])))
+    payload = json.dumps(worker.to_dict(), sort_keys=True)
+    with cluster(runtime.address, runtime.quiet) as ray:
+        trains = train_tasks(models, pairs, config.data_root, config.lists, runtime.device)
+        waits = {task.key.split("__", 1)[1]: task.key for task in trains}
+        tasks = trains + [Task(cell.key, _evaluate_task, (payload, cell, manifest_hashes[cell.manifest]),
+                               after=waits.get(f"{cell.method}__split{cell.split}")) for cell in todo]
+        run_tasks(ray, tasks, run_dir.path / ".attempts", runtime.cpus_per_task, cluster_gpus(ray, runtime.device),
+                  "cells", runtime.quiet, hook or TaskHook())
 
 
 # ---- in the workers ----
-
-_RUNNER: Dict = {}  # this worker's CellRunner for the last payload: decoded images, feature cache, model
-
 
 @lru_cache(maxsize=None)
 def _remote(ray):
     return ray.remote(_task)
 
 
-def _task(func: Callable, args: Tuple, key: str, markers: str, cpus: int, *deps):
-    """One attempt of a cell in a worker: number it, apply test faults, run it with `cpus` torch threads."""
-    import torch
-
+def _task(func: Callable, args: Tuple, key: str, markers: str, cpus: int, hook: TaskHook, *deps):
+    """One attempt of a task in a worker: number it, call the hook, run it with `cpus` torch threads."""
     torch.set_num_threads(cpus)
     attempt = _attempt(Path(markers), key)
-    return func(*args, attempt=attempt, kill=_fault(key, attempt))
+    hook.start(key, attempt)
+    return func(*args, key=key, attempt=attempt, hook=hook)
 
 
 def _attempt(markers: Path, key: str) -> int:
@@ -227,64 +242,22 @@ def _attempt(markers: Path, key: str) -> int:
             attempt += 1
 
 
-def _fault(key: str, attempt: int) -> bool:
-    """Apply the test faults of FSS_BENCH_FAULTS: sleep, and whether this attempt must kill its worker."""
-    path = os.environ.get(FAULTS_ENV)
-    if not path or not Path(path).is_file():
-        return False
-    spec = json.loads(Path(path).read_text())
-    time.sleep(spec.get("delay_s", 0))
-    return attempt == 1 and key in spec.get("kill_first_attempt", [])
-
-
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _die_mid_write(csv_path: Path, rows) -> None:
-    """Test fault: half of the cell's CSV written (no JSON beside it), then this worker killed."""
-    data = rows.to_csv(index=False, lineterminator="\n").encode()
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    csv_path.write_bytes(data[:len(data) // 2])
-    _die()
-
-
-def _train_cell(spec: Dict, request, root: str, device: str, attempt: int, kill: bool) -> str:
-    from bench.data.catalog import open_dataset
-    from bench.core.environment import resolve_device
-    from bench.training.train import train
-
-    after_epoch = (lambda epoch: _die()) if kill else None
+def _train_task(spec: Dict, request, root: str, device: str, key: str, attempt: int, hook: TaskHook) -> str:
     return str(train(open_dataset(**spec), request, Path(root), resolve_device(device), quiet=True,
-                     after_epoch=after_epoch))
+                     after_epoch=lambda epoch: hook.after_epoch(key, attempt, epoch)))
 
 
-def _evaluate_cell(payload: Dict, name: str, cell: str, manifest_sha256: str, attempt: int, kill: bool) -> Dict:
-    from bench.runs.rundir import RunDir
-
+def _evaluate_task(payload: str, cell: Cell, manifest_sha256: str, key: str, attempt: int, hook: TaskHook) -> Dict:
     runner = _runner(payload)
-    return runner.evaluate(RunDir(Path(runner.config.out)), name, cell, manifest_sha256, quiet=True,
+    return runner.evaluate(RunDir(Path(runner.config.runtime.out)), cell, manifest_sha256, quiet=True,
                            extra_meta={"executor": "ray", "attempt": attempt},
-                           before_write=_die_mid_write if kill else None)
+                           before_write=lambda path, rows: hook.before_write(key, attempt, path, rows))
 
 
-def _runner(payload: Dict):
-    key = json.dumps(payload, sort_keys=True)
-    if _RUNNER.get("key") != key:
-        from bench.runs.config import RunConfig
-        from bench.data.catalog import open_dataset
-        from bench.core.environment import resolve_device
-        from bench.training.models import ModelProvider
-        from bench.training.profiles import get_profile
-        from bench.runs.run import CellRunner
-
-        _RUNNER.clear()
-        config = RunConfig(**payload["config"])
-        dataset = open_dataset(config.dataset, config.data_root, config.lists)
-        device = resolve_device(config.device)
-        models = ModelProvider(dataset, get_profile(config.profile, config.dataset), Path(config.checkpoints),
-                               backbone_weights=config.backbone_weights, backbone=config.backbone,
-                               seed=config.train_seed, select_on=config.select_on, epochs=config.epochs,
-                               no_train=True, device=device, quiet=True)
-        _RUNNER.update(key=key, runner=CellRunner(config, dataset, models, device))
-    return _RUNNER["runner"]
+@lru_cache(maxsize=1)
+def _runner(payload: str) -> CellRunner:
+    """This worker's runner for a run (decoded images, feature cache, loaded model), built once per run."""
+    config = RunConfig.from_dict(json.loads(payload))
+    dataset = open_dataset(config.dataset, config.data_root, config.lists)
+    device = resolve_device(config.runtime.device)
+    return CellRunner(config, dataset, ModelProvider(dataset, config.training, device=device, quiet=True), device)

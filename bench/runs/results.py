@@ -15,9 +15,9 @@ from typing import Dict, List
 import pandas as pd
 
 from analyses.summary import class_iou_table, summarize
-from bench.data.episodes import parse_cell
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, sha256_file
+from bench.runs.cells import Cell
 from bench.runs.rundir import RunDir
 
 RERUN = "re-run the same `bench run` command on it to redo what is missing or damaged"
@@ -31,10 +31,10 @@ def gather_episodes(run_dir: RunDir, methods: List[str], cells: List[str]) -> pd
     """All per-episode rows of the given cells, method by method, each with its split, shot and seed."""
     frames = []
     for method in methods:
-        for cell in cells:
-            split, shot, seed = parse_cell(cell)
-            rows = run_dir.read_cell(method, cell)
-            for column, value in (("seed", seed), ("shot", shot), ("split", split), ("method", method)):
+        for manifest in cells:
+            cell = Cell.of(method, manifest)
+            rows = run_dir.read_cell(cell)
+            for column, value in (("seed", cell.seed), ("shot", cell.shot), ("split", cell.split), ("method", method)):
                 rows.insert(0, column, value)
             frames.append(rows)
     return pd.concat(frames, ignore_index=True)
@@ -84,12 +84,13 @@ def load_results(path: Path) -> RunResults:
     cells = sorted(config["manifests"])
     metas = []
     for method in methods:
-        for cell in cells:
-            csv_path, meta_path = run_dir.cell_paths(method, cell)
+        for manifest in cells:
+            cell = Cell.of(method, manifest)
+            csv_path, meta_path = run_dir.cell_paths(cell)
             if not (csv_path.is_file() and meta_path.is_file()):
-                raise BenchError(f"{run_dir.path} lacks the results of {method} on {cell}: {RERUN}")
-            meta = run_dir.cell_meta(method, cell)
-            if meta.get("sha256") != sha256_file(csv_path) or meta.get("manifest_sha256") != config["manifests"][cell]:
+                raise BenchError(f"{run_dir.path} lacks the results of {method} on {manifest}: {RERUN}")
+            meta = run_dir.cell_meta(cell)
+            if meta.get("sha256") != sha256_file(csv_path) or meta.get("manifest_sha256") != config["manifests"][manifest]:
                 raise BenchError(f"{csv_path} does not match its record {meta_path.name} (changed or truncated): {RERUN}")
             metas.append(meta)
     gathered = gather_episodes(run_dir, methods, cells)

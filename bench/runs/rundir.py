@@ -25,6 +25,7 @@ from typing import Dict, Iterator, List
 import pandas as pd
 
 from bench.core.errors import BenchError
+from bench.runs.cells import Cell
 from bench.core.fileio import (LOCK_NAME, atomic_write_bytes, atomic_write_json, folder_lock, is_temporary, make_dirs,
                           read_json, remove_stale_temporaries, sha256_bytes, sha256_file)
 
@@ -44,6 +45,9 @@ def _diff(old: Dict, new: Dict) -> List[str]:
 class RunDir:
     """Paths and bookkeeping of one run directory."""
 
+    #: version of config.json's layout (2: the configuration in groups scoring / training / runtime)
+    FORMAT = 2
+
     def __init__(self, path: Path):
         self.path = Path(path)
 
@@ -54,12 +58,12 @@ class RunDir:
     def manifest_path(self, cell: str) -> Path:
         return self.path / "manifests" / f"{cell}.csv"
 
-    def cell_paths(self, method: str, cell: str):
-        stem = self.path / "episodes" / f"{method}__{cell}"
+    def cell_paths(self, cell: Cell):
+        stem = self.path / "episodes" / cell.key
         return stem.with_suffix(".csv"), stem.with_suffix(".json")
 
-    def qualitative_path(self, method: str, cell: str) -> Path:
-        return self.path / "qualitative" / f"{method}__{cell}.npz"
+    def qualitative_path(self, cell: Cell) -> Path:
+        return self.path / "qualitative" / f"{cell.key}.npz"
 
     def read_config(self) -> Dict | None:
         """The run's config.json (None if there is none); damage is one BenchError line."""
@@ -143,7 +147,7 @@ class RunDir:
         _remove_matching(self.path / "analyses", re.compile("$^"))
         _remove_matching(self.path / ".attempts", re.compile(".*"))
 
-    def cell_done(self, method: str, cell: str, manifest_sha256: str, checkpoint: str | None = None,
+    def cell_done(self, cell: Cell, manifest_sha256: str, checkpoint: str | None = None,
                   checkpoint_sha256: str | None = None) -> bool:
         """True if the cell's results exist, are intact and belong to the given manifest and checkpoint.
 
@@ -151,7 +155,7 @@ class RunDir:
         checkpoint is not on this machine: the cell's record is then trusted); a cell evaluated with
         other weights is redone, and so is one whose saved predictions were damaged.
         """
-        csv_path, meta_path = self.cell_paths(method, cell)
+        csv_path, meta_path = self.cell_paths(cell)
         if not (csv_path.is_file() and meta_path.is_file()):
             return False
         try:
@@ -164,14 +168,14 @@ class RunDir:
             return False
         qualitative = meta.get("qualitative_sha256")
         if qualitative is not None:
-            path = self.qualitative_path(method, cell)
+            path = self.qualitative_path(cell)
             if not path.is_file() or sha256_file(path) != qualitative:
                 return False
         return (meta.get("manifest_sha256") == manifest_sha256 and meta.get("checkpoint") == checkpoint
                 and meta.get("sha256") == sha256_file(csv_path))
 
-    def write_cell(self, method: str, cell: str, rows: pd.DataFrame, meta: Dict) -> None:
-        csv_path, meta_path = self.cell_paths(method, cell)
+    def write_cell(self, cell: Cell, rows: pd.DataFrame, meta: Dict) -> None:
+        csv_path, meta_path = self.cell_paths(cell)
         data = rows.to_csv(index=False, lineterminator="\n").encode("utf-8")
         atomic_write_bytes(csv_path, data)
         atomic_write_json(meta_path, {**meta, "sha256": sha256_bytes(data), "rows": len(rows)})
@@ -182,11 +186,11 @@ class RunDir:
         for folder in (self.path, self.path / "episodes", self.path / "manifests", self.path / "qualitative"):
             remove_stale_temporaries(folder)
 
-    def read_cell(self, method: str, cell: str) -> pd.DataFrame:
-        return pd.read_csv(self.cell_paths(method, cell)[0], dtype={"query": str})
+    def read_cell(self, cell: Cell) -> pd.DataFrame:
+        return pd.read_csv(self.cell_paths(cell)[0], dtype={"query": str})
 
-    def cell_meta(self, method: str, cell: str) -> Dict:
-        path = self.cell_paths(method, cell)[1]
+    def cell_meta(self, cell: Cell) -> Dict:
+        path = self.cell_paths(cell)[1]
         meta = read_json(path, "cell record")
         if not isinstance(meta, dict):
             raise BenchError(f"cell record {path} is not a JSON object")
@@ -194,7 +198,7 @@ class RunDir:
 
     def cell_metas(self) -> List[Dict]:
         """The meta of every evaluated cell, in file-name order."""
-        return [self.cell_meta(*path.stem.split("__", 1)) for path in self.finished_cells()]
+        return [self.cell_meta(Cell.from_key(path.stem)) for path in self.finished_cells()]
 
 
 def _remove_matching(folder: Path, pattern: "re.Pattern") -> None:

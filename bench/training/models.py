@@ -13,7 +13,9 @@ from typing import Dict, Optional, Tuple
 from bench.training.checkpoints import check_meta, load_tensors, verified_sha256
 from bench.data.catalog import FSSDataset
 from bench.core.errors import BenchError
-from bench.training.profiles import TrainProfile
+from bench.training.options import TrainingOptions
+from bench.training.pretrain import PRETRAIN_SPECS, ensure_synthnet
+from bench.training.profiles import get_profile
 from bench.training.train import TrainRequest, load_trained, train
 from methods import METHODS, FewShotSegmenter, build_method
 
@@ -25,13 +27,13 @@ def is_trainable(name: str) -> bool:
 class ModelProvider:
     """Builds reference methods and loads (or trains) learned methods per split."""
 
-    def __init__(self, dataset: FSSDataset, profile: TrainProfile, checkpoints: Path, *, backbone_weights: Optional[str],
-                 backbone: Optional[str] = None, seed: int = 0, select_on: str = "held-out", epochs: Optional[int] = None, no_train: bool = False,
-                 device: str = "cpu", quiet: bool = False):
-        self.dataset, self.root = dataset, Path(checkpoints)
-        self.profile = replace(profile, backbone=backbone) if backbone else profile
-        self.user_weights, self.seed, self.select_on, self.epochs = backbone_weights, seed, select_on, epochs
-        self.no_train, self.device, self.quiet = no_train, device, quiet
+    def __init__(self, dataset: FSSDataset, options: TrainingOptions, *, device: str = "cpu", quiet: bool = False):
+        self.dataset, self.options, self.root = dataset, options, Path(options.checkpoints)
+        profile = get_profile(options.profile, dataset.name)
+        self.profile = replace(profile, backbone=options.backbone) if options.backbone else profile
+        self.user_weights, self.seed, self.select_on, self.epochs = (options.backbone_weights, options.train_seed,
+                                                                     options.select_on, options.epochs)
+        self.no_train, self.device, self.quiet = options.no_train, device, quiet
         self._backbone: Optional[Dict] = None
         self._train_hashes: Dict[int, str] = {}
 
@@ -39,8 +41,6 @@ class ModelProvider:
         """Backbone of the profile with its weights resolved (pretraining synthnet once if needed)."""
         if self._backbone is None:
             if self.profile.backbone == "synthnet":
-                from bench.training.pretrain import PRETRAIN_SPECS, ensure_synthnet
-
                 weights = self.user_weights or str(ensure_synthnet(PRETRAIN_SPECS[self.profile.pretrain],
                                                                    quiet=self.quiet))
                 self._backbone = {"backbone": "synthnet", "backbone_weights": weights}

@@ -35,12 +35,12 @@ from bench.data.images import ImageStore, normalize, resize_mask
 from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.features import CodeCache
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
+from bench.training.options import SELECT_ON
 from bench.training.profiles import TrainProfile
 from bench.core.progress import progress_bar
 from methods import build_method
 from methods.common import BackboneMethod, TrainingContext, input_channel_average
 
-SELECT_ON = ("held-out", "test")
 CHECKPOINT_VERSION = 1
 
 

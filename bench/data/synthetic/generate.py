@@ -27,6 +27,7 @@ from bench.core.fileio import atomic_write_json, hash_files
 from bench.data.synthetic.classes import CLASS_NAMES, CLASSES, N_CLASSES, SCENES
 from bench.data.synthetic.layout import IMAGE_DIR, JPEG_QUALITY, LABEL_DIR, POOLS, pool_anchors, render_chunk, write_lists
 from bench.data.synthetic.render import IGNORE, MIN_PIXELS
+from bench.core.progress import progress_bar
 
 GENERATOR_VERSION = 1
 GENERATOR_ID = "fss-bench-synthetic"
@@ -92,8 +93,6 @@ def _generate_into(root: Path, spec: SyntheticSpec, progress: bool, workers: int
     else:
         pool = _pool_context().Pool(workers)   # before tqdm starts its monitor thread
         chunks = pool.imap_unordered(render_chunk, tasks)
-    from bench.core.progress import progress_bar
-
     bar = progress_bar(total=spec.n_train + spec.n_val, desc=f"generating {spec.name}", quiet=not progress, unit="img")
     try:
         for chunk in chunks:

@@ -1,0 +1,77 @@
+"""Command-line options generated from the configuration dataclasses' fields.
+
+Each field of `RunConfig`, `TrainingOptions`, `RuntimeOptions` and `ScoringProtocol` becomes the flag
+`--<field-name>` with its type, default, choices and help text taken from the field: the options of
+`bench run`, `bench train` and the analyses cannot drift apart.
+"""
+from __future__ import annotations
+
+import argparse
+import typing
+from dataclasses import MISSING, fields, is_dataclass
+from typing import Iterable, List, Optional, Sequence, Type
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _unwrap(kind):
+    """(base type, is a list) of an annotation such as Optional[List[int]]."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is typing.Union and len(args) == 1:
+        kind = args[0]
+    if typing.get_origin(kind) in (list, List):
+        return typing.get_args(kind)[0], True
+    return kind, False
+
+
+def _default(f):
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else None
+
+
+def add_options(parser: argparse.ArgumentParser, cls: Type, names: Optional[Iterable[str]] = None,
+                required: Sequence[str] = ()) -> None:
+    """Add a flag for each command-line field of `cls` (nested groups included), or only for `names`."""
+    hints = typing.get_type_hints(cls)
+    wanted = None if names is None else set(names)
+    for f in fields(cls):
+        kind = hints[f.name]
+        if is_dataclass(kind):
+            add_options(parser, kind, names, required)
+            continue
+        if not f.metadata.get("cli", True) or (wanted is not None and f.name not in wanted):
+            continue
+        base, many = _unwrap(kind)
+        default = _default(f)
+        text = f.metadata.get("help", "")
+        if default not in (None, False, []):
+            shown = " ".join(map(str, default)) if isinstance(default, list) else default
+            text += f" (default: {shown})"
+        kwargs = {"help": text, "dest": f.name}
+        if f.name in required:
+            kwargs["required"] = True
+        if base is bool:
+            parser.add_argument(_flag(f.name), action="store_true", **kwargs)
+            continue
+        if f.metadata.get("choices"):
+            kwargs["choices"] = list(f.metadata["choices"])
+        if f.metadata.get("metavar"):
+            kwargs["metavar"] = f.metadata["metavar"]
+        parser.add_argument(_flag(f.name), type=base, default=default, nargs="+" if many else None, **kwargs)
+
+
+def build(cls: Type, args: argparse.Namespace, **overrides):
+    """An instance of `cls` from parsed arguments (fields without a flag keep their defaults)."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if f.name in overrides:
+            values[f.name] = overrides[f.name]
+        elif is_dataclass(hints[f.name]):
+            values[f.name] = build(hints[f.name], args)
+        elif hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    return cls(**values)

@@ -1,0 +1,18 @@
+"""Configuration fields that carry their command-line flag: help, choices, metavar, run identity.
+
+`bench.cli.arguments` turns the fields of a configuration dataclass into argparse options, so each
+option's default and help text are written once, beside the field.
+"""
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Optional
+
+
+def option(default, help: str, *, identity: bool = True, choices=None, metavar: Optional[str] = None,
+           cli: bool = True):
+    """A dataclass field with its flag's metadata; `identity=False`: it never changes a result."""
+    meta = {"help": help, "identity": identity, "choices": choices, "metavar": metavar, "cli": cli}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)

@@ -1,0 +1,28 @@
+"""The training options of a run or of `bench train`: one source of truth for their flags."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from bench.core.options import option
+from methods.backbones import BACKBONES
+
+SELECT_ON = ("held-out", "test")
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How learned methods get their checkpoints (`bench run` trains missing ones, `bench train` trains)."""
+
+    profile: Optional[str] = option(None, "training profile (see `bench list`; default: the dataset's)")
+    epochs: Optional[int] = option(None, "override the profile's number of epochs")
+    train_seed: int = option(0, "seed of training episodes and initialisation")
+    select_on: str = option("held-out", "checkpoint selection: held-out images of the training classes, or the "
+                            "split's test classes (the paper's practice, recorded in the run)", choices=SELECT_ON)
+    backbone: Optional[str] = option(None, "override the profile's frozen backbone (vgg16: the original of PANet, "
+                                     "SG-One, AMP, OSLSM, co-FCN)", choices=tuple(BACKBONES.names()))
+    checkpoints: str = option("checkpoints", "checkpoint root folder", identity=False)
+    no_train: bool = option(False, "fail instead of training a missing checkpoint", identity=False)
+    backbone_weights: Optional[str] = option(None, "local backbone weights file (default: torchvision's "
+                                             "IMAGENET1K_V1 from the torch hub cache)", identity=False,
+                                             metavar="PATH")

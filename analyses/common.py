@@ -13,18 +13,17 @@ import pandas as pd
 import torch
 
 from bench.cli.arguments import add_options, build
-from bench.data.catalog import FSSDataset, open_dataset
-from bench.runs.config import RunConfig, RuntimeOptions
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
+from bench.data.catalog import FSSDataset, open_dataset
+from bench.data.episodes import images_by_class
+from bench.runs.config import RunConfig, RuntimeOptions
 from bench.training.models import ModelProvider
 from bench.training.options import TrainingOptions
 from methods import METHODS, MethodError, RegistryError
 from methods.backbones import FrozenBackbone, build_backbone
-from bench.data.episodes import images_by_class
 from methods.common import masked_average_pool
-
 
 #: the options of `bench run` the analyses share (the same flags, defaults and help)
 SHARED_OPTIONS = ("dataset", "data_root", "lists", "profile", "backbone", "backbone_weights", "checkpoints", "no_train",

@@ -28,19 +28,19 @@ import torch
 import torch.nn.functional as F
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis
-from bench.data.episodes import EpisodeSpec, sample_episodes
 from bench.core.errors import BenchError
-from bench.data.images import ImageStore, build_batch, normalize
 from bench.core.progress import progress_bar
-from bench.training.supervised import deeplab_pascal
-from bench.training.supervised import train_synthetic_supervised
+from bench.data.base import IGNORE
+from bench.data.episodes import EpisodeSpec, sample_episodes
+from bench.data.images import ImageStore, build_batch, normalize
+from bench.training.supervised import deeplab_pascal, train_synthetic_supervised
 
 COUNTS = ["gt", "tp_fss", "tp_sup", "fn_fss", "fn_sup", "fn_both", "fp_fss", "fp_sup", "fp_both"]
 
 
 def region_counts(pred_fss: torch.Tensor, pred_sup: torch.Tensor, target: torch.Tensor) -> dict:
     """Pixel counts of one episode: boolean predictions and a {0, 1, 255} target of the same size."""
-    valid = target != 255
+    valid = target != IGNORE
     gt = (target == 1) & valid
     fn_fss, fn_sup = gt & ~pred_fss, gt & ~pred_sup
     fp_fss, fp_sup = valid & ~gt & pred_fss, valid & ~gt & pred_sup

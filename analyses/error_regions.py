@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis, same_class_pairs
-from bench.data.images import ImageStore, build_batch, normalize
 from bench.core.progress import progress_bar
+from bench.data.base import IGNORE
+from bench.data.images import ImageStore, build_batch, normalize
 from methods.common import masked_average_pool
 
 
@@ -70,7 +71,7 @@ def _run(args: argparse.Namespace, analysis: Analysis, method) -> pd.DataFrame:
         pred_b = predictions(analysis, method, store, b, a, c)
         for images, preds, side in ((a, pred_a, "a"), (b, pred_b, "b")):
             gt = torch.stack([store.input_mask(i, k) for i, k in zip(images, c)]).long()
-            valid = gt != 255
+            valid = gt != IGNORE
             errors = ((preds != (gt == 1)) & valid).float()
             feats = backbone.mid_level(normalize(torch.stack([store.image(i) for i in images])).to(analysis.device))
             chunk_vectors = {"ze": masked_average_pool(feats, errors.to(analysis.device)).cpu(),

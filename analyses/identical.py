@@ -22,10 +22,10 @@ import pandas as pd
 
 from analyses.common import Analysis, add_arguments, check_methods, cli, run_config
 from analyses.summary import summarize
+from bench.core.errors import BenchError
+from bench.runs.config import RunConfig
 from bench.runs.results import load_results
 from bench.runs.run import run as bench_run
-from bench.runs.config import RunConfig
-from bench.core.errors import BenchError
 
 
 def identical_config(args: argparse.Namespace, out: Path, identical: bool) -> RunConfig:

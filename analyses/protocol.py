@@ -25,9 +25,9 @@ import pandas as pd
 
 from analyses.common import Analysis, add_arguments, check_methods, cli, run_config
 from analyses.summary import cell_metrics, summarize
+from bench.data.catalog import open_dataset
 from bench.evaluation.protocol import ScoringProtocol
 from bench.runs.config import RunConfig
-from bench.data.catalog import open_dataset
 from bench.runs.results import load_results
 from bench.runs.run import run as bench_run
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from analyses.common import Analysis, add_arguments, class_vectors, cli, open_analysis, same_class_pairs
-from bench.data.images import ImageStore, normalize
 from bench.core.progress import progress_bar
+from bench.data.images import ImageStore, normalize
 
 
 def vectors_for(analysis: Analysis, keys, batch_size: int = 32) -> Dict[Tuple[str, int], Tuple[torch.Tensor, torch.Tensor]]:

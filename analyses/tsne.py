@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis
+from bench.core.errors import BenchError
+from bench.core.progress import progress_bar
 from bench.data.episodes import images_by_class
 from bench.data.images import ImageStore, normalize
-from bench.core.progress import progress_bar
 from methods.common import masked_average_pool
-from bench.core.errors import BenchError
 
 
 def embedding_fn(analysis: Analysis, method_name):

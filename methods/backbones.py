@@ -14,7 +14,6 @@ Frozen means: no parameter takes gradients and batch norm always uses its runnin
 from __future__ import annotations
 
 import hashlib
-
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -22,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.registry import MethodError
-from methods.registry import Registry
+from methods.registry import MethodError, Registry
 
 BACKBONES = Registry("backbone")
 

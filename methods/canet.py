@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from methods.common import ASPP, BackboneMethod, Encoder, init_head, segmentation_loss, support_vectors, tile

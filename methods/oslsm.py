@@ -40,7 +40,6 @@ from methods.base import foreground
 from methods.common import BackboneMethod, masked_average_pool, resize_mask_to
 from methods.registry import register_method
 
-
 # synthetic: a 128-wide query head and a 256-wide conditioning branch (scaled down as SimPropNet's
 # synthetic entry); not tuned. paper-pascal: see above.
 PROFILES = {

@@ -12,15 +12,15 @@ from jinja2 import Environment, PackageLoader
 from analyses.summary import class_iou_table, summarize
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_text, sha256_file
+from bench.data.catalog import open_dataset
+from bench.data.episodes import read_manifest
+from bench.evaluation.qualitative import load_qualitative
 from bench.runs.cells import Cell
 from bench.runs.results import load_results
 from bench.runs.rundir import RunDir, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
-from bench.data.catalog import open_dataset
-from bench.data.episodes import read_manifest
-from bench.evaluation.qualitative import load_qualitative
 
 ABLATIONS = ["canet", "simpropnet-dpr", "simpropnet-fbaf", "simpropnet-dpr-fbaf", "simpropnet"]
 ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP vectors (Figure 6)",

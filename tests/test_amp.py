@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from methods.amp import imprint
 from methods.common import TrainingContext
-from tests.method_helpers import tiny_method, square_episode
+from tests.method_helpers import square_episode, tiny_method
 
 
 def small(**options):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.core.errors import BenchError
 from bench.data.catalog import open_dataset
 from bench.data.lists import read_pair_list, shipped_lists
-from bench.core.errors import BenchError
 from tests.voc_fixture import make_fss_tree, make_voc_tree
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bench.training import distributed
 from bench.core.errors import BenchError
 from bench.data.images import ImageStore
+from bench.training import distributed
 from bench.training.train import TrainingStep, optimization_step
 from methods import build_method
 from methods.backbones import build_backbone

@@ -1,10 +1,16 @@
 """Episode sampling: properties, reproducibility, options, manifests."""
 import pytest
 
-from bench.data.catalog import open_dataset
-from bench.data.episodes import (EpisodeSpec, check_manifest, manifest_hash, read_manifest, sample_episodes,
-                            write_manifest)
 from bench.core.errors import BenchError
+from bench.data.catalog import open_dataset
+from bench.data.episodes import (
+    EpisodeSpec,
+    check_manifest,
+    manifest_hash,
+    read_manifest,
+    sample_episodes,
+    write_manifest,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from methods.fwb import relevance, support_iou, weighted_similarity
-from tests.method_helpers import tiny_method, square_episode
+from tests.method_helpers import square_episode, tiny_method
 
 
 def small(**options):

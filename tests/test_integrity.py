@@ -13,7 +13,7 @@ import torch
 import bench.runs.runner as run_module
 from bench.cli.commands import main
 from bench.core.fileio import folder_lock
-from tests.test_bad_inputs import write_checkpoint
+from tests.bad_input_builders import write_checkpoint
 
 
 def pascal_args(voc, out, *extra):

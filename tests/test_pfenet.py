@@ -2,7 +2,7 @@
 import torch
 
 from methods.pfenet import PFENet, prior_mask
-from tests.method_helpers import tiny_method, square_episode
+from tests.method_helpers import square_episode, tiny_method
 
 
 def small(**options):

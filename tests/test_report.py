@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 import torch
+
 from bench.cli.commands import main
 from bench.runs.rundir import format_times, time_per_method
 from reports.paper import paper_value

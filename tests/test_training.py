@@ -8,12 +8,12 @@ import torch
 
 import bench.training.train as train_module
 from bench.cli.commands import main
+from bench.core.errors import BenchError
 from bench.data.catalog import open_dataset
 from bench.data.episodes import EpisodeSpec, sample_episodes
-from bench.core.errors import BenchError
 from bench.data.images import ImageStore
-from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.features import CodeCache
+from bench.evaluation.loop import evaluate_manifest
 from bench.training.models import ModelProvider
 from bench.training.options import TrainingOptions
 from bench.training.profiles import PROFILES

@@ -20,8 +20,8 @@ import torch
 from bench.data.catalog import open_dataset
 from bench.data.episodes import EpisodeSpec, sample_episodes
 from bench.data.images import ImageStore
-from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.features import CodeCache
+from bench.evaluation.loop import evaluate_manifest
 from methods import build_method
 
 

@@ -21,7 +21,6 @@ from bench.training.checkpoints import read_record
 from bench.training.models import ModelProvider, is_trainable
 from bench.training.options import TrainingOptions
 
-
 #: the `bench run` fields that `bench train` takes (its training options included)
 TRAIN_FIELDS = ("methods", "splits", "dataset", "data_root", "lists", "device", "quiet", "executor", "address",
                 "cpus_per_task", *(f.name for f in fields(TrainingOptions)))

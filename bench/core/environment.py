@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict
 
 import torch
+
 from bench.core.errors import BenchError
 
 PACKAGES = ("fss-bench", "torch", "torchvision", "numpy", "pandas", "pillow", "scikit-learn", "matplotlib")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data.base import FSSDataset, IGNORE
-from bench.data.fss1000 import FSS1000Dataset
-from bench.data.voc import VOCLayoutDataset, open_pascal5i
 from bench.core.errors import BenchError
-from methods.registry import Registry, RegistryError
+from bench.data.base import IGNORE, FSSDataset
+from bench.data.fss1000 import FSS1000Dataset
 from bench.data.synthetic import CLASS_NAMES, TINY_SPEC, SyntheticSpec, ensure_synthetic
+from bench.data.voc import VOCLayoutDataset, open_pascal5i
+from methods.registry import Registry, RegistryError
 
 DATASETS = Registry("dataset")
 

@@ -25,9 +25,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pandas as pd
 
-from bench.data.base import FSSDataset, Pair
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, sha256_bytes
+from bench.data.base import FSSDataset, Pair
 
 MANIFEST_COLUMNS = ["episode", "split", "shot", "seed", "class_id", "query", "supports"]
 CLASS_SAMPLING = ("list", "uniform")

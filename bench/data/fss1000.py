@@ -12,10 +12,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, load_rgb
-from bench.data.lists import shipped_lists
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files
+from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, load_rgb
+from bench.data.lists import shipped_lists
 
 PARTS = ("trn", "val", "test")
 

@@ -6,8 +6,8 @@ from importlib import resources
 from pathlib import Path
 from typing import List
 
-from bench.data.base import Pair, is_plain_name
 from bench.core.errors import BenchError
+from bench.data.base import Pair, is_plain_name
 
 LINE = re.compile(r"^(?P<id>\S+)__(?P<cls>\d{2})$")
 PART_DIRS = {"test": "val", "train": "trn"}

@@ -11,10 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from bench.data.base import FSSDataset, Pair, check_label_values, load_index_png
-from bench.data.lists import list_path, read_pair_list, shipped_lists
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files, sha256_bytes
+from bench.data.base import FSSDataset, Pair, check_label_values, load_index_png
+from bench.data.lists import list_path, read_pair_list, shipped_lists
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bench.data.images import ImageStore
-from bench.evaluation.loop import forward_episodes
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, sha256_bytes
+from bench.data.images import ImageStore
+from bench.evaluation.loop import forward_episodes
 
 
 def pick_episodes(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from bench.training.checkpoints import check_meta, load_tensors, verified_sha256
-from bench.data.catalog import FSSDataset
 from bench.core.errors import BenchError
+from bench.data.catalog import FSSDataset
+from bench.training.checkpoints import check_meta, load_tensors, verified_sha256
 from bench.training.options import TrainingOptions
 from bench.training.pretrain import PRETRAIN_SPECS, ensure_synthnet
 from bench.training.profiles import get_profile

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.data.images import normalize
 from bench.core.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from bench.core.progress import progress_bar
+from bench.data.base import IGNORE
+from bench.data.images import normalize
 from bench.data.synthetic.classes import PRETRAIN_CLASSES
 from bench.data.synthetic.generate import GENERATOR_VERSION, default_cache_dir
 from bench.data.synthetic.render import render_image
@@ -97,7 +98,7 @@ def _pixel_miou(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) ->
         for start in range(0, len(images), 64):
             pred = model(normalize(images[start:start + 64])).argmax(1)
             gt = labels[start:start + 64]
-            valid = gt != 255
+            valid = gt != IGNORE
             for c in range(classes):
                 p, g = (pred == c) & valid, (gt == c) & valid
                 inter[c] += (p & g).sum()
@@ -128,7 +129,7 @@ def pretrain(spec: PretrainSpec, quiet: bool = False) -> Tuple[dict, dict]:
             x, y = train_x[index], train_y[index]
             flip = torch.rand(len(index), generator=generator) < 0.5
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-            loss = F.cross_entropy(model(normalize(x)), y, ignore_index=255)
+            loss = F.cross_entropy(model(normalize(x)), y, ignore_index=IGNORE)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

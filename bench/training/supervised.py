@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.catalog import FSSDataset
 from bench.core.errors import BenchError
-from bench.data.images import ImageStore, normalize, resize_mask
 from bench.core.fileio import atomic_write_bytes, atomic_write_json
 from bench.core.progress import progress_bar
+from bench.data.base import IGNORE
+from bench.data.catalog import FSSDataset
+from bench.data.images import ImageStore, normalize, resize_mask
 from methods.backbones import SynthNetBackbone, load_state_file, torchvision_weights
 from methods.common import ASPP
 
@@ -79,7 +80,7 @@ def train_synthetic_supervised(dataset: FSSDataset, backbone_weights: str, root:
                 group["lr"] = 0.02 * (1 - (epoch * steps_per_epoch + step) / (epochs * steps_per_epoch)) ** 0.9
             index = order[step * batch:(step + 1) * batch]
             logits = F.interpolate(model(normalize(images[index])), size=size, mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(logits, labels[index], ignore_index=255)
+            loss = F.cross_entropy(logits, labels[index], ignore_index=IGNORE)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

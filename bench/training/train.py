@@ -25,19 +25,19 @@ import torch
 from torch import nn
 
 from analyses.metrics import evaluate_rows
-from bench.training import distributed
-from bench.data.catalog import FSSDataset
-from bench.data.base import Pair
-from bench.data.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
-from bench.training.checkpoints import check_meta, load_tensors, plain, save_tensors, verified_sha256, write_record
 from bench.core.errors import BenchError
-from bench.data.images import ImageStore, normalize, resize_mask
-from bench.evaluation.loop import evaluate_manifest
-from bench.evaluation.features import CodeCache
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
+from bench.core.progress import progress_bar
+from bench.data.base import IGNORE, Pair
+from bench.data.catalog import FSSDataset
+from bench.data.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
+from bench.data.images import ImageStore, normalize, resize_mask
+from bench.evaluation.features import CodeCache
+from bench.evaluation.loop import evaluate_manifest
+from bench.training import distributed
+from bench.training.checkpoints import check_meta, load_tensors, plain, save_tensors, verified_sha256, write_record
 from bench.training.options import SELECT_ON
 from bench.training.profiles import TrainProfile
-from bench.core.progress import progress_bar
 from methods import build_method
 from methods.common import BackboneMethod, TrainingContext, input_channel_average
 
@@ -106,7 +106,7 @@ def training_batch(store: ImageStore, rows: pd.DataFrame, base_classes: List[int
     for index, class_id in enumerate(base_classes, start=1):
         lookup[class_id] = index
     if ignore is not None:
-        lookup[ignore] = 255
+        lookup[ignore] = IGNORE  # the label map keeps void as void
 
     def view(image_id, class_id, flip):
         image, mask = store.image(image_id), resize_mask(store.mask(image_id, class_id), size)

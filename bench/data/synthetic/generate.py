@@ -24,10 +24,19 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json, hash_files
-from bench.data.synthetic.classes import CLASS_NAMES, CLASSES, N_CLASSES, SCENES
-from bench.data.synthetic.layout import IMAGE_DIR, JPEG_QUALITY, LABEL_DIR, POOLS, pool_anchors, render_chunk, write_lists
-from bench.data.synthetic.render import IGNORE, MIN_PIXELS
 from bench.core.progress import progress_bar
+from bench.data.base import IGNORE
+from bench.data.synthetic.classes import CLASS_NAMES, CLASSES, N_CLASSES, SCENES
+from bench.data.synthetic.layout import (
+    IMAGE_DIR,
+    JPEG_QUALITY,
+    LABEL_DIR,
+    POOLS,
+    pool_anchors,
+    render_chunk,
+    write_lists,
+)
+from bench.data.synthetic.render import MIN_PIXELS
 
 GENERATOR_VERSION = 1
 GENERATOR_ID = "fss-bench-synthetic"

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from bench.data.base import IGNORE
 from bench.data.synthetic.classes import CLASSES, SCENES, ClassDef, confusers, scene_distribution
 from bench.data.synthetic.scenes import render_background, sample_clutter
 from bench.data.synthetic.shapes import rasterize, sample_pose, sample_shape_params
 from bench.data.synthetic.textures import render_object_colour, sample_palette, sample_texture_params
 
-IGNORE = 255
 MIN_PIXELS = 24                       # a (image, class) pair is listed only with this many visible px
 N_OBJECTS_P = (0.45, 0.35, 0.20)      # P(1, 2, 3 labelled objects)
 P_CONFUSER = 0.40                     # distractor shares the anchor's shape or palette

@@ -1,0 +1,138 @@
+"""The house's layering, read from every module's imports with `ast`: no import cycle, no arrow upwards.
+
+Layers, bottom up (a module may import its own layer and those listed for it):
+  methods                      nothing of ours (own errors)
+  analyses.metrics, .summary   nothing of ours but each other (metrics is the leaf)
+  bench.core                   nothing else of ours
+  bench.data                   core, methods (its generic registry)
+  bench.evaluation             core, data, methods, the metrics
+  bench.training               core, data, evaluation, methods, the metrics
+  bench.runs                   everything of bench below it, methods, metrics and summary
+  reports                      bench (not its CLI), methods, analyses.metrics / summary
+  analyses (the experiments)   bench, methods, analyses
+  bench.cli, bench.benchmarks  everything
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, Set
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bench", "methods", "analyses", "reports")
+LEAVES = {"analyses.metrics": set(), "analyses.summary": {"analyses.metrics"}}
+ALLOWED = {
+    "methods": {"methods"},
+    "bench.core": {"bench.core"},
+    "bench.data": {"bench.core", "bench.data", "methods"},
+    "bench.evaluation": {"bench.core", "bench.data", "bench.evaluation", "methods", "analyses.metrics"},
+    "bench.training": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "methods",
+                       "analyses.metrics"},
+    "bench.runs": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
+                   "analyses.metrics", "analyses.summary"},
+    "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
+                "analyses.metrics", "analyses.summary", "reports"},
+    "analyses": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.cli",
+                 "methods", "analyses"},
+    "bench.cli": {"bench", "methods", "analyses", "reports"},
+    "bench.benchmarks": {"bench", "methods", "analyses", "reports"},
+    "bench": {"bench"},  # bench/__init__.py and bench/__main__.py
+}
+
+
+def modules() -> Dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+MODULES = modules()
+
+
+def imports(name: str) -> Set[str]:
+    """The project modules `name` imports (anywhere in the file), resolved to modules that exist."""
+    out = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+GRAPH = {name: imports(name) for name in MODULES}
+
+
+def layer(name: str) -> str:
+    if name in LEAVES:
+        return name
+    for prefix in sorted(ALLOWED, key=len, reverse=True):
+        if name == prefix or name.startswith(prefix + "."):
+            return prefix
+    raise AssertionError(f"{name} is in no layer")
+
+
+def within(target: str, allowed: Set[str]) -> bool:
+    return any(target == a or target.startswith(a + ".") for a in allowed)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_follow_the_layers(name):
+    own = layer(name)
+    allowed = LEAVES[own] if own in LEAVES else ALLOWED[own]
+    wrong = sorted(t for t in GRAPH[name] if not within(t, allowed | ({own} if own not in LEAVES else set())))
+    assert not wrong, f"{name} ({own}) imports {wrong}"
+
+
+def test_no_import_cycle():
+    state: Dict[str, int] = {}
+    stack = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(GRAPH[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name)
+
+
+def test_no_function_local_import_of_the_project():
+    """Imports of our modules sit at the top of the file (an optional dependency such as Ray may be local)."""
+    local = []
+    for name, path in MODULES.items():
+        for func in ast.walk(ast.parse(path.read_text())):
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(func):
+                    module = node.module if isinstance(node, ast.ImportFrom) else None
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or ""]
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                            n.split(".")[0] in PACKAGES for n in names):
+                        local.append(f"{name}.{func.name}")
+    assert not local, local
+
+
+def test_the_checker_sees_a_back_arrow():
+    """The rule is not vacuous: methods importing bench would be caught."""
+    assert not within("bench.core.errors", ALLOWED["methods"])
+    assert within("bench.data.images", ALLOWED["bench.evaluation"]) and not within("bench.runs.rundir",
+                                                                                     ALLOWED["bench.data"])

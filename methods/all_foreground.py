@@ -4,7 +4,6 @@ Its mIoU is the mean foreground fraction of the queries; a learned method must b
 """
 from __future__ import annotations
 
-
 from methods.base import FewShotSegmenter
 from methods.registry import register_method
 

@@ -20,3 +20,12 @@ def test_ci_runs_the_readme_install_and_test_commands():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert install in ci and test in ci
     assert ci.index(install) < ci.index(test)
+
+
+def test_every_module_the_readme_runs_exists():
+    import importlib.util
+
+    modules = set(re.findall(r"python -m ([A-Za-z_][\w.]*)", (ROOT / "README.md").read_text())) - {"pip", "venv"}
+    assert {"bench", "analyses.tsne"} <= modules
+    missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
+    assert not missing, missing

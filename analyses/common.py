@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -13,15 +12,16 @@ import pandas as pd
 import torch
 
 from bench.cli.arguments import add_options, build
+from bench.cli.guard import exit_status
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
 from bench.data.catalog import FSSDataset, open_dataset
 from bench.data.episodes import images_by_class
 from bench.runs.config import RunConfig, RuntimeOptions
+from bench.runs.run import check_methods
 from bench.training.models import ModelProvider
 from bench.training.options import TrainingOptions
-from methods import METHODS, MethodError, RegistryError
 from methods.backbones import FrozenBackbone, build_backbone
 from methods.common import masked_average_pool
 
@@ -101,17 +101,11 @@ class Analysis:
         return paths
 
 
-def check_methods(names: List[str]) -> None:
-    for name in names:
-        try:
-            METHODS.get(name)
-        except RegistryError as exc:
-            raise BenchError(str(exc)) from None
-
-
 def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Analysis:
     """Validate the common arguments, open the dataset and the model provider, create the output folder."""
-    check_methods([args.method] if getattr(args, "method", None) else list(getattr(args, "methods", []) or []))
+    names = [args.method] if getattr(args, "method", None) else list(getattr(args, "methods", []) or [])
+    if names:
+        check_methods(names)
     device = resolve_device(args.device)
     dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not args.quiet)
     for split in [args.split] if hasattr(args, "split") else args.splits:
@@ -132,15 +126,7 @@ def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[arg
         argv: Optional[List[str]] = None) -> int:
     """Run an analysis command: BenchError or MethodError -> one `error:` line and exit status 2."""
     args = build_parser().parse_args(argv)
-    try:
-        body(args)
-    except (BenchError, MethodError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return exit_status(lambda: body(args), interrupted="interrupted")
 
 
 @torch.no_grad()

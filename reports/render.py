@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
+from bench.runs.cells import Cell
 from jinja2 import Environment, PackageLoader
 
 from analyses.summary import class_iou_table, summarize
@@ -15,7 +16,6 @@ from bench.core.fileio import atomic_write_text, sha256_file
 from bench.data.catalog import open_dataset
 from bench.data.episodes import read_manifest
 from bench.evaluation.qualitative import load_qualitative
-from bench.runs.cells import Cell
 from bench.runs.results import load_results
 from bench.runs.rundir import RunDir, time_per_method
 from reports import plots

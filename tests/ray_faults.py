@@ -15,8 +15,8 @@ from typing import List, Optional, Sequence
 
 from bench.cli.arguments import build
 from bench.cli.commands import build_parser
+from bench.cli.guard import exit_status
 from bench.cli.train import train_command
-from bench.core.errors import BenchError
 from bench.runs.config import RunConfig
 from bench.runs.ray_executor import TaskHook
 from bench.runs.run import run
@@ -47,18 +47,9 @@ def main_with(hook: Optional[TaskHook], argv: List[str]) -> int:
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import tests/
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "run":
-            run(build(RunConfig, args), hook)
-        else:
-            train_command(args, hook)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are saved; re-run the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+    if args.command == "run":
+        return exit_status(lambda: run(build(RunConfig, args), hook))
+    return exit_status(lambda: train_command(args, hook))
 
 
 if __name__ == "__main__":  # a driver process for the interrupted-driver test: `python -m tests.ray_faults DELAY ARGV...`

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import List, Optional
 
 from bench.cli.arguments import add_options, build
+from bench.cli.guard import exit_status
 from bench.cli.train import TRAIN_FIELDS, train_command
-from bench.core.errors import BenchError
 from bench.data.catalog import DATASETS
 from bench.runs.config import RunConfig
 from bench.runs.run import run
 from bench.training.profiles import PROFILES
-from methods import METHODS, MethodError
+from methods import METHODS
 from reports.check import check
 from reports.compare import compare_runs, print_comparison
 from reports.render import render_report
@@ -80,12 +79,4 @@ COMMANDS = {"run": cmd_run, "train": train_command, "check": cmd_check, "report"
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        code = COMMANDS[args.command](args)
-    except (BenchError, MethodError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are saved; re-run the same command to resume", file=sys.stderr)
-        return 130
-    return code or 0
+    return exit_status(lambda: COMMANDS[args.command](args))

@@ -1,0 +1,24 @@
+"""How every command ends: a user's error is one `error:` line and exit status 2, an interrupt 130."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from bench.core.errors import BenchError
+from methods import MethodError
+
+RESUME_HINT = "interrupted: finished cells are saved; re-run the same command to resume"
+
+
+def exit_status(command: Callable[[], object], interrupted: str = RESUME_HINT) -> int:
+    """Run `command`; its own status if it returns an int (else 0), 2 after a BenchError or MethodError,
+    130 on Ctrl-C."""
+    try:
+        status = command()
+        return status if isinstance(status, int) else 0
+    except (BenchError, MethodError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Runs: the configuration, the run directory and its records, cells, the cell runner, the executors."""

@@ -1,0 +1,63 @@
+"""The cell runner: evaluates one cell and writes its files; both executors use it."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+from bench.data.catalog import FSSDataset
+from bench.data.episodes import read_manifest
+from bench.data.images import ImageStore
+from bench.evaluation.features import CodeCache
+from bench.evaluation.loop import evaluate_manifest
+from bench.evaluation.qualitative import save_qualitative
+from bench.runs.cells import Cell
+from bench.runs.config import RunConfig
+from bench.runs.rundir import RunDir
+from bench.training.models import ModelProvider
+from methods import FewShotSegmenter
+
+
+class CellRunner:
+    """Evaluates cells in one process, reusing decoded images, the feature cache and the loaded model."""
+
+    def __init__(self, config: RunConfig, dataset: FSSDataset, models: ModelProvider, device: str,
+                 store: Optional[ImageStore] = None):
+        self.config, self.models, self.device = config, models, device
+        self.store = store or ImageStore(dataset, config.input_size)
+        self.features = None if config.runtime.no_feature_cache else CodeCache(self.store, device)
+        self._loaded: Dict = {}
+
+    def model(self, name: str, split: int) -> Tuple[FewShotSegmenter, Dict]:
+        if (name, split) not in self._loaded:
+            self._loaded.clear()  # one learned model in memory at a time
+            self._loaded[(name, split)] = self.models.get(name, split)
+        return self._loaded[(name, split)]
+
+    def evaluate(self, run_dir: RunDir, cell: Cell, manifest_sha256: str, quiet: bool,
+                 extra_meta: Optional[Dict] = None, before_write: Optional[Callable] = None) -> Dict:
+        """Evaluate one cell and write its files atomically (a repeated cell overwrites); return its meta.
+
+        `before_write(csv_path, rows)` is called once the rows exist, before any file is written.
+        """
+        config = self.config
+        method, checkpoint = self.model(cell.method, cell.split)
+        manifest = read_manifest(run_dir.manifest_path(cell.manifest))
+        start = time.perf_counter()
+        features = self.features if CodeCache.supports(method) else None
+        rows = evaluate_manifest(method, self.store, manifest, config.scoring, batch_size=config.runtime.batch_size,
+                                 device=self.device, features=features, desc=f"{cell.method} {cell.manifest}",
+                                 quiet=quiet)
+        meta = {"method": cell.method, "cell": cell.manifest, "seconds": round(time.perf_counter() - start, 3),
+                "device": self.device, "options": method.options(), "manifest_sha256": manifest_sha256,
+                "checkpoint": self.models.checkpoint_id(cell.method, cell.split),
+                "checkpoint_sha256": checkpoint.get("sha256"), "checkpoint_val_miou": checkpoint.get("val_miou"),
+                "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),
+                "checkpoint_best_epoch": checkpoint.get("best_epoch"), **(extra_meta or {})}
+        if before_write is not None:
+            before_write(run_dir.cell_paths(cell)[0], rows)
+        # the cell's files last: a cell that counts as done has its qualitative file too
+        if cell.shot == min(config.shots) and cell.seed == min(config.seeds):
+            meta["qualitative_sha256"] = save_qualitative(method, self.store, manifest, rows,
+                                                          run_dir.qualitative_path(cell), self.device, features)
+        run_dir.write_cell(cell, rows, meta)
+        return meta

@@ -15,7 +15,7 @@ import numpy as np
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files
 from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, load_rgb
-from bench.data.lists import shipped_lists
+from bench.data.lists import numbered_lines, shipped_lists
 
 PARTS = ("trn", "val", "test")
 
@@ -24,13 +24,8 @@ def read_class_lists(lists_dir: Path) -> Dict[str, List[str]]:
     lists = {}
     for part in PARTS:
         path = Path(lists_dir) / f"{part}.txt"
-        if not path.is_file():
-            raise BenchError(f"FSS-1000 class list is missing: {path}")
         names = []
-        for number, raw in enumerate(path.read_text().splitlines(), start=1):
-            name = raw.strip()
-            if not name:
-                continue
+        for number, name, _ in numbered_lines(path, "FSS-1000 class list"):
             if not is_plain_name(name):
                 why = ("contains whitespace, which separates the support ids of an episode manifest; rename "
                        "its folder and list entry (e.g. with underscores)" if any(c.isspace() for c in name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import List
+from typing import Iterator, List, Tuple
 
 from bench.core.errors import BenchError
 from bench.data.base import Pair, is_plain_name
@@ -22,15 +22,19 @@ def list_path(lists_dir: Path, split: int, part: str) -> Path:
     return Path(lists_dir) / PART_DIRS[part] / f"fold{split - 1}.txt"
 
 
+def numbered_lines(path: Path, what: str) -> Iterator[Tuple[int, str, str]]:
+    """(line number, stripped line, raw line) of every non-empty line of a list file."""
+    if not path.is_file():
+        raise BenchError(f"{what} is missing: {path}")
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        if raw.strip():
+            yield number, raw.strip(), raw
+
+
 def read_pair_list(path: Path) -> List[Pair]:
     """Parse a list file; a malformed line is a BenchError naming the file and line."""
-    if not path.is_file():
-        raise BenchError(f"split list is missing: {path}")
     pairs = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
+    for number, line, raw in numbered_lines(path, "split list"):
         match = LINE.match(line)
         if match is None:
             raise BenchError(f"malformed line {number} in {path}: {raw!r} (expected '<image id>__<2-digit class>')")

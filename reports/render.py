@@ -7,15 +7,15 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
-from bench.runs.cells import Cell
 from jinja2 import Environment, PackageLoader
 
 from analyses.summary import class_iou_table, summarize
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_text, sha256_file
 from bench.data.catalog import open_dataset
-from bench.data.episodes import read_manifest
+from bench.data.episodes import read_manifest, support_ids
 from bench.evaluation.qualitative import load_qualitative
+from bench.runs.cells import Cell
 from bench.runs.results import load_results
 from bench.runs.rundir import RunDir, time_per_method
 from reports import plots
@@ -97,7 +97,7 @@ def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
         items = []
         for k in list(order.index)[:limit]:
             row = table.loc[k]
-            support = row.supports.split(" ")[0]
+            support = support_ids(row.supports)[0]
             items.append((f"{row.kind}, IoU {100 * row.iou:.0f}", dataset.read_image(support),
                           dataset.binary_mask(dataset.read_label(support), int(row.class_id)) == 1,
                           dataset.read_image(row.query),

@@ -5,10 +5,10 @@ import shutil
 import subprocess
 import sys
 
-import bench.runs.runner as run_module
 import pandas as pd
 import pytest
 
+import bench.runs.runner as run_module
 from analyses.summary import summarize
 from bench.cli.commands import main
 from bench.core.fileio import host_tag

@@ -6,11 +6,11 @@ import shutil
 import threading
 import time
 
-import bench.runs.runner as run_module
 import pandas as pd
 import pytest
 import torch
 
+import bench.runs.runner as run_module
 from bench.cli.commands import main
 from bench.core.fileio import folder_lock
 from tests.bad_input_builders import write_checkpoint

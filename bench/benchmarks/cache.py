@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from bench.data.catalog import open_dataset
-from bench.data.episodes import EpisodeSpec, sample_episodes
+from bench.data.episodes import EpisodeSpec, image_ids, sample_episodes
 from bench.data.images import ImageStore
 from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
@@ -49,9 +49,8 @@ def main(argv=None) -> None:
     manifests = [sample_episodes(dataset, EpisodeSpec(args.split, shot, seed, args.episodes))
                  for seed in (0, 1, 2) for shot in (1, 5)]
     episodes = sum(len(m) for m in manifests)
-    for m in manifests:  # decode every image before timing
-        for ids in [m["query"], *[s.split(" ") for s in m["supports"]]]:
-            [store.image(i) for i in ids]
+    for image_id in image_ids(manifests):  # decode every image before timing
+        store.image(image_id)
     cache = CodeCache(store)
     cached_time, cached = measure(method, store, manifests, cache)
     encode_start = time.perf_counter()

@@ -20,7 +20,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Set, Tuple
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from bench.core.fileio import atomic_write_bytes, sha256_bytes
 from bench.data.base import FSSDataset, Pair
 
 MANIFEST_COLUMNS = ["episode", "split", "shot", "seed", "class_id", "query", "supports"]
+SUPPORT_SEPARATOR = " "  # between the support ids of an episode; ids hold no whitespace (base.is_plain_name)
 CLASS_SAMPLING = ("list", "uniform")
 
 
@@ -79,6 +80,20 @@ def images_by_class(pairs: List[Pair]) -> Dict[int, List[str]]:
     for image_id, class_id in pairs:
         by_class.setdefault(class_id, set()).add(image_id)
     return {c: sorted(ids) for c, ids in sorted(by_class.items())}
+
+
+def support_ids(field: str) -> List[str]:
+    """The support image ids of a manifest's `supports` field."""
+    return field.split(SUPPORT_SEPARATOR)
+
+
+def join_supports(ids) -> str:
+    return SUPPORT_SEPARATOR.join(ids)
+
+
+def image_ids(manifests) -> Set[str]:
+    """Every image id (queries and supports) that the given manifests use."""
+    return {i for m in manifests for i in [*m["query"], *(s for field in m["supports"] for s in support_ids(field))]}
 
 
 def query_sequence(pairs: List[Pair], spec: EpisodeSpec) -> List[Pair]:
@@ -133,7 +148,7 @@ def sample_from_pairs(pairs: List[Pair], spec: EpisodeSpec, class_names: Dict[in
             candidates = [i for i in by_class[class_id] if i != query]
             picks = support_rng.choice(len(candidates), size=spec.shot, replace=False)
             supports = [candidates[i] for i in picks]
-        rows.append((episode, spec.split, spec.shot, spec.seed, class_id, query, " ".join(supports)))
+        rows.append((episode, spec.split, spec.shot, spec.seed, class_id, query, join_supports(supports)))
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
@@ -209,7 +224,7 @@ def check_manifest(dataset: FSSDataset, manifest: pd.DataFrame, source: str, ide
     known = {(i, c) for i, c in dataset.pairs(split, "test")}
     for row in manifest.itertuples(index=False):
         where = f"{source}: episode {row.episode}"
-        supports = row.supports.split(" ")
+        supports = support_ids(row.supports)
         if len(supports) != shot:
             raise BenchError(f"{where} has {len(supports)} supports, expected {shot}")
         if len(set(supports)) != len(supports):

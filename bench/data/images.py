@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data.base import FSSDataset
+from bench.data.episodes import support_ids
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -116,10 +117,10 @@ def build_batch(store: ImageStore, rows: pd.DataFrame) -> EpisodeBatch:
     """Stack the episodes of `rows` (manifest rows) into one EpisodeBatch."""
     queries, supports, masks, sizes = [], [], [], []
     for row in rows.itertuples(index=False):
-        support_ids = row.supports.split(" ")
+        supports_of = support_ids(row.supports)
         queries.append(store.image(row.query))
-        supports.append(torch.stack([store.image(i) for i in support_ids]))
-        masks.append(torch.stack([store.input_mask(i, row.class_id) for i in support_ids]))
+        supports.append(torch.stack([store.image(i) for i in supports_of]))
+        masks.append(torch.stack([store.input_mask(i, row.class_id) for i in supports_of]))
         sizes.append(store.mask(row.query, row.class_id).shape)
     return EpisodeBatch(
         query=normalize(torch.stack(queries)),
@@ -134,7 +135,7 @@ def build_native_batch(store: ImageStore, row) -> EpisodeBatch:
     """One episode at the query's original size: supports resized onto the query frame."""
     target = store.mask(row.query, row.class_id)
     size = tuple(target.shape)
-    support_ids = row.supports.split(" ")
+    supports_of = support_ids(row.supports)
 
     def image_at(image_id):
         image = torch.from_numpy(np.array(store.original(image_id), dtype=np.uint8)).permute(2, 0, 1)
@@ -145,8 +146,8 @@ def build_native_batch(store: ImageStore, row) -> EpisodeBatch:
 
     return EpisodeBatch(
         query=normalize(image_at(row.query)[None]),
-        supports=normalize(torch.stack([image_at(i) for i in support_ids])[None]),
-        support_masks=torch.stack([resize_mask(store.mask(i, row.class_id), size) for i in support_ids])[None].long(),
+        supports=normalize(torch.stack([image_at(i) for i in supports_of])[None]),
+        support_masks=torch.stack([resize_mask(store.mask(i, row.class_id), size) for i in supports_of])[None].long(),
         class_ids=torch.tensor([row.class_id], dtype=torch.long),
         query_sizes=[size],
     )

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from bench.core.progress import progress_bar
+from bench.data.episodes import support_ids
 from bench.data.images import ImageStore, normalize
 from methods.common import BackboneMethod
 
@@ -49,7 +50,7 @@ class CodeCache:
         self._bind(method)
         method.eval()
         queries = {q for q in manifest["query"] if q not in self._queries}
-        supports = {(i, int(c)) for s, c in zip(manifest["supports"], manifest["class_id"]) for i in s.split(" ")}
+        supports = {(i, int(c)) for s, c in zip(manifest["supports"], manifest["class_id"]) for i in support_ids(s)}
         supports = {p for p in supports if p not in self._supports}
         images = sorted(queries | {i for i, _ in supports})
         bar = progress_bar(total=len(images), desc="encoding images", quiet=quiet, unit="img")

@@ -8,6 +8,7 @@ import torch
 
 from analyses.metrics import COUNT_COLUMNS
 from bench.core.progress import progress_bar
+from bench.data.episodes import support_ids
 from bench.data.images import ImageStore, build_batch, build_native_batch
 from bench.evaluation.features import CodeCache
 from bench.evaluation.protocol import ScoringProtocol
@@ -26,8 +27,8 @@ def forward_episodes(method: FewShotSegmenter, store: ImageStore, rows: pd.DataF
     if features is None:
         batch = build_batch(store, rows).to(device)
         return method(batch.query, batch.supports, batch.support_masks)
-    support_ids = [r.split(" ") for r in rows["supports"]]
-    return method.decode(features.query_codes(rows["query"]), features.support_codes(support_ids, rows["class_id"]))
+    supports = [support_ids(field) for field in rows["supports"]]
+    return method.decode(features.query_codes(rows["query"]), features.support_codes(supports, rows["class_id"]))
 
 
 @torch.no_grad()

@@ -16,7 +16,15 @@ from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
 from bench.core.progress import progress_bar
 from bench.data.catalog import FSSDataset, open_dataset
-from bench.data.episodes import EpisodeSpec, check_manifest, manifest_hash, read_manifest, sample_episodes, write_manifest
+from bench.data.episodes import (
+    EpisodeSpec,
+    check_manifest,
+    image_ids,
+    manifest_hash,
+    read_manifest,
+    sample_episodes,
+    write_manifest,
+)
 from bench.data.images import ImageStore
 from bench.runs import local, ray_executor
 from bench.runs.cells import Cell
@@ -210,8 +218,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
 def check_episode_data(store: ImageStore, manifests: Dict[str, pd.DataFrame], quiet: bool) -> None:
     """Decode every image and label the episodes use (a corrupt file or an unexpected label value is one
     BenchError naming it), into the store that evaluation then reads from."""
-    ids = sorted({i for m in manifests.values() for column in ("query", "supports")
-                  for value in m[column] for i in value.split(" ")})
+    ids = sorted(image_ids(manifests.values()))
     bar = progress_bar(total=len(ids), desc="checking images", quiet=quiet, unit="img")
     for image_id in ids:
         store.label(image_id)

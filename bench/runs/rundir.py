@@ -25,9 +25,19 @@ from typing import Dict, Iterator, List
 import pandas as pd
 
 from bench.core.errors import BenchError
+from bench.core.fileio import (
+    LOCK_NAME,
+    atomic_write_bytes,
+    atomic_write_json,
+    folder_lock,
+    is_temporary,
+    make_dirs,
+    read_json,
+    remove_stale_temporaries,
+    sha256_bytes,
+    sha256_file,
+)
 from bench.runs.cells import Cell
-from bench.core.fileio import (LOCK_NAME, atomic_write_bytes, atomic_write_json, folder_lock, is_temporary, make_dirs,
-                          read_json, remove_stale_temporaries, sha256_bytes, sha256_file)
 
 RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "report.html", LOCK_NAME)
 CELL_FILE = re.compile(r"^[^/\\]+__split\d+_shot\d+_seed\d+\.(csv|json|npz)$")

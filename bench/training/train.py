@@ -30,7 +30,14 @@ from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE, Pair
 from bench.data.catalog import FSSDataset
-from bench.data.episodes import EpisodeSpec, images_by_class, sample_episodes, sample_from_pairs
+from bench.data.episodes import (
+    EpisodeSpec,
+    images_by_class,
+    join_supports,
+    sample_episodes,
+    sample_from_pairs,
+    support_ids,
+)
 from bench.data.images import ImageStore, normalize, resize_mask
 from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
@@ -70,7 +77,7 @@ def training_episodes(pairs: List[Pair], seed: int, split: int, epoch: int, step
         for query, class_id in queries[step * batch_size:(step + 1) * batch_size]:
             candidates = [i for i in by_class[class_id] if i != query]
             picks = rng.choice(len(candidates), size=shots, replace=len(candidates) < shots)
-            rows.append((step, class_id, query, " ".join(candidates[i] for i in picks), bool(rng.random() < 0.5),
+            rows.append((step, class_id, query, join_supports(candidates[i] for i in picks), bool(rng.random() < 0.5),
                          bool(rng.random() < 0.5), bool(rng.random() < gray_p)))
     return pd.DataFrame(rows, columns=["step", "class_id", "query", "supports", "flip_query", "flip_support", "gray"])
 
@@ -119,7 +126,7 @@ def training_batch(store: ImageStore, rows: pd.DataFrame, base_classes: List[int
         query_masks.append(mask)
         label = resize_mask(lookup[store.label(row.query)], size)
         labels.append(label.flip(-1) if row.flip_query else label)
-        shots = [view(i, row.class_id, row.flip_support) for i in row.supports.split(" ")]
+        shots = [view(i, row.class_id, row.flip_support) for i in support_ids(row.supports)]
         supports.append(torch.stack([s[0] for s in shots]))
         support_masks.append(torch.stack([s[1] for s in shots]))
     query = normalize(torch.stack(queries))

@@ -14,10 +14,11 @@ from bench.data.episodes import EpisodeSpec, sample_episodes
 from bench.data.images import ImageStore
 from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
+from bench.training.checkpoints import load_tensors as load_checkpoint
 from bench.training.models import ModelProvider
 from bench.training.options import TrainingOptions
 from bench.training.profiles import PROFILES
-from bench.training.train import TrainRequest, load_checkpoint, load_trained, split_held_out, train
+from bench.training.train import load_trained, split_held_out
 
 TINY = PROFILES["tiny"]
 

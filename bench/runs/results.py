@@ -10,30 +10,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pandas as pd
 
 from analyses.summary import class_iou_table, summarize
 from bench.core.errors import BenchError
-from bench.core.fileio import atomic_write_bytes, sha256_file
+from bench.core.fileio import atomic_write_bytes
 from bench.runs.cells import Cell
-from bench.runs.rundir import RunDir
-
-RERUN = "re-run the same `bench run` command on it to redo what is missing or damaged"
+from bench.runs.rundir import RERUN, RunDir
 
 
 def _csv_bytes(frame: pd.DataFrame, **kwargs) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n", **kwargs).encode()
 
 
-def gather_episodes(run_dir: RunDir, methods: List[str], cells: List[str]) -> pd.DataFrame:
-    """All per-episode rows of the given cells, method by method, each with its split, shot and seed."""
+def gather_episodes(run_dir: RunDir, methods: List[str], cells: List[str],
+                    hashes: Optional[Dict[Cell, str]] = None) -> pd.DataFrame:
+    """All per-episode rows of the given cells, method by method, each with its split, shot and seed;
+    with `hashes`, each cell's file is checked against its hash as it is read."""
     frames = []
     for method in methods:
         for manifest in cells:
             cell = Cell.of(method, manifest)
-            rows = run_dir.read_cell(cell)
+            rows = run_dir.read_cell(cell, None if hashes is None else hashes[cell])
             for column, value in (("seed", cell.seed), ("shot", cell.shot), ("split", cell.split), ("method", method)):
                 rows.insert(0, column, value)
             frames.append(rows)
@@ -80,21 +80,22 @@ def load_results(path: Path) -> RunResults:
     """Read a finished run, refusing it (one BenchError) if a cell or episodes.csv does not match its record."""
     run_dir = RunDir(Path(path))
     config = _check_config(run_dir)
-    methods = list(dict.fromkeys(config["config"]["methods"]))
+    results = RunResults(run_dir.path, config, pd.DataFrame(), [])
     cells = sorted(config["manifests"])
-    metas = []
-    for method in methods:
+    hashes = {}
+    for method in results.methods:
         for manifest in cells:
             cell = Cell.of(method, manifest)
             csv_path, meta_path = run_dir.cell_paths(cell)
             if not (csv_path.is_file() and meta_path.is_file()):
                 raise BenchError(f"{run_dir.path} lacks the results of {method} on {manifest}: {RERUN}")
             meta = run_dir.cell_meta(cell)
-            if meta.get("sha256") != sha256_file(csv_path) or meta.get("manifest_sha256") != config["manifests"][manifest]:
-                raise BenchError(f"{csv_path} does not match its record {meta_path.name} (changed or truncated): {RERUN}")
-            metas.append(meta)
-    gathered = gather_episodes(run_dir, methods, cells)
-    if _csv_bytes(gathered) != (run_dir.path / "episodes.csv").read_bytes():
+            if meta.get("manifest_sha256") != config["manifests"][manifest]:
+                raise BenchError(f"{csv_path} was evaluated on another manifest than the run's {manifest}: {RERUN}")
+            hashes[cell] = str(meta.get("sha256") or "-")  # a record without a hash matches no file
+            results.metas.append(meta)
+    results.episodes = gather_episodes(run_dir, results.methods, cells, hashes)  # each cell read once, checked
+    if _csv_bytes(results.episodes) != (run_dir.path / "episodes.csv").read_bytes():
         raise BenchError(f"{run_dir.path / 'episodes.csv'} does not match the cells it was gathered from "
-                         f"({len(gathered)} rows in the cells; changed or truncated): {RERUN}")
-    return RunResults(run_dir.path, config, gathered, metas)
+                         f"({len(results.episodes)} rows in the cells; changed or truncated): {RERUN}")
+    return results

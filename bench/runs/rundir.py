@@ -16,11 +16,11 @@ Every file is written atomically, so a cell either finished (CSV and matching JS
 from __future__ import annotations
 
 import contextlib
-import json
+import io
 import re
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import pandas as pd
 
@@ -39,12 +39,15 @@ from bench.core.fileio import (
 )
 from bench.runs.cells import Cell
 
-RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "report.html", LOCK_NAME)
+RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "report.html")
 CELL_FILE = re.compile(r"^[^/\\]+__split\d+_shot\d+_seed\d+\.(csv|json|npz)$")
 MANIFEST_FILE = re.compile(r"^split\d+_shot\d+_seed\d+\.csv$")
 ANALYSIS_FILE = re.compile(r"^[^/\\]+\.(csv|png|svg|json)$")
 #: the harness's files in each of its folders (anything else is the user's and is never removed)
 HARNESS_FILES = {"manifests": MANIFEST_FILE, "episodes": CELL_FILE, "qualitative": CELL_FILE}
+
+
+RERUN = "re-run the same `bench run` command on it to redo what is missing or damaged"
 
 
 def _diff(old: Dict, new: Dict) -> List[str]:
@@ -148,13 +151,12 @@ class RunDir:
         """Delete what the harness wrote here (run files, manifests, cells, predictions, analysis outputs,
         retry markers); every other file stays, and so does a folder that still holds one."""
         for name in RUN_FILES:
-            if name != LOCK_NAME:
-                (self.path / name).unlink(missing_ok=True)
+            (self.path / name).unlink(missing_ok=True)
         for folder, pattern in HARNESS_FILES.items():
             _remove_matching(self.path / folder, pattern)
         for folder in sorted((self.path / "analyses").glob("*")):
             _remove_matching(folder, ANALYSIS_FILE)
-        _remove_matching(self.path / "analyses", re.compile("$^"))
+        _remove_matching(self.path / "analyses", None)
         _remove_matching(self.path / ".attempts", re.compile(".*"))
 
     def cell_done(self, cell: Cell, manifest_sha256: str, checkpoint: str | None = None,
@@ -169,20 +171,18 @@ class RunDir:
         if not (csv_path.is_file() and meta_path.is_file()):
             return False
         try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = self.cell_meta(cell)
+        except BenchError:  # a damaged record: the cell is redone
             return False
-        if not isinstance(meta, dict):
-            return False
-        if checkpoint_sha256 is not None and meta.get("checkpoint_sha256") != checkpoint_sha256:
+        if (meta.get("manifest_sha256") != manifest_sha256 or meta.get("checkpoint") != checkpoint
+                or (checkpoint_sha256 is not None and meta.get("checkpoint_sha256") != checkpoint_sha256)):
             return False
         qualitative = meta.get("qualitative_sha256")
         if qualitative is not None:
             path = self.qualitative_path(cell)
             if not path.is_file() or sha256_file(path) != qualitative:
                 return False
-        return (meta.get("manifest_sha256") == manifest_sha256 and meta.get("checkpoint") == checkpoint
-                and meta.get("sha256") == sha256_file(csv_path))
+        return meta.get("sha256") == sha256_file(csv_path)
 
     def write_cell(self, cell: Cell, rows: pd.DataFrame, meta: Dict) -> None:
         csv_path, meta_path = self.cell_paths(cell)
@@ -196,8 +196,14 @@ class RunDir:
         for folder in (self.path, self.path / "episodes", self.path / "manifests", self.path / "qualitative"):
             remove_stale_temporaries(folder)
 
-    def read_cell(self, cell: Cell) -> pd.DataFrame:
-        return pd.read_csv(self.cell_paths(cell)[0], dtype={"query": str})
+    def read_cell(self, cell: Cell, sha256: Optional[str] = None) -> pd.DataFrame:
+        """A cell's rows; with `sha256`, read only if the file has that hash (else one BenchError naming it)."""
+        path = self.cell_paths(cell)[0]
+        data = path.read_bytes()
+        if sha256 is not None and sha256_bytes(data) != sha256:
+            raise BenchError(f"{path} does not match its record {path.with_suffix('.json').name} (changed or "
+                             f"truncated): {RERUN}")
+        return pd.read_csv(io.BytesIO(data), dtype={"query": str})
 
     def cell_meta(self, cell: Cell) -> Dict:
         path = self.cell_paths(cell)[1]
@@ -211,12 +217,13 @@ class RunDir:
         return [self.cell_meta(Cell.from_key(path.stem)) for path in self.finished_cells()]
 
 
-def _remove_matching(folder: Path, pattern: "re.Pattern") -> None:
-    """Remove the files of `folder` whose names match, then the folder itself if nothing else is left."""
+def _remove_matching(folder: Path, pattern: Optional["re.Pattern"]) -> None:
+    """Remove the files of `folder` whose names match (`None`: none but temporaries), then the folder itself
+    if nothing else is left."""
     if not folder.is_dir():
         return
     for path in folder.iterdir():
-        if path.is_file() and (pattern.match(path.name) or is_temporary(path.name)):
+        if path.is_file() and ((pattern is not None and pattern.match(path.name)) or is_temporary(path.name)):
             path.unlink()
     with contextlib.suppress(OSError):
         folder.rmdir()

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Tuple
 
 from bench.core.errors import BenchError
 from bench.data.catalog import FSSDataset
-from bench.training.checkpoints import check_meta, load_tensors, verified_sha256
+from bench.training.checkpoints import check_meta, load_tensors, read_record, verified_sha256
 from bench.training.options import TrainingOptions
 from bench.training.pretrain import PRETRAIN_SPECS, ensure_synthnet
 from bench.training.profiles import get_profile
@@ -68,7 +68,7 @@ class ModelProvider:
             return build_method(name), {}
         request = self.request(name, split)
         best = request.folder(self.root, self.dataset.name) / "best.pt"
-        if verified_sha256(best) is None:
+        if read_record(best) is None:  # not finished; load_trained verifies the file's hash
             if self.no_train:
                 raise BenchError(f"no trained checkpoint for {name} split {split} at {best.parent} "
                                  "(run without --no-train to train it, or point --checkpoints at a folder holding it)")

@@ -189,11 +189,6 @@ class TrainRequest:
         return Path(root) / dataset / self.method / f"split{self.split}-{digest}"
 
 
-def load_checkpoint(path: Path) -> Dict:
-    """A checkpoint's tensors and metadata, read without unpickling anything but tensors and plain data."""
-    return load_tensors(path)
-
-
 def validation_manifest(dataset: FSSDataset, request: TrainRequest, held: List[Pair]) -> pd.DataFrame:
     episodes = request.profile.val_episodes
     if request.select_on == "test":
@@ -233,7 +228,7 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
     train_classes = sorted({c for _, c in train_pairs})
     state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "history": [], "seconds": 0.0, "step_losses": []}
     if last_path.is_file():
-        last = load_checkpoint(last_path)
+        last = load_tensors(last_path)
         if last.get("identity") == plain(request.identity()):
             method.load_state_dict(last["model"], strict=False)
             optimizer.load_state_dict(last["optimizer"])
@@ -276,7 +271,7 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
             after_epoch(epoch + 1)
     bar.close()
     if info.is_main:
-        best = load_checkpoint(best_path)
+        best = load_tensors(best_path)
         best["meta"] = _meta(request, method, state, complete=True)
         atomic_write_text(folder / "train_log.csv", pd.DataFrame(state["history"]).to_csv(index=False))
         atomic_write_text(folder / "train_steps.csv", pd.DataFrame(
@@ -306,7 +301,7 @@ def load_trained(path: Path, backbone_options: Dict, device: str = "cpu") -> Tup
     if sha256 is None:
         raise BenchError(f"checkpoint {path} is not a finished training (no {Path(path).with_suffix('.json').name} "
                          "beside it); run `bench train` to finish it")
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_tensors(path)
     meta = check_meta(checkpoint.get("meta"), path)
     if not isinstance(checkpoint.get("model"), dict):
         raise BenchError(f"checkpoint {path} holds no model weights")

@@ -17,7 +17,7 @@ from bench.data.episodes import read_manifest, support_ids
 from bench.evaluation.qualitative import load_qualitative
 from bench.runs.cells import Cell
 from bench.runs.results import load_results
-from bench.runs.rundir import RunDir, time_per_method
+from bench.runs.rundir import RERUN, RunDir, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
@@ -112,15 +112,14 @@ def checked_qualitative(run_dir: RunDir, meta: Dict):
     path = run_dir.qualitative_path(Cell.of(meta["method"], meta["cell"]))
     recorded = meta.get("qualitative_sha256")
     if recorded is not None and sha256_file(path) != recorded:
-        raise BenchError(f"{path} does not match the hash its cell recorded (changed or damaged): re-run "
-                         "`bench run` on the run directory to redo it")
+        raise BenchError(f"{path} does not match the hash its cell recorded (changed or damaged): {RERUN}")
     table, masks = load_qualitative(path)
     manifest = read_manifest(run_dir.manifest_path(meta["cell"])).set_index("episode")
     for row in table.itertuples(index=False):
         if (row.episode not in manifest.index or manifest.loc[row.episode, "query"] != row.query
                 or manifest.loc[row.episode, "supports"] != row.supports):
             raise BenchError(f"{path} shows episode {row.episode}, which is not that episode of the manifest: "
-                             "re-run `bench run` on the run directory to redo it")
+                             f"{RERUN}")
     return table, masks
 
 

@@ -172,6 +172,11 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> str:
 INTEGER_COLUMNS = ["episode", "split", "shot", "seed", "class_id"]
 
 
+def _first(flags: pd.Series) -> int:
+    """Position of the first True (its file line is this + 2: the header, 1-based)."""
+    return int(flags.to_numpy().argmax())
+
+
 def read_manifest(path: Path) -> pd.DataFrame:
     """Read a manifest CSV and check its columns and types; errors name the file and the row."""
     path = Path(path)
@@ -191,19 +196,19 @@ def read_manifest(path: Path) -> pd.DataFrame:
         values = frame[column].str.strip()
         bad = ~values.str.fullmatch(r"\d{1,9}")
         if bad.any():
-            row = int(bad.to_numpy().argmax())
+            row = _first(bad)
             raise BenchError(f"episode manifest {path}, line {row + 2}: {column} {frame[column].iloc[row]!r} is not "
                              "a non-negative integer")
         frame[column] = values.astype(np.int64)
     for column in ("query", "supports"):
         empty = frame[column].str.strip() == ""
         if empty.any():
-            row = int(empty.to_numpy().argmax())
+            row = _first(empty)
             raise BenchError(f"episode manifest {path}, line {row + 2} (episode {frame.episode.iloc[row]}): "
                              f"the {column} field is empty")
     repeated = frame.episode.duplicated()
     if repeated.any():
-        row = int(repeated.to_numpy().argmax())
+        row = _first(repeated)
         raise BenchError(f"episode manifest {path}, line {row + 2}: episode {frame.episode.iloc[row]} appears twice")
     for column in ("split", "shot", "seed"):
         if frame[column].nunique() != 1:

@@ -118,7 +118,8 @@ class RunDir:
                              f"it holds {shown}): choose a new or empty folder")
 
     def prepare(self, identity: Dict, overwrite: bool) -> None:
-        """Refuse a directory that holds a different run (unless `overwrite`), clear it if asked.
+        """Refuse a directory that holds a different run (unless `overwrite`), clear it if asked; called
+        under `lock`, which has created the folder.
 
         A run that differs but has no finished cell (a start that failed) is replaced without asking:
         it holds nothing but what the same command writes again.
@@ -142,7 +143,6 @@ class RunDir:
             overwrite = True
         if overwrite:
             self.remove_harness_files()
-        make_dirs(self.path)
 
     def finished_cells(self) -> List[Path]:
         return sorted((self.path / "episodes").glob("*__*.json"))

@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.core.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from bench.core.fileio import atomic_write_json, sha256_file
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE
 from bench.data.images import normalize
 from bench.data.synthetic.classes import PRETRAIN_CLASSES
 from bench.data.synthetic.generate import GENERATOR_VERSION, default_cache_dir
 from bench.data.synthetic.render import render_image
+from bench.training.checkpoints import save_tensors
 from methods.backbones import SynthNetBackbone
 
 PRETRAIN_VERSION = 1
@@ -156,12 +157,7 @@ def ensure_synthnet(spec: PretrainSpec = PretrainSpec(), cache_dir: Path | None 
         if recorded == sha256_file(weights):
             return weights
     state, report = pretrain(spec, quiet=quiet)
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(weights, buffer.getvalue())
-    atomic_write_json(stamp, {**report, "sha256": sha256_file(weights)})
+    atomic_write_json(stamp, {**report, "sha256": save_tensors(weights, state)})
     if not weights.is_file():
         raise BenchError(f"could not write pretrained backbone to {weights}")
     return weights

@@ -11,7 +11,6 @@ Both are used for analysis only: a supervised model sees the test classes by des
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from pathlib import Path
@@ -22,11 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.core.fileio import atomic_write_bytes, atomic_write_json
+from bench.core.fileio import atomic_write_json
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE
 from bench.data.catalog import FSSDataset
 from bench.data.images import ImageStore, normalize, resize_mask
+from bench.training.checkpoints import load_tensors, save_tensors
 from methods.backbones import SynthNetBackbone, load_state_file, torchvision_weights
 from methods.common import ASPP
 
@@ -60,7 +60,7 @@ def train_synthetic_supervised(dataset: FSSDataset, backbone_weights: str, root:
     path = Path(root) / dataset.name / "supervised" / f"synthnet-aspp-{key}.pt"
     model = SynthSupervised(classes, backbone_weights)
     if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_tensors(path))
         return model.eval()
     torch.manual_seed(0)
     store = ImageStore(dataset, input_size)
@@ -86,9 +86,7 @@ def train_synthetic_supervised(dataset: FSSDataset, backbone_weights: str, root:
             optimizer.step()
             bar.update(1)
     bar.close()
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_tensors(path, model.state_dict())
     atomic_write_json(path.with_suffix(".json"), {"images": len(ids), "epochs": epochs, "final_loss": loss.item(),
                                                   "seconds": round(time.perf_counter() - start, 1)})
     return model.eval()

@@ -1,0 +1,134 @@
+"""Published checkpoints as data, apart from the architectures (as timm's pretrained configs and
+torchvision's `Weights` enums).
+
+A method file declares each checkpoint its authors released as a `PublishedWeights` entry named
+`method.tag` (for example `pfenet.pascal5i-fold0-resnet50`): the file name the authors publish, where
+it is downloaded from (text for the user: nothing is fetched), the builder options of the architecture
+it fits, its evaluation input size and normalisation, its dataset and fold, its sha256 where known and
+the paper's reported numbers. Its `keys` is a `KeyMap`: how the authors' state-dict names map onto the
+harness module's names, in both directions (loading a checkpoint; giving the authors' model the
+harness's seeded weights in the golden tests).
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from methods.registry import MethodError, RegistryError
+
+IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+DATAPARALLEL_PREFIX = "module."
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """Renames between the authors' state-dict keys and the harness's, by ordered prefix rules.
+
+    `rules` are (authors' prefix, harness prefix) pairs; the first rule whose prefix matches a key
+    renames it, keys no rule matches keep their name. `ignore_authors` are regular expressions of the
+    authors' keys the harness has no module for (dropped on load, e.g. an unused classifier), and
+    `ignore_harness` the harness keys their file does not hold (e.g. buffers of a module they lack).
+    """
+
+    rules: Sequence[Tuple[str, str]] = ()
+    ignore_authors: Sequence[str] = ()
+    ignore_harness: Sequence[str] = ()
+
+    @staticmethod
+    def _rename(key: str, pairs: Sequence[Tuple[str, str]]) -> str:
+        for source, target in pairs:
+            if key.startswith(source):
+                return target + key[len(source):]
+        return key
+
+    def to_harness(self, authors_state: Mapping) -> Dict:
+        """The authors' state dict (a `module.` prefix of DataParallel stripped) in harness names."""
+        state = strip_prefix(authors_state, DATAPARALLEL_PREFIX)
+        return {self._rename(k, self.rules): v for k, v in state.items()
+                if not any(re.fullmatch(p, k) for p in self.ignore_authors)}
+
+    def to_authors(self, harness_state: Mapping) -> Dict:
+        """The harness's state dict in the authors' names (for their model, in the golden tests)."""
+        reverse = [(target, source) for source, target in self.rules]
+        return {self._rename(k, reverse): v for k, v in harness_state.items()
+                if not any(re.fullmatch(p, k) for p in self.ignore_harness)}
+
+
+def strip_prefix(state: Mapping, prefix: str) -> Dict:
+    """`state` with `prefix` removed from every key that has it (DataParallel's `module.`)."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """One checkpoint released by a method's authors."""
+
+    method: str
+    tag: str
+    #: the file name as the authors publish it (inside `--weights DIR`, possibly with sub-folders)
+    file_name: str
+    #: where the user downloads it (never fetched by the harness)
+    url: str
+    dataset: str
+    fold: int
+    #: builder options of the architecture the checkpoint fits
+    options: Mapping = field(default_factory=dict)
+    keys: KeyMap = field(default_factory=KeyMap)
+    #: the side the authors evaluate at (the method's own test-time resizing uses it)
+    input_size: int = 473
+    normalisation: Mapping = field(default_factory=lambda: dict(IMAGENET_NORMALISATION))
+    sha256: Optional[str] = None
+    #: the paper's numbers for this fold: {shots: {"miou": float, "fbiou": float or None}}
+    reported: Mapping[int, Mapping[str, Optional[float]]] = field(default_factory=dict)
+    #: where the reported numbers come from (paper, table)
+    source: str = ""
+    #: the state-dict entry of the authors' file that holds the weights ("state_dict"), or "" for the top level
+    state_key: str = "state_dict"
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}.{self.tag}"
+
+
+class WeightsRegistry:
+    """`method.tag` -> PublishedWeights; strict about duplicates and unknown names."""
+
+    def __init__(self) -> None:
+        self._entries: Dict[str, PublishedWeights] = {}
+
+    def register(self, *entries: PublishedWeights) -> None:
+        for entry in entries:
+            if entry.name in self._entries:
+                raise RegistryError(f"published weights '{entry.name}' are already registered")
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", entry.tag):
+                raise MethodError(f"weights tag '{entry.tag}' of {entry.method}: use lower-case letters, digits, '.', '-', '_'")
+            self._entries[entry.name] = entry
+
+    def get(self, name: str) -> PublishedWeights:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise RegistryError(f"unknown published weights '{name}'; known: {', '.join(self.names()) or 'none'}") from None
+
+    def names(self, pattern: str = "*") -> List[str]:
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def entries(self, pattern: str = "*") -> List[PublishedWeights]:
+        return [self._entries[n] for n in self.names(pattern)]
+
+    def for_method(self, method: str) -> List[PublishedWeights]:
+        return [e for e in self._entries.values() if e.method == method]
+
+    def find(self, method: str, dataset: str, fold: int, **options) -> List[PublishedWeights]:
+        """The entries of `method` for (dataset, fold) whose options include `options`."""
+        return [e for e in self.for_method(method) if e.dataset == dataset and e.fold == fold
+                and all(e.options.get(k) == v for k, v in options.items())]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+
+WEIGHTS = WeightsRegistry()
+register_weights = WEIGHTS.register

@@ -1,0 +1,108 @@
+"""Running the authors' public code for golden fixtures: their modules imported from a clone whose path
+the script is given, `.cuda()` and pretrained downloads patched at run time (never in their files).
+
+A fixture is `NAME.pt` (a dict of tensors, read back with `torch.load(weights_only=True)`) beside
+`NAME.json` (the authors' repository and commit, the seed, the options): data produced by running their
+code, none of their code.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, Tuple
+
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def clone_commit(clone: Path, given: str = "") -> str:
+    """The commit the clone is at: `given` (a script's --commit, for an exported tree), else
+    `git rev-parse HEAD` in the clone, else 'unknown'."""
+    if given:
+        return given
+    try:
+        return subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _no_download(*args, **kwargs):
+    raise RuntimeError("golden fixtures use seeded weights: a pretrained download was attempted")
+
+
+@contextlib.contextmanager
+def authors_code(clone: Path, *, hide: Tuple[str, ...] = ("model", "models", "util", "utils", "common")) -> Iterator[None]:
+    """Make the clone importable with `.cuda()` a no-op and downloads refused; undo both on exit.
+
+    Top-level names the clone shares with other code (`model`, `util`, ...) are dropped from
+    `sys.modules` before and after so two clones in one process do not see each other's modules.
+    """
+    clone = Path(clone).resolve()
+    if not clone.is_dir():
+        raise SystemExit(f"not a folder: {clone} (pass the path of a clone of the authors' repository)")
+
+    def forget():
+        for name in list(sys.modules):
+            if name.split(".")[0] in hide:
+                del sys.modules[name]
+
+    patches = [(torch.Tensor, "cuda"), (torch.nn.Module, "cuda")]
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in patches]
+    hub_saved = torch.hub.load_state_dict_from_url
+    import torch.utils.model_zoo as model_zoo
+    zoo_saved = model_zoo.load_url
+    forget()
+    sys.path.insert(0, str(clone))
+    try:
+        torch.Tensor.cuda = lambda self, *a, **k: self
+        torch.nn.Module.cuda = lambda self, *a, **k: self
+        torch.hub.load_state_dict_from_url = _no_download
+        model_zoo.load_url = _no_download
+        yield
+    finally:
+        for owner, attr, value in saved:
+            setattr(owner, attr, value)
+        torch.hub.load_state_dict_from_url = hub_saved
+        model_zoo.load_url = zoo_saved
+        sys.path.remove(str(clone))
+        forget()
+
+
+def import_from(module: str):
+    return importlib.import_module(module)
+
+
+def save_fixture(name: str, tensors: Dict[str, torch.Tensor], meta: Dict) -> Path:
+    """Write `fixtures/NAME.pt` and `fixtures/NAME.json`; return the .pt path."""
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    path = FIXTURES / f"{name}.pt"
+    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
+    (FIXTURES / f"{name}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_fixture(name: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
+    """The tensors and the metadata of a fixture (no unpickling beyond tensors)."""
+    tensors = torch.load(FIXTURES / f"{name}.pt", map_location="cpu", weights_only=True)
+    meta = json.loads((FIXTURES / f"{name}.json").read_text())
+    return tensors, meta
+
+
+def seeded_state(model: torch.nn.Module, seed: int) -> Dict[str, torch.Tensor]:
+    """Perturb the BN running statistics of `model` deterministically (fresh BN stats are 0 / 1, which
+    would hide a mapping error between two BN layers) and return its state dict."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+            module.running_mean.copy_(0.1 * torch.randn(module.running_mean.shape, generator=generator))
+            module.running_var.copy_(0.5 + torch.rand(module.running_var.shape, generator=generator))
+            if module.weight is not None:
+                module.weight.data.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+                module.bias.data.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+    return model.state_dict()

@@ -12,6 +12,7 @@ from methods.backbones import FrozenBackbone, build_backbone
 from methods.base import IGNORE_INDEX, FewShotSegmenter, foreground
 
 MAP_EPS = 5e-4  # CANet's epsilon in masked average pooling
+OTHER_CLASS = -1  # TrainingContext.query_labels: a pixel of a class outside the split's training classes
 
 
 def resize_mask_to(masks: torch.Tensor, size) -> torch.Tensor:
@@ -101,7 +102,7 @@ class TrainingContext:
 
     class_ids:    [B] 1-based dataset class of each episode
     query_labels: [B, H, W] query label over the split's training classes: 1..n in `base_classes`
-                  order, 0 for background and every other class (novel ones included), 255 ignore
+                  order, 0 for background, OTHER_CLASS for every other class (the novel ones), 255 void
     """
 
     class_ids: torch.Tensor

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.amp import imprint
-from methods.common import TrainingContext
+from methods.amp import base_training_labels, imprint, nearest_masked_mean
+from methods.common import OTHER_CLASS, TrainingContext
 from tests.method_helpers import square_episode, tiny_method
 
 
@@ -49,8 +49,7 @@ def test_binary_output_is_novel_against_every_other_row():
         full = 0
         for i, feats in enumerate(q_code):
             rows = imprint(method.rows[i], s_code[2 * i][:, 0], s_code[2 * i + 1][:, 0], method.alpha)
-            full = full + torch.einsum("bchw,brc->brhw", feats, rows)
-        full = method.scale * full
+            full = full + method.scales[i] * torch.einsum("bchw,brc->brhw", feats, rows)
         logits = method.decode(q_code, s_code)
         method.base_rows_compete = False
         background_only = method.decode(q_code, s_code)
@@ -79,6 +78,7 @@ def test_base_training_is_multiclass_over_the_query_labels():
     labels = torch.zeros(2, 48, 48, dtype=torch.long)
     labels[:, :24] = 3
     labels[:, 40:] = 255
+    labels[:, 30:34] = OTHER_CLASS
     context = TrainingContext(class_ids=torch.tensor([3, 3]), query_labels=labels, base_classes=list(range(1, 16)))
     q_feats, s_feats = method.encode_episode(query, supports)
     torch.manual_seed(1)
@@ -86,7 +86,10 @@ def test_base_training_is_multiclass_over_the_query_labels():
     torch.manual_seed(1)
     logits = F.interpolate(method.base_logits(q_feats), size=(48, 48), mode="bilinear", align_corners=False)
     assert logits.shape[1] == 16
-    assert torch.allclose(loss, F.cross_entropy(logits, labels, ignore_index=255))
+    target = labels.clone()
+    target[labels == 255] = 0  # void is background, as the original's loader
+    target[labels == OTHER_CLASS] = 255  # novel classes are ignored (its label 250)
+    assert torch.allclose(loss, F.cross_entropy(logits, target, ignore_index=255))
     torch.manual_seed(1)
     other_support = method.training_loss(q_feats, s_feats * 0, masks * 0, masks[:, 0] * 0, context=context)
     assert torch.allclose(loss, other_support)  # base training ignores the episode's support and binary mask
@@ -95,3 +98,63 @@ def test_base_training_is_multiclass_over_the_query_labels():
     too_many = TrainingContext(class_ids=context.class_ids, query_labels=labels, base_classes=list(range(1, 20)))
     with pytest.raises(ValueError, match="num_base_classes"):
         method.training_loss(q_feats, s_feats, masks, masks[:, 0], context=too_many)
+
+
+def test_proxies_pool_the_raw_maps_over_nearest_upsampled_features():
+    """As `extract` / `masked_embeddings`: the embedding before its ReLU and the frozen levels as they are,
+    upsampled (nearest) to the mask and averaged over its pixels; not the normalised classifier inputs."""
+    method = small().eval()
+    query, supports, masks = episode()
+    masks[:, 0, 0, :] = 255  # ignored: in neither proxy
+    with torch.no_grad():
+        feats = method.encode(supports[:, 0])
+        code = method.support_code(feats, masks[:, 0])
+        c2 = method.backbone.channels["layer2"]
+        raw = {"embedding": method.embed(feats), "layer2": feats[:, :c2], "layer3": feats[:, c2:]}
+    assert (raw["embedding"] < 0).any()  # the ReLU would change the embedding's proxies
+    for i, level in enumerate(method.levels):
+        up = F.interpolate(raw[level], size=masks.shape[-2:], mode="nearest")
+        for value, proxy in ((1, code[2 * i]), (0, code[2 * i + 1])):
+            m = (masks[:, 0] == value).float()[:, None]
+            expected = (up * m).sum(dim=(2, 3)) / m.sum(dim=(2, 3))
+            torch.testing.assert_close(proxy, expected, rtol=1e-5, atol=1e-6)
+            assert not torch.allclose(proxy.norm(dim=1), torch.ones(2))
+
+
+def test_nearest_masked_mean_of_an_empty_mask_is_zero():
+    feats = torch.randn(2, 3, 5, 7)
+    masks = torch.zeros(2, 11, 13)
+    masks[0, 3, 4] = 1
+    out = nearest_masked_mean(feats, masks)
+    assert torch.equal(out[1], torch.zeros(3))
+    torch.testing.assert_close(out[0], F.interpolate(feats, size=(11, 13), mode="nearest")[0, :, 3, 4])
+
+
+def test_classifier_reads_relu_then_normalisation_with_one_scale_per_level():
+    method = small().eval()
+    query, _, _ = episode()
+    with torch.no_grad():
+        feats = method.encode(query)
+        code = method.query_code(feats)
+    torch.testing.assert_close(code[0], F.normalize(F.relu(method.embed(feats)), dim=1))
+    assert method.scales.shape == (len(method.levels),) and torch.equal(method.scales, torch.full((3,), 20.0))
+    with torch.no_grad():
+        method.scales[1] = 0.0
+        without = method.base_logits(feats)
+        method.scales[1] = 20.0
+        level = 20.0 * torch.einsum("bchw,rc->brhw", code[1], F.normalize(method.rows[1], dim=1))
+    torch.testing.assert_close(method.base_logits(feats).detach(), without + level, rtol=1e-4, atol=1e-4)
+
+
+def test_base_training_labels_follow_the_original_loader():
+    labels = torch.zeros(3, 4, 4, dtype=torch.long)
+    labels[0, 0] = 2
+    labels[0, 1] = OTHER_CLASS
+    labels[0, 2] = 255
+    labels[1, 0] = OTHER_CLASS  # background and a novel class only: the whole image is ignored
+    labels[2] = 255
+    labels[2, 0, 0] = 1
+    out = base_training_labels(labels, num_rows=16)
+    assert out[0, 0].eq(2).all() and out[0, 1].eq(255).all() and out[0, 2].eq(0).all() and out[0, 3].eq(0).all()
+    assert out[1].eq(255).all()
+    assert out[2, 0, 0] == 1 and out[2].eq(0).sum() == 15

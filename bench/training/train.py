@@ -46,7 +46,7 @@ from bench.training.checkpoints import check_meta, load_tensors, plain, save_ten
 from bench.training.options import SELECT_ON
 from bench.training.profiles import TrainProfile
 from methods import build_method
-from methods.common import BackboneMethod, TrainingContext, input_channel_average
+from methods.common import OTHER_CLASS, BackboneMethod, TrainingContext, input_channel_average
 
 CHECKPOINT_VERSION = 1
 
@@ -106,10 +106,12 @@ def set_lr(optimizer: torch.optim.Optimizer, profile: TrainProfile, step: int, t
 
 def training_batch(store: ImageStore, rows: pd.DataFrame, base_classes: List[int]):
     """Tensors of one training step: query, supports, support masks, query mask (flips applied), and the
-    query's label map over the split's training classes (1..n in `base_classes` order, others 0, 255 kept)."""
+    query's label map over the split's training classes (1..n in `base_classes` order, background 0, other
+    classes OTHER_CLASS, 255 kept)."""
     size = (store.input_size, store.input_size)
     ignore = store.dataset.ignore_label
-    lookup = np.zeros(max([256, *base_classes]) + 1, dtype=np.int64)
+    lookup = np.full(max([256, *base_classes]) + 1, OTHER_CLASS, dtype=np.int64)
+    lookup[0] = 0
     for index, class_id in enumerate(base_classes, start=1):
         lookup[class_id] = index
     if ignore is not None:

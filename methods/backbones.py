@@ -1,7 +1,10 @@
 """Frozen feature extractors shared by the methods, with explicit weight identities.
 
 * ``resnet50``: torchvision ResNet-50 (He et al., CVPR 2016), layer3 dilated (rate 2) so that
-  layer2 and layer3 both have output stride 8, as in CANet (Zhang et al., CVPR 2019) and SimPropNet.
+  layer2 and layer3 both have output stride 8, as in CANet (Zhang et al., CVPR 2019) and SimPropNet;
+  EVERY block of layer3 has dilation 2 and every block of layer4 dilation 4, as the backbones of CANet's
+  and PFENet's code (torchvision's `replace_stride_with_dilation` gives each layer's first block the
+  previous layer's dilation: 1 in layer3[0], 2 in layer4[0]; `dilate_every_block` sets them after building).
   Weights are named through torchvision's enum (``IMAGENET1K_V1``), never a moving default, or
   loaded from a local file.
 * ``synthnet``: a small ResNet-style network with the same interface (``layer2`` + ``layer3`` at
@@ -93,6 +96,12 @@ def _weights_identity(kind: str, name: str, path: Path) -> Dict[str, object]:
     return {"weights": name, "source": kind, "file": str(path), "sha256": _sha256(path)}
 
 
+def dilate_every_block(layer: nn.Sequential, rate: int) -> None:
+    """Set the 3x3 conv of every bottleneck of a (stride-1) ResNet layer to dilation = padding = `rate`."""
+    for block in layer:
+        block.conv2.dilation, block.conv2.padding = (rate, rate), (rate, rate)
+
+
 @BACKBONES.register("resnet50")
 class ResNet50Backbone(FrozenBackbone):
     """ResNet-50 up to layer3 (or layer4), layer3/4 dilated to keep output stride 8."""
@@ -105,6 +114,8 @@ class ResNet50Backbone(FrozenBackbone):
         from torchvision.models import ResNet50_Weights, resnet50
 
         net = resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
+        dilate_every_block(net.layer3, 2)
+        dilate_every_block(net.layer4, 4)
         if weights_path:
             state, path = load_state_file(Path(weights_path)), Path(weights_path)
             self.identity = _weights_identity("file", "local", path)

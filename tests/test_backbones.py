@@ -84,3 +84,32 @@ def test_vgg16_deeplab_style_at_stride_8(tmp_path):
     assert feats["layer1"].shape == (1, 256, 16, 16)
     assert feats["layer2"].shape == (1, 512, 8, 8) and feats["layer3"].shape == (1, 512, 8, 8)
     assert not backbone.train().training and not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_resnet50_dilates_every_block_of_layer3_and_layer4_as_canet_and_pfenet(resnet_file):
+    """torchvision leaves layer3[0] at dilation 1 and layer4[0] at 2; CANet's / PFENet's backbones dilate every
+    block (2 in layer3, 4 in layer4). Reference: a plain ResNet-50 with the same weights, made stride-1 and
+    dilated by hand in every block."""
+    from torchvision.models import resnet50
+
+    backbone = ResNet50Backbone(weights_path=str(resnet_file), layers=("layer2", "layer3", "layer4"))
+    assert [b.conv2.dilation for b in backbone.layer3] == [(2, 2)] * 6
+    assert [b.conv2.padding for b in backbone.layer3] == [(2, 2)] * 6
+    assert [b.conv2.dilation for b in backbone.layer4] == [(4, 4)] * 3
+    reference = resnet50(weights=None)
+    reference.load_state_dict(torch.load(resnet_file, weights_only=True))
+    for layer, rate in ((reference.layer3, 2), (reference.layer4, 4)):
+        for block in layer:
+            block.conv2.stride, block.conv2.dilation, block.conv2.padding = (1, 1), (rate, rate), (rate, rate)
+        layer[0].downsample[0].stride = (1, 1)
+    reference.eval()
+    images = torch.randn(2, 3, 65, 65, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = backbone(images)
+        x = reference.layer2(reference.layer1(reference.maxpool(reference.relu(reference.bn1(reference.conv1(images))))))
+        x3 = reference.layer3(x)
+        x4 = reference.layer4(x3)
+    assert ours["layer3"].shape == (2, 1024, 9, 9)
+    torch.testing.assert_close(ours["layer2"], x)
+    torch.testing.assert_close(ours["layer3"], x3)
+    torch.testing.assert_close(ours["layer4"], x4)

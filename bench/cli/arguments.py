@@ -2,7 +2,8 @@
 
 Each field of `RunConfig`, `TrainingOptions`, `RuntimeOptions` and `ScoringProtocol` becomes the flag
 `--<field-name>` with its type, default, choices and help text taken from the field: the options of
-`bench run`, `bench train` and the analyses cannot drift apart.
+`bench run`, `bench train` and the analyses cannot drift apart. A list field without a default (files,
+patterns: `--weights`, `--episodes-from`) may be repeated, its values adding up.
 """
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def add_options(parser: argparse.ArgumentParser, cls: Type, names: Optional[Iter
             kwargs["choices"] = list(f.metadata["choices"])
         if f.metadata.get("metavar"):
             kwargs["metavar"] = f.metadata["metavar"]
+        if many and default is None:  # a list without a default (files, patterns) grows when the flag repeats
+            kwargs["action"] = "extend"
         parser.add_argument(_flag(f.name), type=base, default=default, nargs="+" if many else None, **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|train|report|compare|check|list`."""
+"""Command line: `python -m bench run|train|report|compare|check|verify|weights|list`."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,11 @@ from typing import List, Optional
 from bench.cli.arguments import add_options, build
 from bench.cli.guard import exit_status
 from bench.cli.train import TRAIN_FIELDS, train_command
+from bench.cli.weights import weights_command
 from bench.data.catalog import DATASETS
 from bench.runs.config import RunConfig
 from bench.runs.run import run
+from bench.runs.verify import verify_command
 from bench.training.profiles import PROFILES
 from methods import METHODS
 from reports.check import check
@@ -41,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("run_a", help="run directory A (e.g. before a change)")
     compare_parser.add_argument("run_b", help="run directory B (e.g. after it)")
     compare_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    verify_parser = sub.add_parser("verify", help="a run's published-weights cells against the authors' reported "
+                                   "mIoU / FB-IoU (exit 1 on a miss)")
+    verify_parser.add_argument("--run", required=True, help="finished run directory (bench run --weights ...)")
+    verify_parser.add_argument("--tolerance", type=float, default=1.0,
+                               help="allowed difference in points, either way (default 1.0)")
+    weights_parser = sub.add_parser("weights", help="list registered published checkpoints (where to get them, "
+                                    "reported numbers)")
+    weights_parser.add_argument("pattern", nargs="?", help="fnmatch pattern on method.tag, or a substring")
     sub.add_parser("list", help="list registered methods, training profiles and datasets")
     return parser
 
@@ -73,8 +83,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print_comparison(compare_runs(args.run_a, args.run_b, args.resamples), args.run_a, args.run_b)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    return verify_command(args.run, args.tolerance)
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    return weights_command(args.pattern)
+
+
 COMMANDS = {"run": cmd_run, "train": train_command, "check": cmd_check, "report": cmd_report, "compare": cmd_compare,
-            "list": cmd_list}
+            "verify": cmd_verify, "weights": cmd_weights, "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -6,7 +6,8 @@ analyses from these fields, so a default or a help text is written once. Configu
 resolving dataset-dependent defaults returns a new object (`dataclasses.replace`).
 
 The identity of a run (what a resumed run must match) is every field not marked `identity=False`:
-those change where files are, how fast or how verbosely, never a result.
+those change where files are, how fast or how verbosely, never a result. Published weights enter it as
+the entries each (method, split) uses (`bench run` adds them), not as the paths that found them.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Dict, List, Optional
 from bench.core.options import option
 from bench.evaluation.protocol import ScoringProtocol
 from bench.training.options import TrainingOptions
+from bench.training.published import PublishedOptions
 
 EXECUTORS = ("local", "ray")
 
@@ -69,6 +71,7 @@ class RunConfig:
                                                 "exactly", identity=False, metavar="FILE")
     scoring: ScoringProtocol = field(default_factory=ScoringProtocol)
     training: TrainingOptions = field(default_factory=TrainingOptions)
+    published: PublishedOptions = field(default_factory=PublishedOptions)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     def __post_init__(self) -> None:
@@ -87,6 +90,7 @@ class RunConfig:
         """The inverse of `to_dict` (a Ray payload, a config.json's "config")."""
         return cls(**{**data, "scoring": ScoringProtocol(**data.get("scoring", {})),
                       "training": TrainingOptions(**data.get("training", {})),
+                      "published": PublishedOptions(**data.get("published", {})),
                       "runtime": RuntimeOptions(**data.get("runtime", {}))})
 
 
@@ -96,5 +100,9 @@ def _identity(obj) -> Dict:
         if not f.metadata.get("identity", True):
             continue
         value = getattr(obj, f.name)
-        out[f.name] = _identity(value) if is_dataclass(value) else value
+        if is_dataclass(value):
+            value = _identity(value)
+            if not value:  # a group without identity fields (published: its chosen entries are added by the run)
+                continue
+        out[f.name] = value
     return out

@@ -36,6 +36,7 @@ from bench.runs.config import RunConfig
 from bench.runs.rundir import RunDir
 from bench.runs.runner import CellRunner
 from bench.training.models import ModelProvider, is_trainable
+from bench.training.published import PublishedModels, PublishedOptions
 from bench.training.train import train
 from methods import MethodError
 
@@ -205,7 +206,9 @@ def evaluate_grid(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str,
     worker = replace(config, data_root=spec["data_root"], lists=spec["lists"],
                      runtime=replace(runtime, quiet=True, out=str(Path(runtime.out).absolute())),
                      training=replace(training, no_train=True, checkpoints=str(Path(training.checkpoints).absolute()),
-                                      backbone_weights=_absolute(models.backbone_options()["backbone_weights"])))
+                                      backbone_weights=_absolute(models.backbone_options()["backbone_weights"])),
+                     published=PublishedOptions(weights=models.published.arguments() or None)
+                     if models.published is not None else PublishedOptions())
     payload = json.dumps(worker.to_dict(), sort_keys=True)
     with cluster(runtime.address, runtime.quiet) as ray:
         trains = train_tasks(models, pairs, config.data_root, config.lists, runtime.device)
@@ -260,4 +263,9 @@ def _runner(payload: str) -> CellRunner:
     config = RunConfig.from_dict(json.loads(payload))
     dataset = open_dataset(config.dataset, config.data_root, config.lists)
     device = resolve_device(config.runtime.device)
-    return CellRunner(config, dataset, ModelProvider(dataset, config.training, device=device, quiet=True), device)
+    published = None
+    if config.published.used:  # the driver's chosen checkpoints, as TAG=FILE with absolute paths
+        published = PublishedModels(config.published, config.dataset)
+        published.resolve(config.methods, config.splits, config.input_size)
+    models = ModelProvider(dataset, config.training, device=device, quiet=True, published=published)
+    return CellRunner(config, dataset, models, device)

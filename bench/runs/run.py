@@ -35,6 +35,7 @@ from bench.runs.runner import CellRunner
 from bench.training import distributed
 from bench.training.models import ModelProvider
 from bench.training.options import SELECT_ON, TrainingOptions
+from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
 from methods import METHODS, RegistryError
 
@@ -96,11 +97,15 @@ def validate(config: RunConfig) -> None:
     if runtime.batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1, got {runtime.batch_size}")
     check_training(config.training, config.dataset)
+    if config.published.weights_variant and not config.published.weights:
+        raise BenchError("--weights-variant chooses among published weights: give --weights DIR as well")
 
 
-def default_out(config: RunConfig) -> Path:
-    """runs/<dataset>-<hash of the config identity>: the same command resumes the same directory."""
-    digest = hashlib.sha256(json.dumps(config.identity(), sort_keys=True).encode()).hexdigest()[:10]
+def default_out(config: RunConfig, weights: Optional[Dict[str, str]] = None) -> Path:
+    """runs/<dataset>-<hash of the config identity (and the published weights used)>: the same command
+    resumes the same directory."""
+    identity = {**config.identity(), **({"weights": weights} if weights else {})}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return Path("runs") / f"{config.dataset}-{digest}"
 
 
@@ -167,23 +172,28 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     """
     validate(config)
     runtime = config.runtime
+    published = PublishedModels(config.published, config.dataset) if config.published.used else None
     if runtime.out:
         RunDir(Path(runtime.out)).check_writable()
     dataset = open_dataset(config.dataset, config.data_root, config.lists, progress=not runtime.quiet)
     config, manifests = resolve(config, dataset)
+    if published is not None:
+        published.resolve(config.methods, config.splits, config.input_size)
+    weights = published.identity() if published is not None else {}
     dataset_hash = dataset.fingerprint(config.splits)
     manifest_hashes = {name: manifest_hash(m) for name, m in sorted(manifests.items())}
-    out = Path(runtime.out) if runtime.out else default_out(config)
+    out = Path(runtime.out) if runtime.out else default_out(config, weights)
     config = replace(config, runtime=replace(runtime, out=str(out)))
     run_dir = RunDir(out)
     run_dir.check_writable()
     device = resolve_device(runtime.device) if runtime.executor == "local" else runtime.device
     store = ImageStore(dataset, config.input_size)
     check_episode_data(store, manifests, runtime.quiet)
-    models = ModelProvider(dataset, config.training, device=device, quiet=runtime.quiet)
+    models = ModelProvider(dataset, config.training, device=device, quiet=runtime.quiet, published=published)
     checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}
     checkpoint_hashes = {(m, s): models.verify_checkpoint(m, s) for m in config.methods for s in config.splits}
-    identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
+    identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes,
+                **({"weights": weights} if weights else {})}
     with run_dir.lock(runtime.wait):
         run_dir.prepare(identity, runtime.overwrite)
         atomic_write_json(run_dir.config_path, {
@@ -194,6 +204,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
                         "class_names": {str(k): v for k, v in dataset.class_names().items()}},
             "manifests": manifest_hashes,
             "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
+            **({"weights": published.record()} if published is not None else {}),
             "environment": describe_environment(device),
         })
         for name, manifest in manifests.items():
@@ -212,6 +223,8 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     print(format_table(summary, "fbiou"))
     print()
     print(format_times(time_per_method(run_dir.cell_metas(), config.methods)))
+    if weights:
+        print(f"\npublished weights evaluated; compare with the reported numbers: python -m bench verify --run {out}")
     return out
 
 

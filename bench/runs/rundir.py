@@ -237,7 +237,8 @@ def time_per_method(metas: List[Dict], methods: List[str]) -> pd.DataFrame:
     rows = []
     for method in methods:
         mine = [m for m in metas if m.get("method") == method]
-        trained = {m["checkpoint"]: m.get("checkpoint_train_seconds") for m in mine if m.get("checkpoint")}
+        trained = {m["checkpoint"]: m.get("checkpoint_train_seconds") for m in mine
+                   if m.get("checkpoint") and not m.get("weights")}  # published weights were not trained here
         known = [s for s in trained.values() if s is not None]
         rows.append({"method": method, "cells": len(mine), "evaluation_s": sum(m.get("seconds", 0.0) for m in mine),
                      "checkpoints": len(trained),

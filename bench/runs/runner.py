@@ -43,7 +43,8 @@ class CellRunner:
         method, checkpoint = self.model(cell.method, cell.split)
         manifest = read_manifest(run_dir.manifest_path(cell.manifest))
         start = time.perf_counter()
-        features = self.features if CodeCache.supports(method) else None
+        # a native-resolution method sees every image at its own size: nothing to cache at the input size
+        features = self.features if CodeCache.supports(method) and not method.native_resolution else None
         rows = evaluate_manifest(method, self.store, manifest, config.scoring, batch_size=config.runtime.batch_size,
                                  device=self.device, features=features, desc=f"{cell.method} {cell.manifest}",
                                  quiet=quiet)
@@ -52,7 +53,9 @@ class CellRunner:
                 "checkpoint": self.models.checkpoint_id(cell.method, cell.split),
                 "checkpoint_sha256": checkpoint.get("sha256"), "checkpoint_val_miou": checkpoint.get("val_miou"),
                 "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),
-                "checkpoint_best_epoch": checkpoint.get("best_epoch"), **(extra_meta or {})}
+                "checkpoint_best_epoch": checkpoint.get("best_epoch"),
+                **({"weights": checkpoint["weights"], "weights_sha256": checkpoint["sha256"]} if "weights" in checkpoint
+                   else {}), **(extra_meta or {})}
         if before_write is not None:
             before_write(run_dir.cell_paths(cell)[0], rows)
         # the cell's files last: a cell that counts as done has its qualitative file too

@@ -2,7 +2,8 @@
 
 A learned method needs one checkpoint per split. `bench run` looks it up under the checkpoint root
 by the identity of its training request (method, options, profile, dataset, backbone, seed, selection
-policy) and trains it when it is missing, unless told not to.
+policy) and trains it when it is missing, unless told not to. A (method, split) given published
+weights (`PublishedModels`, `bench run --weights`) loads the authors' checkpoint instead and never trains.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bench.core.errors import BenchError
 from bench.data.catalog import FSSDataset
 from bench.training.checkpoints import check_meta, load_tensors, read_record, verified_sha256
 from bench.training.options import TrainingOptions
+from bench.training.published import PublishedModels
 from bench.training.pretrain import PRETRAIN_SPECS, ensure_synthnet
 from bench.training.profiles import get_profile
 from bench.training.train import TrainRequest, load_trained, train
@@ -27,8 +29,10 @@ def is_trainable(name: str) -> bool:
 class ModelProvider:
     """Builds reference methods and loads (or trains) learned methods per split."""
 
-    def __init__(self, dataset: FSSDataset, options: TrainingOptions, *, device: str = "cpu", quiet: bool = False):
+    def __init__(self, dataset: FSSDataset, options: TrainingOptions, *, device: str = "cpu", quiet: bool = False,
+                 published: Optional[PublishedModels] = None):
         self.dataset, self.options, self.root = dataset, options, Path(options.checkpoints)
+        self.published = published
         profile = get_profile(options.profile, dataset.name)
         self.profile = replace(profile, backbone=options.backbone) if options.backbone else profile
         self.user_weights, self.seed, self.select_on, self.epochs = (options.backbone_weights, options.train_seed,
@@ -57,13 +61,19 @@ class ModelProvider:
                             self.select_on, self.epochs)
 
     def checkpoint_id(self, name: str, split: int) -> Optional[str]:
-        """The checkpoint folder a learned method uses for a split (None for reference methods)."""
+        """The checkpoint folder a learned method uses for a split (None for reference methods), or
+        `published/<entry name>` for published weights."""
+        if self._published(name, split):
+            return self.published.get(name, split).checkpoint_id
         if not is_trainable(name):
             return None
         return str(self.request(name, split).folder(self.root, self.dataset.name).relative_to(self.root))
 
     def get(self, name: str, split: int) -> Tuple[FewShotSegmenter, Dict]:
-        """The method for a split and what identifies it (checkpoint meta for learned methods)."""
+        """The method for a split and what identifies it (checkpoint meta for learned methods; for published
+        weights their sha256, entry name and path)."""
+        if self._published(name, split):
+            return self.published.load(name, split, self.device)
         if not is_trainable(name):
             return build_method(name), {}
         request = self.request(name, split)
@@ -76,14 +86,23 @@ class ModelProvider:
         method, meta = load_trained(best, self.backbone_options(), self.device)
         return method, meta
 
+    def _published(self, name: str, split: int) -> bool:
+        return self.published is not None and self.published.get(name, split) is not None
+
     def best_path(self, name: str, split: int) -> Optional[Path]:
         """Where a learned method's checkpoint for a split is (None for reference methods)."""
+        if self._published(name, split):
+            return self.published.get(name, split).path
         folder = self.checkpoint_id(name, split)
         return None if folder is None else self.root / folder / "best.pt"
 
     def verify_checkpoint(self, name: str, split: int) -> Optional[str]:
         """`checkpoint_sha256`, after also reading the checkpoint (weights only) and checking its metadata,
-        so that a bad file is refused before a run writes anything."""
+        so that a bad file is refused before a run writes anything (published weights: loaded into their
+        architecture, strictly)."""
+        if self._published(name, split):
+            self.published.load(name, split)
+            return self.published.sha256(name, split)
         sha256 = self.checkpoint_sha256(name, split)
         if sha256 is not None:
             best = self.best_path(name, split)
@@ -93,5 +112,7 @@ class ModelProvider:
     def checkpoint_sha256(self, name: str, split: int) -> Optional[str]:
         """The content hash of the finished checkpoint a cell would use now, checked against its record
         (a changed file is a BenchError); None for reference methods and checkpoints not trained yet."""
+        if self._published(name, split):
+            return self.published.sha256(name, split)
         best = self.best_path(name, split)
         return None if best is None else verified_sha256(best)

@@ -1,0 +1,108 @@
+"""`bench verify`: a run's published-weights cells against the numbers their authors report.
+
+Every (method, split, shot) evaluated from a published checkpoint (`bench run --weights`; its cells
+record the entry's name) is compared with the entry's reported mIoU for that fold and shot, and its
+FB-IoU where the entry reports one. The measured number is the run's: the cell's metric from the
+verified per-episode counts (`load_results`, `analyses.summary.summarize`), mean over seeds, in percent.
+A difference beyond the tolerance (in points) is a miss, and the command then exits 1 (as detectron2's
+`verify_results`); a run without published-weights cells, or without any reported number for its shots,
+is a one-line error (exit 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from analyses.summary import summarize
+from bench.core.errors import BenchError
+from bench.runs.cells import Cell
+from bench.runs.results import load_results
+from methods.weights import WEIGHTS
+
+METRICS = (("miou", "mIoU"), ("fbiou", "FB-IoU"))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One reported number against the run's."""
+
+    weights: str
+    split: int
+    shot: int
+    metric: str
+    reported: float
+    measured: float
+    seeds: int
+    tolerance: float
+
+    @property
+    def difference(self) -> float:
+        return self.measured - self.reported
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.difference) <= self.tolerance
+
+
+def published_cells(metas: List[Dict]) -> Dict[Tuple[str, int, int], str]:
+    """{(method, split, shot): entry name} of the cells evaluated from published weights."""
+    found: Dict[Tuple[str, int, int], set] = {}
+    for meta in metas:
+        if meta.get("weights"):
+            cell = Cell.of(str(meta.get("method")), str(meta.get("cell")))
+            found.setdefault((cell.method, cell.split, cell.shot), set()).add(meta["weights"])
+    mixed = [key for key, names in found.items() if len(names) > 1]
+    if mixed:
+        method, split, shot = mixed[0]
+        raise BenchError(f"the seeds of {method} split {split} {shot}-shot were evaluated with different published "
+                         f"weights ({', '.join(sorted(found[mixed[0]]))}): re-run them")
+    return {key: names.pop() for key, names in sorted(found.items())}
+
+
+def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
+    """The checks of a finished run (one BenchError if there is nothing to check)."""
+    if tolerance < 0:
+        raise BenchError(f"--tolerance must be >= 0, got {tolerance}")
+    results = load_results(path)
+    cells = published_cells(results.metas)
+    if not cells:
+        raise BenchError(f"{path} has no cell evaluated from published weights (run `bench run --weights ...`)")
+    summary = summarize(results.episodes).set_index(["method", "split", "shot"])
+    checks, unreported = [], []
+    for (method, split, shot), name in cells.items():
+        if name not in WEIGHTS:
+            raise BenchError(f"{path} was evaluated with published weights '{name}', which are not registered (any "
+                             "more): `bench weights` lists the known ones")
+        reported: Optional[Dict] = WEIGHTS.get(name).reported.get(shot)
+        row = summary.loc[(method, str(split), shot)]
+        numbers = [(label, reported.get(key), row[f"{key}_mean"]) for key, label in METRICS
+                   if reported and reported.get(key) is not None]
+        if not numbers:
+            unreported.append(f"{name} {shot}-shot")
+        checks += [Check(name, split, shot, label, float(value), float(measured), int(row["seeds"]), tolerance)
+                   for label, value, measured in numbers]
+    if not checks:
+        raise BenchError(f"no reported number to compare with: the entries report none for {', '.join(unreported)}")
+    return checks
+
+
+def format_checks(checks: List[Check]) -> str:
+    width = max(len("weights"), *(len(c.weights) for c in checks))
+    lines = [f"{'weights':<{width}} {'shot':>4} {'metric':<6} {'seeds':>5} {'reported':>8} {'measured':>8} "
+             f"{'diff':>6}  status"]
+    for c in checks:
+        lines.append(f"{c.weights:<{width}} {c.shot:>4} {c.metric:<6} {c.seeds:>5} {c.reported:>8.2f} "
+                     f"{c.measured:>8.2f} {c.difference:>+6.2f}  {'ok' if c.ok else 'MISS'}")
+    misses = sum(not c.ok for c in checks)
+    tolerance = checks[0].tolerance
+    lines.append(f"{len(checks) - misses} of {len(checks)} within +/- {tolerance:g} points of the reported numbers"
+                 + (f"; {misses} missed" if misses else ""))
+    return "\n".join(lines)
+
+
+def verify_command(path: Path, tolerance: float) -> int:
+    """Print the table; 0 if every number is within the tolerance, 1 otherwise."""
+    checks = verify_run(path, tolerance)
+    print(format_checks(checks))
+    return 0 if all(c.ok for c in checks) else 1

@@ -1,0 +1,254 @@
+"""Published checkpoints in a run: the authors' files found, checked and loaded into harness models.
+
+`bench run --weights DIR` (a folder holding the authors' files under their own names, see `bench
+weights`) or `--weights TAG=FILE` (repeatable; TAG is an entry's full name `method.tag`) makes every
+cell of a method that has published weights for the run's dataset load the checkpoint of its split
+(split k = the authors' fold k - 1) instead of training one. A file is read weights-only, its state
+dict (the entry's `state_key`, DataParallel's `module.` stripped) renamed by the entry's `KeyMap`,
+and loaded strictly into `build_method(method, **entry.options)`. Where several entries fit a split
+(e.g. ResNet-50 and ResNet-101), `--weights-variant PATTERN` keeps those whose name matches.
+
+Everything is checked before a run writes anything: the file exists, has the entry's sha256 where the
+entry knows it, fits the architecture key by key and shape by shape, belongs to the cell's dataset and
+fold, was trained on the harness's normalisation, and is evaluated at its input size (a method that is
+not `native_resolution` needs the run's `--input-size` to equal it).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from bench.core.errors import BenchError
+from bench.core.fileio import sha256_file
+from bench.core.options import option
+from bench.data.images import IMAGENET_MEAN, IMAGENET_STD
+from bench.training.checkpoints import load_tensors
+from methods import FewShotSegmenter, build_method
+from methods.weights import WEIGHTS, PublishedWeights
+
+SHOWN_KEYS = 3  # keys named in a did-not-fit error (then a count)
+NORMALISATION_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class PublishedOptions:
+    """Which published checkpoints a run evaluates (the chosen entries are in the run's identity)."""
+
+    weights: Optional[List[str]] = option(
+        None, "published checkpoints (see `bench weights`): a folder holding the authors' files under their own "
+        "names, and/or TAG=FILE with TAG an entry's name; cells of those methods load them (no training)",
+        identity=False, metavar="DIR|TAG=FILE")
+    weights_variant: Optional[List[str]] = option(
+        None, "where several published checkpoints fit a method's split (e.g. ResNet-50 and -101), keep those "
+        "whose name matches one of these patterns (fnmatch, e.g. 'pfenet.*resnet101')", identity=False,
+        metavar="PATTERN")
+
+    @property
+    def used(self) -> bool:
+        return bool(self.weights)
+
+
+def fold_of(split: int) -> int:
+    """The authors' fold of a harness split (split k tests the classes of fold k - 1)."""
+    return split - 1
+
+
+def parse_weights(values: Sequence[str]) -> Tuple[Optional[Path], Dict[str, Path]]:
+    """(the one DIR, {entry name: FILE}) of `--weights` values; TAG=FILE has no path separator left of '='."""
+    folder, files = None, {}
+    for value in values:
+        tag, sep, file = value.partition("=")
+        if sep and "/" not in tag and "\\" not in tag:
+            if not tag or not file:
+                raise BenchError(f"--weights '{value}': give TAG=FILE with TAG an entry's name (see `bench weights`)")
+            if tag not in WEIGHTS:
+                raise BenchError(f"--weights {value}: unknown published weights '{tag}' "
+                                 f"(`bench weights` lists the {len(WEIGHTS.names())} registered ones)")
+            if tag in files:
+                raise BenchError(f"--weights names {tag} twice")
+            files[tag] = Path(file)
+            continue
+        if not Path(value).is_dir():
+            raise BenchError(f"--weights folder does not exist: {value} (or give TAG=FILE)")
+        if folder is not None:
+            raise BenchError(f"--weights takes one folder, got {folder} and {value}")
+        folder = Path(value)
+    return folder, files
+
+
+def check_normalisation(entry: PublishedWeights) -> None:
+    mean, std = entry.normalisation.get("mean"), entry.normalisation.get("std")
+    ours = (IMAGENET_MEAN.flatten(), IMAGENET_STD.flatten())
+    try:
+        same = all(torch.allclose(torch.tensor(list(v), dtype=torch.float32), o, atol=NORMALISATION_TOLERANCE)
+                   for v, o in zip((mean, std), ours))
+    except (TypeError, RuntimeError, ValueError):
+        same = False
+    if not same:
+        raise BenchError(f"published weights {entry.name} expect inputs normalised with mean {mean}, std {std}; the "
+                         f"harness normalises with ImageNet's {tuple(round(float(x), 3) for x in ours[0])}, "
+                         f"{tuple(round(float(x), 3) for x in ours[1])}: not supported")
+
+
+def _shown(keys: List[str]) -> str:
+    return ", ".join(keys[:SHOWN_KEYS]) + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")
+
+
+def harness_state(entry: PublishedWeights, path: Path) -> Dict[str, torch.Tensor]:
+    """The weights of an authors' file in harness names (read weights-only, `state_key`, KeyMap)."""
+    payload = load_tensors(path)
+    state = payload.get(entry.state_key) if entry.state_key else payload
+    if not isinstance(state, Mapping):
+        raise BenchError(f"{path} holds no '{entry.state_key}' state dict: not the file of {entry.name} "
+                         f"(download it from {entry.url})")
+    odd = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if odd:
+        raise BenchError(f"{path} ({entry.name}) holds entries that are not tensors: {_shown(odd)}")
+    return entry.keys.to_harness(state)
+
+
+def load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], entry: PublishedWeights, path: Path) -> None:
+    """Load strictly; every missing key, unexpected key or wrong shape is listed in one BenchError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in set(own) & set(state)
+                    if state[k].shape != own[k].shape)
+    problems = [f"{len(keys)} {what} ({_shown(keys)})"
+                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                   ("wrong shapes (file vs model)", shapes)) if keys]
+    if problems:
+        raise BenchError(f"{path} does not fit {entry.method} with the options of {entry.name}: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The published checkpoint one (method, split) of a run uses."""
+
+    entry: PublishedWeights
+    path: Path
+
+    @property
+    def checkpoint_id(self) -> str:
+        return f"published/{self.entry.name}"
+
+
+class PublishedModels:
+    """The published checkpoint of every (method, split) of a run that uses them (one run's `--weights`)."""
+
+    def __init__(self, options: PublishedOptions, dataset: str, input_size: Optional[int] = None):
+        self.dataset, self.input_size = dataset, input_size
+        self.folder, self.files = parse_weights(options.weights or [])
+        self.variants = list(options.weights_variant or [])
+        self._chosen: Dict[Tuple[str, int], Published] = {}
+        self._hashes: Dict[Path, str] = {}
+
+    def methods(self) -> List[str]:
+        """The methods whose cells use published weights: named by a TAG=FILE, or with entries for the
+        run's dataset when a folder is given."""
+        named = {WEIGHTS.get(tag).method for tag in self.files}
+        if self.folder is not None:
+            named |= {e.method for e in WEIGHTS.entries() if e.dataset == self.dataset}
+        return sorted(named)
+
+    def resolve(self, methods: Sequence[str], splits: Sequence[int], input_size: Optional[int] = None) -> None:
+        """Choose the checkpoint of every (method, split) that uses one; check names, folds and files.
+        `input_size`: the run's (a method that does not resize its input must be given its entry's)."""
+        self.input_size = input_size if input_size is not None else self.input_size
+        uses = set(self.methods())
+        for tag in self.files:
+            entry = WEIGHTS.get(tag)
+            if entry.method not in methods:
+                raise BenchError(f"--weights {tag}=...: {entry.method} is not among --methods {' '.join(methods)}")
+            if entry.dataset != self.dataset or entry.fold + 1 not in splits:
+                raise BenchError(f"--weights {tag} is the checkpoint of {entry.dataset} fold {entry.fold} (split "
+                                 f"{entry.fold + 1}); this run evaluates {self.dataset} split(s) "
+                                 f"{' '.join(map(str, splits))}")
+        for method in methods:
+            if method not in uses:
+                continue
+            for split in splits:
+                entry, path = self._choose(method, split)
+                check_normalisation(entry)
+                if not path.is_file():
+                    where = f" and put it at {path}" if self.folder is not None else f" (given as {path})"
+                    raise BenchError(f"published weights {entry.name}: file {entry.file_name} not found; download it "
+                                     f"from {entry.url}{where}")
+                self._chosen[(method, split)] = Published(entry, path)
+
+    def _choose(self, method: str, split: int) -> Tuple[PublishedWeights, Path]:
+        given = [tag for tag in self.files if WEIGHTS.get(tag).method == method
+                 and WEIGHTS.get(tag).fold == fold_of(split)]
+        if len(given) > 1:
+            raise BenchError(f"--weights gives {len(given)} checkpoints for {method} split {split}: {', '.join(given)}")
+        if given:
+            return WEIGHTS.get(given[0]), self.files[given[0]]
+        candidates = WEIGHTS.find(method, self.dataset, fold_of(split))
+        if self.folder is None or not candidates:
+            known = sorted({e.fold for e in WEIGHTS.for_method(method) if e.dataset == self.dataset})
+            raise BenchError(f"no published weights of {method} for {self.dataset} split {split} (fold "
+                             f"{fold_of(split)}){'' if self.folder is None else ' in the registry'}; known folds: "
+                             f"{', '.join(map(str, known)) or 'none'}"
+                             f"{' (give a --weights folder or TAG=FILE for it)' if self.folder is None else ''}")
+        if self.variants:
+            candidates = [e for e in candidates if any(fnmatch.fnmatchcase(e.name, p) for p in self.variants)]
+            if not candidates:
+                raise BenchError(f"no published weights of {method} for {self.dataset} split {split} match "
+                                 f"--weights-variant {' '.join(self.variants)}; candidates: "
+                                 f"{', '.join(e.name for e in WEIGHTS.find(method, self.dataset, fold_of(split)))}")
+        if len(candidates) > 1:
+            raise BenchError(f"{len(candidates)} published checkpoints fit {method} split {split}: "
+                             f"{', '.join(e.name for e in candidates)}; choose with --weights-variant PATTERN "
+                             "or --weights TAG=FILE")
+        return candidates[0], self.folder / candidates[0].file_name
+
+    def get(self, method: str, split: int) -> Optional[Published]:
+        return self._chosen.get((method, split))
+
+    def sha256(self, method: str, split: int) -> Optional[str]:
+        """The file's sha256 (hashed once), checked against the entry's where it has one."""
+        chosen = self.get(method, split)
+        if chosen is None:
+            return None
+        if chosen.path not in self._hashes:
+            digest = sha256_file(chosen.path)
+            if chosen.entry.sha256 and digest != chosen.entry.sha256.lower():
+                raise BenchError(f"{chosen.path} has sha256 {digest[:12]}..., the published {chosen.entry.name} has "
+                                 f"{chosen.entry.sha256[:12]}...: download it again from {chosen.entry.url}")
+            self._hashes[chosen.path] = digest
+        return self._hashes[chosen.path]
+
+    def load(self, method: str, split: int, device: str = "cpu") -> Tuple[FewShotSegmenter, Dict]:
+        """The method of a (method, split) with its published weights, and what identifies them."""
+        chosen = self.get(method, split)
+        entry, path = chosen.entry, chosen.path
+        sha256 = self.sha256(method, split)
+        model = build_method(entry.method, **dict(entry.options))
+        if not getattr(model, "native_resolution", False) and self.input_size not in (None, entry.input_size):
+            raise BenchError(f"published weights {entry.name} are evaluated at {entry.input_size} x {entry.input_size} "
+                             f"and {entry.method} does not resize its input: run with --input-size {entry.input_size}")
+        size = getattr(model, "input_size", None)
+        if getattr(model, "native_resolution", False) and size not in (None, entry.input_size):
+            raise BenchError(f"published weights {entry.name} are evaluated at {entry.input_size} but their options "
+                             f"build a {entry.method} that resizes to {size}")
+        load_into(model, harness_state(entry, path), entry, path)
+        return model.to(device).eval(), {"sha256": sha256, "weights": entry.name, "path": str(path)}
+
+    def arguments(self) -> List[str]:
+        """The chosen checkpoints as `--weights TAG=FILE` values with absolute paths (for Ray workers)."""
+        return [f"{p.entry.name}={p.path.absolute()}" for p in dict.fromkeys(self._chosen.values())]
+
+    def identity(self) -> Dict[str, str]:
+        """{"<method>/split<k>": entry name}: which published model each (method, split) is."""
+        return {f"{m}/split{s}": p.entry.name for (m, s), p in sorted(self._chosen.items())}
+
+    def record(self) -> Dict[str, Dict]:
+        """What config.json records of each chosen checkpoint."""
+        return {f"{m}/split{s}": {"weights": p.entry.name, "file": str(p.path), "sha256": self.sha256(m, s),
+                                  "url": p.entry.url, "input_size": p.entry.input_size}
+                for (m, s), p in sorted(self._chosen.items())}

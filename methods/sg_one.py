@@ -29,6 +29,25 @@ Deviations from the original, on purpose:
   batch 1, 100k steps, constant; `paper-pascal` keeps these. The original's parameter groups (biases
   at 2x, the guidance conv at 10x / 20x) are not reproduced: the harness has one lr for all. Inputs are
   the profile's square size (321 on PASCAL) instead of native image sizes.
+
+The authors' model (xiaomengyc/SG-One `oneshot/onemodel_sg-one.py` OneModel, `models/vgg/vgg_sg.py`) is
+`AUTHORS_OPTIONS`, proven equal to their `forward`, `forward_5shot_avg` and the per-shot predictions of
+`forward_5shot_max` by `tests/test_golden_sg_one.py`:
+* `encoder="authors"` (on `backbone="vgg16"`): their DeepLab-style VGG16: pool1-3 3x3 stride 2
+  padding 1, pool4 and pool5 3x3 stride 1 padding 1, conv5 NOT dilated; the trunk levels are pool3
+  (256), pool4 (512) and pool5 (512), all at stride 8 (frozen here; they fine-tune it);
+* the guidance conv takes pool5 alone; three side convs ReLU(conv(pool3)) -> ReLU(conv(it ++ pool4))
+  -> conv(it ++ pool5); the exit 1x1 conv has their padding 1 (the logits are 2 pixels wider and taller
+  than the features, the border being the bias; the evaluator's bilinear resize to the image is their
+  `get_pred`);
+* the guidance vector is the MAP of the guidance features bilinearly upsampled (align_corners=False)
+  to the mask size (computed exactly without the upsampled features, PANet's `upsampled_average_pool`);
+  they divide by the mask sum alone, here eps 1e-5 is added (no effect on the cosine of one vector;
+  relative 1e-5 / mask pixels on a 5-shot average).
+Known difference: their 5-shot "max" ORs the per-shot argmax masks at image size, the "or" rule here
+ORs them at feature size (the decode has no image size); the per-shot logits are equal. The authors
+released no trained checkpoints (no links in their README), so no `PublishedWeights` entry is declared;
+`AUTHORS_KEYS` maps their state-dict names onto ours.
 """
 from __future__ import annotations
 
@@ -36,11 +55,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.backbones import VGG16Backbone
 from methods.base import foreground
 from methods.common import BackboneMethod, masked_average_pool, tile
-from methods.registry import register_method
+from methods.panet import upsampled_average_pool
+from methods.registry import MethodError, register_method
+from methods.weights import KeyMap
 
 KSHOT_RULES = ("average", "or")
+ENCODERS = ("harness", "authors")
+AUTHORS_OPTIONS = {"backbone": "vgg16", "encoder": "authors", "guidance_width": 512, "width": 128}
+
+# their OneModel `netB.features_<block>.<conv>` -> our VGG16Backbone `block3/4/5.<index>`; then the heads
+_VGG_CONVS = {"1.0": "block3.0", "1.2": "block3.2", "2.0": "block3.5", "2.2": "block3.7", "3.0": "block3.10",
+              "3.2": "block3.12", "3.4": "block3.14", "4.0": "block4.1", "4.2": "block4.3", "4.4": "block4.5",
+              "5.0": "block5.1", "5.2": "block5.3", "5.4": "block5.5"}
+AUTHORS_KEYS = KeyMap(rules=tuple((f"netB.features_{theirs}.", f"backbone.{ours}.") for theirs, ours in _VGG_CONVS.items())
+                      + (("netB.cls.0.", "guidance."), ("netB.side3_1.0.", "side_low.0."), ("netB.side4_1.0.", "side_mid.0."),
+                         ("netB.side5_1.0.", "side_high."), ("classifier_6.0.", "head.0."), ("exit_layer.", "head.2.")))
+
+
+def authors_vgg16(backbone: VGG16Backbone) -> VGG16Backbone:
+    """Turn the harness's VGG16 (stride 8, conv5 dilated) into SG-One's trunk, in place (same weights):
+    pool1-3 3x3 stride 2 padding 1, conv5 undilated, layer1 (conv3_3) returned for the pool3 level."""
+    pools = [(backbone.block3, 4), (backbone.block3, 9), (backbone.block4, 0)]
+    if not all(isinstance(block[i], nn.MaxPool2d) for block, i in pools) or not isinstance(backbone.block5[0], nn.MaxPool2d):
+        raise MethodError("SG-One's authors encoder: the vgg16 backbone's layout is not the expected one")
+    for block, index in pools:
+        block[index] = nn.MaxPool2d(3, stride=2, padding=1)
+    for index in (1, 3, 5):
+        backbone.block5[index].dilation, backbone.block5[index].padding = (1, 1), (1, 1)
+    backbone.layers = ("layer1", "layer2", "layer3")
+    backbone.identity = {**backbone.identity, "variant": "sg-one-authors-encoder"}
+    return backbone
 
 
 # synthetic: widths scaled down as SimPropNet's synthetic entry (128-wide branch); not tuned.
@@ -59,27 +106,62 @@ PROFILES = {
 class SGOne(BackboneMethod):
     """SG-One (Zhang et al., TCYB 2020): MAP guidance vector, cosine similarity map x segmentation features."""
 
-    def __init__(self, guidance_width: int = 512, width: int = 128, kshot: str = "average", **backbone):
+    def __init__(self, guidance_width: int = 512, width: int = 128, kshot: str = "average", encoder: str = "harness",
+                 **backbone):
         super().__init__(**backbone)
         if kshot not in KSHOT_RULES:
             raise ValueError(f"kshot must be one of {KSHOT_RULES}, got {kshot!r}")
-        self.kshot = kshot
-        self.low_channels = self.backbone.channels["layer2"]
-        high_channels = self.feature_channels - self.low_channels
-        self.guidance = nn.Conv2d(self.feature_channels, guidance_width, 3, padding=1)
-        self.side_low = nn.Sequential(nn.Conv2d(self.low_channels, width, 3, padding=1), nn.ReLU())
-        self.side_high = nn.Conv2d(width + high_channels, width, 3, padding=1)
-        self.head = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 2, 1))
-        self._options.update(guidance_width=guidance_width, width=width, kshot=kshot)
+        if encoder not in ENCODERS:
+            raise MethodError(f"SG-One: encoder must be one of {ENCODERS}, got {encoder!r}")
+        self.kshot, self.encoder = kshot, encoder
+        if encoder == "authors":
+            if not isinstance(self.backbone, VGG16Backbone):
+                raise MethodError(f"SG-One's authors encoder needs --backbone vgg16, not {self.backbone_name}")
+            authors_vgg16(self.backbone)
+            self.pool5 = nn.MaxPool2d(3, stride=1, padding=1)
+            channels = self.backbone.channels
+            self.levels = (channels["layer1"], channels["layer2"], channels["layer3"])  # pool3, pool4, pool5
+            self.feature_channels = sum(self.levels)
+            self.guidance = nn.Conv2d(self.levels[2], guidance_width, 3, padding=1)
+            self.side_low = nn.Sequential(nn.Conv2d(self.levels[0], width, 3, padding=1), nn.ReLU())
+            self.side_mid = nn.Sequential(nn.Conv2d(width + self.levels[1], width, 3, padding=1), nn.ReLU())
+            self.side_high = nn.Conv2d(width + self.levels[2], width, 3, padding=1)
+            exit_padding = 1
+        else:
+            self.levels = (self.backbone.channels["layer2"], self.feature_channels - self.backbone.channels["layer2"])
+            self.guidance = nn.Conv2d(self.feature_channels, guidance_width, 3, padding=1)
+            self.side_low = nn.Sequential(nn.Conv2d(self.levels[0], width, 3, padding=1), nn.ReLU())
+            self.side_high = nn.Conv2d(width + self.levels[1], width, 3, padding=1)
+            exit_padding = 0
+        self.head = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(width, 2, 1, padding=exit_padding))
+        self._options.update(guidance_width=guidance_width, width=width, kshot=kshot, encoder=encoder)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen features: layer2 ++ layer3, or with the authors' encoder pool3 ++ pool4 ++ pool5."""
+        if self.encoder != "authors":
+            return super().encode(images)
+        feats = self.backbone(images)
+        return torch.cat([self.backbone.block4[0](feats["layer1"]), self.backbone.block5[0](feats["layer2"]),
+                          self.pool5(feats["layer3"])], dim=1)
 
     def query_code(self, query_feats):
         """Guidance features and segmentation-branch features of the query."""
-        low, high = query_feats[:, :self.low_channels], query_feats[:, self.low_channels:]
+        levels = torch.split(query_feats, self.levels, dim=1)
+        if self.encoder == "authors":
+            low, mid, high = levels
+            low = self.side_mid(torch.cat([self.side_low(low), mid], dim=1))
+            return self.guidance(high), self.side_high(torch.cat([low, high], dim=1))
+        low, high = levels
         segmentation = self.side_high(torch.cat([self.side_low(low), high], dim=1))
         return self.guidance(query_feats), segmentation
 
     def support_code(self, support_feats, support_masks):
         """The guidance vector: MAP of the guidance features over the support foreground."""
+        if self.encoder == "authors":
+            guidance = self.guidance(support_feats[:, -self.levels[2]:])
+            return (upsampled_average_pool(guidance, foreground(support_masks)),)
         return (masked_average_pool(self.guidance(support_feats), foreground(support_masks)),)
 
     def segment(self, guidance, segmentation, vector):

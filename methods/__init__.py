@@ -8,6 +8,7 @@ from methods.registry import (METHODS, MethodCard, MethodError, RegistryError, b
 
 from methods import all_foreground, canet, simpropnet, support_copy  # noqa: F401, I001  (registration)
 from methods import amp, co_fcn, fwb, oslsm, panet, pfenet, pgn, sg_one  # noqa: F401, I001
+from methods import hsnet  # noqa: F401, I001
 
 __all__ = ["FewShotSegmenter", "METHODS", "MethodCard", "MethodError", "RegistryError", "build_method", "list_methods",
            "register_method"]

@@ -1,0 +1,94 @@
+"""Golden fixture for HSNet: the authors' HypercorrSqueezeNetwork (juhongm999/hsnet) run on CPU in double
+precision with our seeded ResNet-50 weights (mapped by the entry's KeyMap), at 1 shot (their forward) and
+5 shots (their `predict_mask_nshot`), on one fixed 65 x 65 episode.
+
+    python -m tests.golden.make_hsnet --clone /work/clones/juhongm999+hsnet --commit $(cat .../.authors_commit)
+
+Their `resnet50(pretrained=True)` is patched at run time to torchvision's `resnet50(weights=None)` (the
+weights are ours); nothing in their files changes. Their fc layer, unused by their forward, keeps its own
+initialisation (our backbone has none).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict, Tuple
+
+import torch
+
+from methods.hsnet import HSNet, hsnet_keymap
+from tests.golden.authors import authors_code, clone_commit, import_from, save_fixture, seeded_state
+
+NAME = "hsnet-resnet50"
+SEED = 7
+SIZE = 65
+SHOTS = 5
+
+
+def seeded_model(seed: int = SEED) -> HSNet:
+    """Our HSNet (ResNet-50, random init from `seed`), BN statistics and GroupNorm affines perturbed, double."""
+    torch.manual_seed(seed)
+    model = HSNet(backbone="resnet50", backbone_enum=None)
+    seeded_state(model, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.GroupNorm):
+            module.weight.data.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+            module.bias.data.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+    model.learner.decoder2[2].bias.data[1] -= 0.05  # about half the pixels foreground per shot: votes of 0..5
+    return model.double().eval()
+
+
+def episode(seed: int = SEED) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One query [1, 3, S, S], SHOTS supports [1, K, 3, S, S] (float32 values) and their 0/1 masks [1, K, S, S]."""
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randn(1, 3, SIZE, SIZE, generator=generator)
+    supports = torch.randn(1, SHOTS, 3, SIZE, SIZE, generator=generator)
+    masks = torch.zeros(1, SHOTS, SIZE, SIZE, dtype=torch.long)
+    for k in range(SHOTS):  # a different rectangle per shot
+        top, left = 4 + 5 * k, 30 - 4 * k
+        masks[0, k, top:top + 28, left:left + 24] = 1
+    return query, supports, masks
+
+
+def authors_outputs(clone: Path, state: Dict[str, torch.Tensor], query, supports, masks) -> Dict[str, torch.Tensor]:
+    with authors_code(clone):
+        import torchvision.models.resnet as tv_resnet
+
+        original = tv_resnet.resnet50
+        tv_resnet.resnet50 = lambda *args, **kwargs: original(weights=None)
+        try:
+            network = import_from("model.hsnet").HypercorrSqueezeNetwork("resnet50", False)
+        finally:
+            tv_resnet.resnet50 = original
+        theirs = hsnet_keymap().to_authors(state)
+        theirs.update({k: v for k, v in network.state_dict().items() if k.startswith("backbone.fc.")})
+        network.load_state_dict(theirs, strict=True)
+        network = network.double().eval()
+        query, supports, float_masks = query.double(), supports.double(), masks.double()
+        with torch.no_grad():
+            one_shot = network(query, supports[:, 0], float_masks[:, 0])
+            per_shot = torch.cat([network(query, supports[:, k], float_masks[:, k]) for k in range(SHOTS)])
+            batch = {"query_img": query, "support_imgs": supports, "support_masks": float_masks}
+            five_shot = network.predict_mask_nshot(batch, nshot=SHOTS)
+    return {"logits_1shot": one_shot, "logits_per_shot": per_shot, "mask_5shot": five_shot}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clone", type=Path, required=True, help="a clone of juhongm999/hsnet")
+    parser.add_argument("--commit", default="", help="the clone's commit (for an exported tree without .git)")
+    args = parser.parse_args()
+    model = seeded_model()
+    query, supports, masks = episode()
+    outputs = authors_outputs(args.clone, model.state_dict(), query, supports, masks)
+    mask = outputs["mask_5shot"]
+    print(f"1-shot logits {tuple(outputs['logits_1shot'].shape)}, 5-shot foreground fraction {mask.mean():.3f}")
+    meta = {"authors": "juhongm999/hsnet", "commit": clone_commit(args.clone, args.commit), "seed": SEED,
+            "size": SIZE, "shots": SHOTS, "options": {"backbone": "resnet50", "backbone_enum": None},
+            "dtype": "float64", "weights": "seeded_model(seed): torch.manual_seed, seeded_state, GroupNorm affines"}
+    save_fixture(NAME, {"query": query, "supports": supports, "support_masks": masks, **outputs}, meta)
+
+
+if __name__ == "__main__":
+    main()

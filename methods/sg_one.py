@@ -70,16 +70,18 @@ AUTHORS_OPTIONS = {"backbone": "vgg16", "encoder": "authors", "guidance_width": 
 _VGG_CONVS = {"1.0": "block3.0", "1.2": "block3.2", "2.0": "block3.5", "2.2": "block3.7", "3.0": "block3.10",
               "3.2": "block3.12", "3.4": "block3.14", "4.0": "block4.1", "4.2": "block4.3", "4.4": "block4.5",
               "5.0": "block5.1", "5.2": "block5.3", "5.4": "block5.5"}
-AUTHORS_KEYS = KeyMap(rules=tuple((f"netB.features_{theirs}.", f"backbone.{ours}.") for theirs, ours in _VGG_CONVS.items())
-                      + (("netB.cls.0.", "guidance."), ("netB.side3_1.0.", "side_low.0."), ("netB.side4_1.0.", "side_mid.0."),
-                         ("netB.side5_1.0.", "side_high."), ("classifier_6.0.", "head.0."), ("exit_layer.", "head.2.")))
+_HEADS = (("netB.cls.0.", "guidance."), ("netB.side3_1.0.", "side_low.0."), ("netB.side4_1.0.", "side_mid.0."),
+          ("netB.side5_1.0.", "side_high."), ("classifier_6.0.", "head.0."), ("exit_layer.", "head.2."))
+AUTHORS_KEYS = KeyMap(rules=tuple((f"netB.features_{theirs}.", f"backbone.{ours}.")
+                                  for theirs, ours in _VGG_CONVS.items()) + _HEADS)
 
 
 def authors_vgg16(backbone: VGG16Backbone) -> VGG16Backbone:
     """Turn the harness's VGG16 (stride 8, conv5 dilated) into SG-One's trunk, in place (same weights):
     pool1-3 3x3 stride 2 padding 1, conv5 undilated, layer1 (conv3_3) returned for the pool3 level."""
     pools = [(backbone.block3, 4), (backbone.block3, 9), (backbone.block4, 0)]
-    if not all(isinstance(block[i], nn.MaxPool2d) for block, i in pools) or not isinstance(backbone.block5[0], nn.MaxPool2d):
+    pools_ok = all(isinstance(block[i], nn.MaxPool2d) for block, i in pools + [(backbone.block5, 0)])
+    if not pools_ok or not all(isinstance(backbone.block5[i], nn.Conv2d) for i in (1, 3, 5)):
         raise MethodError("SG-One's authors encoder: the vgg16 backbone's layout is not the expected one")
     for block, index in pools:
         block[index] = nn.MaxPool2d(3, stride=2, padding=1)

@@ -1,9 +1,12 @@
 """PANet: 20 x cosine logits on MAP prototypes, prototype alignment (PAR), k-shot prototype averaging."""
 import math
 
+import pytest
 import torch
+import torch.nn.functional as F
 
-from methods.panet import alignment_loss, cosine_logits, prototypes
+from methods.panet import PROTOTYPE_EPS, alignment_loss, cosine_logits, prototypes, upsampled_average_pool
+from methods.registry import MethodError
 from tests.method_helpers import tiny_method
 
 
@@ -86,3 +89,22 @@ def test_k_shot_averages_prototypes():
         bg = (codes[0][1] + codes[1][1]) / 2
         expected = cosine_logits(q_code[0], bg, fg, 20.0)
         assert torch.allclose(method(query, supports, masks), expected, atol=1e-5)
+
+
+def test_upsampled_average_pool_equals_pooling_the_upsampled_features():
+    """PANet's `getFeatures` (features upsampled to the mask, then MAP), computed without the upsampling."""
+    gen = torch.Generator().manual_seed(2)
+    feats = torch.randn(3, 5, 7, 9, generator=gen, dtype=torch.float64)
+    masks = (torch.rand(3, 29, 40, generator=gen) > 0.6).double()
+    up = F.interpolate(feats, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+    expected = (up * masks[:, None]).sum(dim=(2, 3)) / (masks.sum(dim=(1, 2))[:, None] + PROTOTYPE_EPS)
+    torch.testing.assert_close(upsampled_average_pool(feats, masks), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_authors_encoder_needs_vgg16_and_keeps_the_default_unchanged():
+    with pytest.raises(MethodError, match="vgg16"):
+        small(encoder="authors")
+    with pytest.raises(MethodError, match="pooling"):
+        small(pooling="nearest")
+    assert set(small().trainable_state()) == {"projection.weight", "projection.bias"}
+    assert not small(kernel=0).trainable_state()  # no projection: the embedding is the backbone's

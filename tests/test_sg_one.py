@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from methods.registry import MethodError
 from tests.method_helpers import tiny_method
 
 
@@ -65,3 +66,10 @@ def test_or_rule_is_the_union_of_the_one_shot_masks():
     assert torch.equal(five, ones[0] | ones[1] | ones[2])
     with pytest.raises(ValueError):
         small(kshot="vote")
+
+
+def test_authors_encoder_needs_vgg16_and_keeps_the_default_unchanged():
+    with pytest.raises(MethodError, match="vgg16"):
+        small(encoder="authors")
+    assert {k.split(".")[0] for k in small().trainable_state()} == {"guidance", "side_low", "side_high", "head"}
+    assert small().head[2].padding == (0, 0)

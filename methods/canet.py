@@ -5,7 +5,9 @@ Refinement and Attentive Few-Shot Learning", CVPR 2019), written from the paper 
 * dense comparison module (DCM): the support's masked-average-pooled vector is tiled, concatenated with
   the query features and fused by a 3x3 conv (dilation 2) + ReLU + Dropout2d;
 * iterative optimisation module (IOM): x + F([x; y_prev]) with y_prev the previous 2-channel softmax,
-  two more residual blocks, ASPP and a 1x1 classifier;
+  two more residual blocks, ASPP (every branch with ReLU + Dropout2d, as `layer6_*`) and a 1x1 classifier;
+* training loss: cross-entropy of the logits upsampled bilinearly with align_corners=True, as their
+  `train.py`; support masks are resized to the features the same way (`resize_mask_to`);
 * k-shot: an attention branch per shot (conv + ReLU + max-pool + conv + global average pool -> a
   scalar), softmax over shots, weighted sum of the shots' DCM outputs before the IOM.
 
@@ -30,6 +32,21 @@ from torch import nn
 
 from methods.common import ASPP, BackboneMethod, Encoder, init_head, segmentation_loss, support_vectors, tile
 from methods.registry import register_method
+from methods.weights import KeyMap
+
+# The head of the authors' `one_shot_network.ResNet` (icoz69/CaNet) in our names (no released weights:
+# used by the golden test, tests/golden/make_canet.py). Their backbone (conv1 .. layer3) is our frozen
+# backbone; our k-shot attention branch has no counterpart in their 1-shot code.
+AUTHORS_OPTIONS = {"width": 256, "aspp_rates": [6, 12, 18], "dropout": 0.5}
+AUTHORS_KEYS = KeyMap(
+    rules=[("layer5.0.", "encoder.conv."), ("layer55.0.", "dcm.0."), ("residule1.", "res1.body."),
+           ("residule2.", "res2.body."), ("residule3.", "res3.body."), ("layer6_0.0.", "decoder.pool_branch.0."),
+           ("layer6_1.0.", "decoder.branches.0.0."), ("layer6_2.0.", "decoder.branches.1.0."),
+           ("layer6_3.0.", "decoder.branches.2.0."), ("layer6_4.0.", "decoder.branches.3.0."),
+           ("layer7.0.", "decoder.project.0."), ("layer9.", "decoder.classifier.")],
+    ignore_authors=(r"(conv1|bn1|layer[1-4])\..*",),
+    ignore_harness=(r"backbone\..*", r"attention\..*"),
+)
 
 
 class _Residual(nn.Module):
@@ -123,7 +140,7 @@ class CANet(BackboneMethod):
             with torch.no_grad():
                 first = torch.softmax(self.refine(compared, history), dim=1)
             history = torch.where(use_history[:, None, None, None], first, history)
-        return segmentation_loss(self.refine(compared, history), query_mask)
+        return segmentation_loss(self.refine(compared, history), query_mask, align_corners=True)
 
     def training_shots(self, step: int) -> int:
         """Shots of the training episodes at `step`: k-shot every `kshot_train_every` steps."""

@@ -35,10 +35,11 @@ def tile(vector: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return vector[:, :, None, None].expand(-1, -1, *like.shape[-2:])
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of 2-channel logits resized (bilinear) to a {0, 1, 255} target."""
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """Cross-entropy of 2-channel logits resized (bilinear, `align_corners` as the method's authors: True
+    for CANet and FWB) to a {0, 1, 255} target."""
     if logits.shape[-2:] != target.shape[-2:]:
-        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=align_corners)
     return F.cross_entropy(logits, target.long(), ignore_index=IGNORE_INDEX)
 
 
@@ -62,16 +63,19 @@ def init_head(module: nn.Module, std: float = 0.01) -> None:
 class ASPP(nn.Module):
     """CANet's ASPP decoder head: global pool, 1x1 and three dilated 3x3 branches, then two 1x1 convs.
 
-    Output: 2-channel logits at the input's resolution (1/8 of the image).
+    Every branch and the fusing 1x1 conv end in ReLU + Dropout2d(`dropout`), as `layer6_*` / `layer7` of
+    CANet's code. Output: 2-channel logits at the input's resolution (1/8 of the image).
     """
 
     def __init__(self, width: int, rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5):
         super().__init__()
-        self.pool_branch = nn.Sequential(nn.Conv2d(width, width, 1), nn.ReLU(inplace=True))
-        self.branches = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(width, width, 1), nn.ReLU(inplace=True))]
-            + [nn.Sequential(nn.Conv2d(width, width, 3, padding=r, dilation=r), nn.ReLU(inplace=True)) for r in rates]
-        )
+
+        def branch(conv: nn.Conv2d) -> nn.Sequential:
+            return nn.Sequential(conv, nn.ReLU(inplace=True), nn.Dropout2d(dropout))
+
+        self.pool_branch = branch(nn.Conv2d(width, width, 1))
+        self.branches = nn.ModuleList([branch(nn.Conv2d(width, width, 1))]
+                                      + [branch(nn.Conv2d(width, width, 3, padding=r, dilation=r)) for r in rates])
         self.project = nn.Sequential(nn.Conv2d(width * (len(rates) + 2), width, 1), nn.ReLU(inplace=True),
                                      nn.Dropout2d(dropout))
         self.classifier = nn.Conv2d(width, 2, 1)

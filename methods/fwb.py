@@ -13,6 +13,8 @@ ducminhkhoi/Feature-Weighting-and-Boosting, was read for details the paper leave
   support cross-entropy (Adam, lr 1e-2, as the author's code; `boost_optimizer="sgd"` is the paper's
   plain step with rate `boost_lr`); each of the steps + 1 prototypes is an expert, and the query
   prediction is the experts' foreground probabilities averaged with weights = their IoU on the support;
+* logits are upsampled to the support / query masks bilinearly with align_corners=True (boosting and
+  training), as every resize of the author's `few_shot_model.py`;
 * k-shot: f and b are summed over the shots; the boosting loss is summed over the shots and an
   expert's weight is its IoU averaged over the shots (author's code).
 
@@ -130,7 +132,7 @@ class FWB(BackboneMethod):
             for step in range(self.boost_steps + 1):
                 f.requires_grad_(True)
                 logits = self.segment(flat_e, flat_low, flat_r, f.repeat_interleave(shots, dim=0))
-                logits = F.interpolate(logits, size=flat_masks.shape[-2:], mode="bilinear", align_corners=False)
+                logits = F.interpolate(logits, size=flat_masks.shape[-2:], mode="bilinear", align_corners=True)
                 experts.append(f.detach())
                 ious.append(support_iou(logits.detach(), flat_masks).view(batch, shots).mean(dim=1))
                 if step == self.boost_steps:
@@ -174,4 +176,5 @@ class FWB(BackboneMethod):
         batch, shots = support_feats.shape[:2]
         code = self.support_code(support_feats.flatten(0, 1), support_masks.flatten(0, 1))
         code = tuple(v.unflatten(0, (batch, shots)) for v in code)
-        return segmentation_loss(self.segment(*self._plain(self.query_code(query_feats), code)), query_mask)
+        logits = self.segment(*self._plain(self.query_code(query_feats), code))
+        return segmentation_loss(logits, query_mask, align_corners=True)

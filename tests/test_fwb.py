@@ -1,6 +1,7 @@
 """FWB: feature relevance, test-time boosting of the prototype and the IoU-weighted expert ensemble."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from methods.fwb import relevance, support_iou, weighted_similarity
 from tests.method_helpers import square_episode, tiny_method
@@ -107,3 +108,27 @@ def test_no_boosting_is_the_plain_prediction_and_duplicated_shots_match():
     query_img, supports, masks = episode()
     two = boosted(query_img, supports.repeat(1, 2, 1, 1, 1), masks.repeat(1, 2, 1, 1))
     assert torch.allclose(one, two, atol=1e-4)  # summed vectors, summed loss, mean IoU: same experts
+
+
+def test_boosting_and_training_upsample_with_align_corners_as_the_author():
+    """One plain (SGD) boosting step equals the step computed with the logits upsampled align_corners=True
+    (the author's `few_shot_model.py`); the training loss upsamples the same way."""
+    method = small(boost_steps=1, boost_optimizer="sgd", boost_lr=0.5).eval()
+    query_img, supports, masks = episode()
+    q, s = codes(method, query_img, supports, masks)
+    query, low, r, prototype = method._plain(q, s)
+    experts, _ = method.boost(prototype, r, *s[2:])
+    f = prototype.clone().requires_grad_(True)
+    flat_masks = masks[:, 0]
+    logits = F.interpolate(method.segment(s[2][:, 0], s[3][:, 0], r, f), size=flat_masks.shape[-2:],
+                           mode="bilinear", align_corners=True)
+    pixel = F.cross_entropy(logits, flat_masks, ignore_index=255, reduction="none")
+    loss = (pixel.sum(dim=(1, 2)) / (flat_masks != 255).sum(dim=(1, 2))).sum()
+    (grad,) = torch.autograd.grad(loss, f)
+    torch.testing.assert_close(experts[:, 1], prototype - 0.5 * grad, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        feats = method.encode_episode(query_img, supports)
+        train_loss = method.training_loss(*feats, masks, masks[:, 0])
+        logits = method.segment(*method._plain(method.query_code(feats[0]), codes(method, query_img, supports, masks)[1]))
+        up = F.interpolate(logits, size=(48, 48), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(train_loss, F.cross_entropy(up, masks[:, 0], ignore_index=255))

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from analyses.metrics import FSSEvaluator, episode_counts, mean_std
+from analyses.metrics import FSSEvaluator, episode_counts, evaluate_rows, mean_std
 from analyses.summary import cell_metrics, summarize
 
 
@@ -115,3 +115,35 @@ def test_summary_mean_row_averages_splits():
     summary = summarize(pd.concat([frame, other]))
     rows = summary.set_index("split")
     assert rows.loc["mean", "miou_mean"] == pytest.approx((rows.loc["1", "miou_mean"] + rows.loc["2", "miou_mean"]) / 2)
+
+
+def test_class_with_zero_union_is_excluded_and_listed_never_nan():
+    """A class whose episodes have no foreground in ground truth or prediction: IoU undefined; it is left out
+    of the mean (HSNet's max(union, 1) would score it 0) and the mIoU stays a number."""
+    classes, counts = worked_example()
+    evaluator = FSSEvaluator()
+    evaluator.process(classes + [3], counts + [[0, 0, 100, 100]])
+    result = evaluator.evaluate()
+    assert result["miou"] == pytest.approx(0.6125)  # classes 1 and 2 only
+    assert result["excluded_classes"] == {3: "zero union"} and 3 not in result["class_iou"]
+    assert not np.isnan(result["fbiou"])
+
+
+def test_split_class_without_episode_is_excluded_and_listed():
+    classes, counts = worked_example()
+    rows = pd.DataFrame(counts, columns=["fg_inter", "fg_union", "bg_inter", "bg_union"]).assign(class_id=classes)
+    result = evaluate_rows(rows, classes=[1, 2, 3, 4])
+    assert result["miou"] == pytest.approx(0.6125)  # not (17/40 + 40/50 + 0 + 0) / 4 as HSNet's logger
+    assert result["excluded_classes"] == {3: "no episode", 4: "no episode"}
+    assert evaluate_rows(rows)["excluded_classes"] == {}
+
+
+def test_no_scorable_class_is_refused_and_an_undefined_fb_side_is_left_out():
+    evaluator = FSSEvaluator()
+    evaluator.process([1], [[0, 0, 10, 10]])
+    with pytest.raises(ValueError, match="no class can be scored"):
+        evaluator.evaluate()
+    evaluator = FSSEvaluator()
+    evaluator.process([1], [[20, 20, 0, 0]])  # every valid pixel foreground in GT and prediction: bg union 0
+    result = evaluator.evaluate()
+    assert result["bg_iou"] is None and result["fbiou"] == pytest.approx(1.0)

@@ -31,7 +31,8 @@ equal to their forward and alignment loss by `tests/test_golden_panet.py`:
 * `encoder="authors"` (on `backbone="vgg16"`): their VGG16 encoder: pool1-3 3x3 stride 2 padding 1
   (torchvision's are 2x2), pool4 3x3 stride 1, conv5 dilated 2, no ReLU after conv5_3; the embedding
   is conv5_3 alone (512, stride 8). It stays frozen here (they fine-tune it);
-* `kernel=0`: no projection (the embedding is the encoder's output, `width` unused);
+* `kernel=0`: no projection (the embedding is the encoder's output, `width` unused); with the frozen
+  encoder nothing is then trainable: the set is for the proof, `kernel=1` adds a trainable projection;
 * `pooling="upsample-features"`: MAP of the features bilinearly upsampled (align_corners=False) to the
   mask size, eps 1e-5, computed exactly without materialising the upsampled features (the adjoint of
   the separable upsampling applied to the mask); background = every pixel not of the class (void

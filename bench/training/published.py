@@ -5,7 +5,8 @@ weights`) or `--weights TAG=FILE` (repeatable; TAG is an entry's full name `meth
 cell of a method that has published weights for the run's dataset load the checkpoint of its split
 (split k = the authors' fold k - 1) instead of training one. A file is read weights-only, its state
 dict (the entry's `state_key`, DataParallel's `module.` stripped) renamed by the entry's `KeyMap`,
-and loaded strictly into `build_method(method, **entry.options)`. Where several entries fit a split
+and loaded strictly into `build_method(method, **entry.options)` (with `backbone_enum=None` where the
+method takes it: the file holds the backbone too, so no ImageNet weights are read). Where several entries fit a split
 (e.g. ResNet-50 and ResNet-101), `--weights-variant PATTERN` keeps those whose name matches.
 
 Everything is checked before a run writes anything: the file exists, has the entry's sha256 where the
@@ -16,6 +17,7 @@ not `native_resolution` needs the run's `--input-size` to equal it).
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,7 +29,8 @@ from bench.core.fileio import sha256_file
 from bench.core.options import option
 from bench.data.images import IMAGENET_MEAN, IMAGENET_STD
 from bench.training.checkpoints import load_tensors
-from methods import FewShotSegmenter, build_method
+from methods import METHODS, FewShotSegmenter, build_method
+from methods.common import BackboneMethod
 from methods.weights import WEIGHTS, PublishedWeights
 
 SHOWN_KEYS = 3  # keys named in a did-not-fit error (then a count)
@@ -92,6 +95,18 @@ def check_normalisation(entry: PublishedWeights) -> None:
         raise BenchError(f"published weights {entry.name} expect inputs normalised with mean {mean}, std {std}; the "
                          f"harness normalises with ImageNet's {tuple(round(float(x), 3) for x in ours[0])}, "
                          f"{tuple(round(float(x), 3) for x in ours[1])}: not supported")
+
+
+def build_options(entry: PublishedWeights) -> Dict:
+    """The entry's builder options; a method that takes `backbone_enum` gets None unless the entry sets it:
+    the published file holds the whole model, so no pretrained backbone weights are needed (nor fetched)."""
+    builder = METHODS.card(entry.method).builder
+    try:
+        takes = "backbone_enum" in inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        takes = False
+    takes = takes or (isinstance(builder, type) and issubclass(builder, BackboneMethod))
+    return {**({"backbone_enum": None} if takes else {}), **dict(entry.options)}
 
 
 def _shown(keys: List[str]) -> str:
@@ -228,7 +243,7 @@ class PublishedModels:
         chosen = self.get(method, split)
         entry, path = chosen.entry, chosen.path
         sha256 = self.sha256(method, split)
-        model = build_method(entry.method, **dict(entry.options))
+        model = build_method(entry.method, **build_options(entry))
         if not getattr(model, "native_resolution", False) and self.input_size not in (None, entry.input_size):
             raise BenchError(f"published weights {entry.name} are evaluated at {entry.input_size} x {entry.input_size} "
                              f"and {entry.method} does not resize its input: run with --input-size {entry.input_size}")

@@ -158,3 +158,26 @@ def test_base_training_labels_follow_the_original_loader():
     assert out[0, 0].eq(2).all() and out[0, 1].eq(255).all() and out[0, 2].eq(0).all() and out[0, 3].eq(0).all()
     assert out[1].eq(255).all()
     assert out[2, 0, 0] == 1 and out[2].eq(0).sum() == 15
+
+
+def test_training_labels_mark_other_classes_for_amp():
+    """bench's training batch: training classes 1..n in order, background 0, void 255, and every other class
+    OTHER_CLASS (AMP ignores those pixels; before, they were background)."""
+    import numpy as np
+    import pandas as pd
+    from types import SimpleNamespace
+
+    from bench.training.train import training_batch
+
+    label = np.zeros((4, 4), dtype=np.uint8)
+    label[0] = 7  # a training class
+    label[1] = 3  # a novel class
+    label[2] = 255
+    store = SimpleNamespace(input_size=4, dataset=SimpleNamespace(ignore_label=255),
+                            image=lambda i: torch.zeros(3, 4, 4, dtype=torch.uint8),
+                            mask=lambda i, c: (label == c).astype(np.uint8), label=lambda i: label)
+    rows = pd.DataFrame({"query": ["q"], "class_id": [7], "flip_query": [False], "supports": ["s"],
+                         "flip_support": [False], "gray": [False]})
+    labels = training_batch(store, rows, base_classes=[5, 7])[-1][0]
+    assert labels[0].eq(2).all() and labels[1].eq(OTHER_CLASS).all()
+    assert labels[2].eq(255).all() and labels[3].eq(0).all()

@@ -26,18 +26,35 @@ Deviations from the original, on purpose:
   their feature size (41 x 41 at 321: [41, 21, 10, 5]; 14 x 14 synthetic: [14, 7, 4, 2]);
 * logits stay at stride 8 (resized by the loss and the evaluator); no multi-scale or crop
   augmentation (the harness's flips only).
+
+`architecture="authors"` is the released model itself (proven equal to it by tests/test_golden_pfenet.py):
+* backbones of their code (`methods/pspnet_backbones.py`): deep-stem ResNet-50/101 (layer3/4 dilated 2/4
+  in all blocks) or their VGG16-BN cut; weights from their checkpoint (`register_weights` below);
+* mid-level = layer3 ++ layer2 in their channel order (VGG: layer2 resized to layer3's stride 16); the
+  prior from layer4 on (layer3 x mask), all resizes bilinear with align_corners=True as theirs;
+* their test-time resizing (test.py with `resized_val`, util/transform.py `Resize`), done inside
+  `forward` (a `native_resolution` method: the evaluator feeds each episode at the query's size):
+  longer side to `input_size` (473; 641 for their COCO models), both sides floored to a multiple of 8,
+  image bilinear (as cv2 INTER_LINEAR), mask nearest, padded bottom/right to a square (image black,
+  i.e. 0 before normalisation; mask 255); logits upsampled to the square (align_corners=True), then to
+  max(H, W) squared and cropped to H x W (their `ori_resize`: the label padded with 255 to that square).
+Remaining deviations of that option: the harness gives the supports already resized onto the query
+frame (theirs resize each support from its own size); a side that would floor to 0 is kept at 8 (theirs
+would fail); the frozen backbone keeps BN in eval mode also in training.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import foreground
+from methods.base import IGNORE_INDEX, foreground
 from methods.common import BackboneMethod, masked_average_pool, resize_mask_to, segmentation_loss, tile
-from methods.registry import register_method
+from methods.pspnet_backbones import PFENET_BACKBONES
+from methods.registry import MethodError, register_method
+from methods.weights import IMAGENET_NORMALISATION, KeyMap, PublishedWeights, register_weights
 
 COSINE_EPS = 1e-7  # PFENet's epsilon in the prior's cosine and min-max normalisation
 
@@ -69,6 +86,34 @@ def _resize(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
+
+def authors_resize_shape(height: int, width: int, size: int):
+    """Their `Resize`: the longer side to `size`, the other scaled alike (truncated), both floored to a
+    multiple of 8 (so 473 -> 472); at least 8."""
+    if height >= width:
+        new_h, new_w = size, int(width * (size * 1.0 / height))
+    else:
+        new_h, new_w = int(height * (size * 1.0 / width)), size
+    return max(8, new_h // 8 * 8), max(8, new_w // 8 * 8)
+
+
+def letterbox(images: torch.Tensor, masks: torch.Tensor, size: int):
+    """Normalised images [N, 3, H, W] and masks [N, H, W] -> [N, 3, size, size], [N, size, size] as their
+    test transform: resized by `authors_resize_shape`, padded bottom/right (black image, mask 255)."""
+    new_h, new_w = authors_resize_shape(images.shape[-2], images.shape[-1], size)
+    if (new_h, new_w) != tuple(images.shape[-2:]):
+        images = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    if (new_h, new_w) != tuple(masks.shape[-2:]):
+        masks = F.interpolate(masks[:, None].float(), size=(new_h, new_w), mode="nearest")[:, 0].to(masks.dtype)
+    mean = torch.tensor(IMAGENET_NORMALISATION["mean"], dtype=images.dtype, device=images.device)
+    std = torch.tensor(IMAGENET_NORMALISATION["std"], dtype=images.dtype, device=images.device)
+    canvas = (-mean / std).view(1, 3, 1, 1).repeat(images.shape[0], 1, size, size)
+    canvas[:, :, :new_h, :new_w] = images
+    mask_canvas = masks.new_full((masks.shape[0], size, size), IGNORE_INDEX)
+    mask_canvas[:, :new_h, :new_w] = masks
+    return canvas, mask_canvas
+
+
 PROFILES = {
     # 14 x 14 features: bins scaled from [60, 30, 15, 8] on 60 x 60; the harness's recipe otherwise.
     "synthetic": {"options": {"width": 128, "bins": [14, 7, 4, 2]}},
@@ -86,11 +131,23 @@ class PFENet(BackboneMethod):
     """PFENet (Tian et al., TPAMI 2020): prior mask + feature enrichment module."""
 
     def __init__(self, width: int = 256, bins: Sequence[float] = (60, 30, 15, 8), dropout: float = 0.5,
-                 aux_weight: float = 1.0, **backbone):
+                 aux_weight: float = 1.0, architecture: str = "harness", input_size: int = 473, **backbone):
+        if architecture not in ("harness", "authors"):
+            raise MethodError(f"unknown PFENet architecture '{architecture}'; known: harness, authors")
+        authors = architecture == "authors"
+        if authors:
+            backbone.setdefault("backbone", "resnet50-deepstem")
+            if backbone["backbone"] not in PFENET_BACKBONES:
+                raise MethodError(f"PFENet's authors architecture needs one of their backbones: {', '.join(PFENET_BACKBONES)}")
+            if (input_size - 1) % 8:
+                raise MethodError(f"PFENet's input size must be 8k + 1 (473, 641), not {input_size}")
         name = backbone.get("backbone", "resnet50")
-        if "backbone_layers" not in backbone and name == "resnet50":
+        if "backbone_layers" not in backbone and (name == "resnet50" or authors):
             backbone["backbone_layers"] = ("layer2", "layer3", "layer4")
         super().__init__(**backbone)
+        self.architecture, self.input_size = architecture, input_size
+        #: the authors' architecture resizes each episode itself (their test-time resizing)
+        self.native_resolution = authors
         if not bins:
             raise ValueError("PFENet needs at least one bin")
         self.bins = [float(b) if b <= 1 else int(b) for b in bins]
@@ -109,11 +166,19 @@ class PFENet(BackboneMethod):
         self.cls = _classifier(width)
         self._options.update(width=width, bins=list(self.bins), dropout=dropout, aux_weight=aux_weight,
                              high_level="layer4" if self.has_layer4 else "layer3")
+        if authors:  # the default's recorded options stay as they were
+            self._options.update(architecture=architecture, input_size=input_size)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """layer2 ++ layer3 (++ layer4 when the backbone has it), stride 8."""
+        """layer2 ++ layer3 (++ layer4 when the backbone has it), stride 8; the authors' architecture:
+        layer3 ++ layer2 ++ layer4, layer2 resized to layer3's size (VGG) as theirs."""
         feats = self.backbone(images)
+        if self.architecture == "authors":
+            layer2 = feats["layer2"]
+            if layer2.shape[-2:] != feats["layer3"].shape[-2:]:
+                layer2 = _resize(layer2, feats["layer3"].shape[-2:])
+            return torch.cat([feats["layer3"], layer2, feats["layer4"]], dim=1)
         parts = [feats["layer2"], feats["layer3"]] + ([feats["layer4"]] if self.has_layer4 else [])
         return torch.cat(parts, dim=1)
 
@@ -121,6 +186,8 @@ class PFENet(BackboneMethod):
         """(mid-level layer2 ++ layer3, the high-level layer's input, the high-level feature)."""
         c2 = self.backbone.channels["layer2"]
         mid = feats[:, :self.feature_channels]
+        if self.architecture == "authors":
+            return mid, feats[:, :self.backbone.channels["layer3"]], feats[:, self.feature_channels:]
         if self.has_layer4:
             return mid, feats[:, c2:self.feature_channels], feats[:, self.feature_channels:]
         return mid, feats[:, :c2], feats[:, c2:self.feature_channels]
@@ -179,10 +246,66 @@ class PFENet(BackboneMethod):
     def decode(self, query_code, support_code):
         return self._enrich_codes(query_code, support_code)[0]
 
+    def forward(self, query, supports, support_masks):
+        if self.architecture != "authors":
+            return super().forward(query, supports, support_masks)
+        return self.test_time(query, supports, support_masks)
+
+    def network(self, query, supports, support_masks):
+        """Their network's forward (no test-time resizing): logits upsampled to the input size
+        (their zoom factor 8 on 8k + 1 inputs, align_corners=True)."""
+        return _resize(super().forward(query, supports, support_masks), query.shape[-2:])
+
+    def test_time(self, query, supports, support_masks):
+        """Their test-time resizing around `network`: logits [B, 2, H, W] at the query's size."""
+        height, width = query.shape[-2:]
+        batch, shots = supports.shape[:2]
+        blank = torch.zeros_like(query[:, 0], dtype=torch.long)
+        query, _ = letterbox(query, blank, self.input_size)
+        supports, masks = letterbox(supports.flatten(0, 1), support_masks.flatten(0, 1), self.input_size)
+        logits = self.network(query, supports.unflatten(0, (batch, shots)), masks.unflatten(0, (batch, shots)))
+        side = max(height, width)
+        return _resize(logits, (side, side))[..., :height, :width]
+
     def training_loss(self, query_feats, support_feats, support_masks, query_mask, context=None):
         batch, shots = support_feats.shape[:2]
         code = self.support_code(support_feats.flatten(0, 1), support_masks.flatten(0, 1))
         code = tuple(v.unflatten(0, (batch, shots)) for v in code)
         logits, aux = self._enrich_codes(self.query_code(query_feats), code)
-        aux_loss = torch.stack([segmentation_loss(a, query_mask) for a in aux]).mean()
-        return segmentation_loss(logits, query_mask) + self.aux_weight * aux_loss
+        corners = self.architecture == "authors"  # theirs upsample the logits with align_corners=True
+        aux_loss = torch.stack([segmentation_loss(a, query_mask, align_corners=corners) for a in aux]).mean()
+        return segmentation_loss(logits, query_mask, align_corners=corners) + self.aux_weight * aux_loss
+
+
+# The checkpoints the authors released (README, "Run Demo / Test with Pretrained Models"): 4 ResNet-50
+# models for PASCAL-5i and 4 VGG-16 models for COCO-20i, one OneDrive archive. Their train.py saves
+# {"epoch", "state_dict": DataParallel's state dict ("module." prefix), "optimizer"} as
+# exp/<dataset>/split<k>_<backbone>/model/train_epoch_<epoch>_<mIoU>.pth (best) and final.pth (last); the
+# archive's inner file names could not be checked here (its link is not reachable offline): final.pth,
+# the one name train.py fixes, is assumed. Their state dict holds exactly the modules below (the PSPNet
+# classifier and fc of the ImageNet backbone are never attached to PFENet): nothing to ignore.
+AUTHORS_KEYS = KeyMap(rules=tuple((f"layer{k}.", f"backbone.layer{k}.") for k in range(5)) + (("down_supp.", "down_support."),))
+RELEASE_URL = "https://1drv.ms/u/c/af3d5d777523123a/EU_IQ0BZn0lErngawUbZ3UIBhYuJ1F8DJMoacP1zPJ-Hlg?e=mIKR0n"
+REPORTED_SOURCE = ("PFENet, TPAMI 2020 (arXiv:2008.01449); the per-fold numbers of its tables were not found in the "
+                   "stored sources, so none are recorded")
+_RELEASES = (
+    # dataset, their exp folder, input size (val_size of their config), options (their config's ppm_scales)
+    ("pascal5i", "pascal", "resnet50", 473, {"backbone": "resnet50-deepstem", "bins": [60, 30, 15, 8]}),
+    ("coco20i", "coco", "vgg", 641, {"backbone": "vgg16bn-pfenet", "bins": [1.0, 0.5, 0.25, 0.125]}),
+)
+register_weights(*(
+    PublishedWeights(
+        method="pfenet", tag=f"{dataset}-fold{fold}-{'vgg16bn' if tag == 'vgg' else tag}",
+        file_name=f"exp/{folder}/split{fold}_{tag}/model/final.pth", url=RELEASE_URL, dataset=dataset, fold=fold,
+        options={"architecture": "authors", "width": 256, "input_size": size, **options}, keys=AUTHORS_KEYS,
+        input_size=size, source=REPORTED_SOURCE)
+    for dataset, folder, tag, size, options in _RELEASES for fold in range(4)))
+
+
+def load_authors_state(model: PFENet, checkpoint: Mapping, entry: PublishedWeights) -> None:
+    """Load a checkpoint of theirs (already read with `torch.load(weights_only=True)`) into `model`, strictly."""
+    state = checkpoint[entry.state_key] if entry.state_key else checkpoint
+    try:
+        model.load_state_dict(entry.keys.to_harness(state), strict=True)
+    except RuntimeError as exc:
+        raise MethodError(f"{entry.name}: the checkpoint does not fit ({str(exc).splitlines()[0]} ...)") from None

@@ -8,7 +8,8 @@ import pytest
 
 from bench.cli.commands import main
 from methods.weights import WEIGHTS
-from tests.test_weights import ENTRIES, run_args, weights_dir
+from tests.published_fixture import ENTRIES, weights_dir
+from tests.test_weights import run_args
 
 
 @pytest.fixture(scope="module")

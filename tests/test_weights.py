@@ -1,8 +1,7 @@
 """Published checkpoints end to end: `bench weights`, `bench run --weights`, and their bad inputs.
 
-Test-only entries for PANet on the small synthnet backbone (and a native-resolution variant of it) are
-patched into the registries, so no global state leaks; the checkpoints are written laid out like an
-authors' file (their key names, DataParallel's `module.` prefix, under "state_dict").
+The test entries (tests/published_fixture.py: PANet on synthnet, and a native-resolution variant) are
+patched into the registries per test, so no global state leaks.
 """
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 from bench.cli.commands import main
 from bench.core.fileio import sha256_file
@@ -21,85 +19,27 @@ from bench.data.episodes import read_manifest
 from bench.data.images import ImageStore
 from bench.evaluation.loop import evaluate_manifest
 from bench.runs.cells import Cell
+from bench.runs.config import RunConfig
 from bench.runs.rundir import RunDir
-from methods import METHODS, build_method
-from methods.panet import PANet
-from methods.registry import MethodCard
-from methods.weights import WEIGHTS, KeyMap, PublishedWeights
-from tests.golden.authors import seeded_state
-
-OPTIONS = {"backbone": "synthnet", "width": 8}
-KEYS = KeyMap(rules=(("encoder.", "backbone."), ("proj.", "projection.")), ignore_authors=(r"aux\..*",))
-URL = "https://example.org/panet-weights"
-SIZE = 32
-
-
-class NativePANet(PANet):
-    """PANet that resizes its input itself (as the authors' architectures): fed at each query's size."""
-
-    native_resolution = True
-
-    def __init__(self, input_size: int = 40, **options):
-        super().__init__(**options)
-        self.input_size = input_size
-
-    def forward(self, query, supports, support_masks):
-        size = (self.input_size, self.input_size)
-        batch, shots = supports.shape[:2]
-        query = F.interpolate(query, size=size, mode="bilinear", align_corners=True)
-        supports = F.interpolate(supports.flatten(0, 1), size=size, mode="bilinear",
-                                 align_corners=True).unflatten(0, (batch, shots))
-        masks = F.interpolate(support_masks.float().flatten(0, 1)[:, None], size=size,
-                              mode="nearest")[:, 0].unflatten(0, (batch, shots)).long()
-        return super().forward(query, supports, masks)
-
-
-def entry(tag: str, fold: int, method: str = "panet", **changes) -> PublishedWeights:
-    values = dict(method=method, tag=tag, file_name=f"sub/{tag}.pth", url=URL, dataset="pascal5i", fold=fold,
-                  options=OPTIONS, keys=KEYS, input_size=SIZE, reported={1: {"miou": 50.0, "fbiou": None}},
-                  source="test")
-    values.update(changes)
-    return PublishedWeights(**values)
-
-
-ENTRIES = [entry(f"fold{f}", f) for f in range(4)]
-
+from bench.training.published import PublishedModels, PublishedOptions
+from tests.published_fixture import (
+    ENTRIES,
+    OPTIONS,
+    SIZE,
+    URL,
+    entry,
+    register,
+    seeded_model,
+    use_entries,
+    weights_dir,
+    write_authors_file,
+)
 
 @pytest.fixture()
 def registered(monkeypatch):
     """The test entries (and the native test method) registered for one test."""
-    monkeypatch.setattr(WEIGHTS, "_entries", {e.name: e for e in ENTRIES})
-    monkeypatch.setitem(METHODS._entries, "panet-native",
-                        MethodCard("panet-native", NativePANet, "PANet resizing its input itself", trainable=True))
+    use_entries(monkeypatch)
     return monkeypatch
-
-
-def register(monkeypatch, *entries: PublishedWeights) -> None:
-    monkeypatch.setattr(WEIGHTS, "_entries", {**WEIGHTS._entries, **{e.name: e for e in entries}})
-
-
-def seeded_model(published: PublishedWeights, seed: int):
-    torch.manual_seed(seed)
-    model = build_method(published.method, **published.options)
-    seeded_state(model, seed)
-    return model.eval()
-
-
-def write_authors_file(path: Path, published: PublishedWeights, seed: int, edit=None) -> Path:
-    """The harness model of `seed` saved as the authors would: their names, `module.`, under state_dict."""
-    state = published.keys.to_authors(seeded_model(published, seed).state_dict())
-    state["aux.weight"] = torch.ones(2)  # a key the harness has no module for (the entry ignores it)
-    if edit is not None:
-        edit(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 7, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    return path
-
-
-def weights_dir(root: Path, entries=ENTRIES, seed: int = 3) -> Path:
-    for i, e in enumerate(entries):
-        write_authors_file(root / e.file_name, e, seed + i)
-    return root
 
 
 def run_args(voc_root, out, *extra, methods=("panet",)):
@@ -274,3 +214,17 @@ def test_bench_weights_lists_the_entries(registered, capsys):
     assert main(["weights", "hsnet.*"]) == 1
     assert capsys.readouterr().out.strip().splitlines() == [
         "no published weights match 'hsnet.*' (5 registered; `bench weights` lists them)"]
+
+
+def test_the_chosen_checkpoints_travel_as_tag_equals_file(registered, tmp_path):
+    """What a Ray worker is given (`arguments`) resolves to the same checkpoints; the config round-trips."""
+    folder = weights_dir(tmp_path / "weights")
+    driver = PublishedModels(PublishedOptions(weights=[str(folder)]), "pascal5i")
+    driver.resolve(["panet", "support-copy"], [1, 3], SIZE)
+    worker = PublishedModels(PublishedOptions(weights=driver.arguments()), "pascal5i")
+    worker.resolve(["panet", "support-copy"], [1, 3], SIZE)
+    assert worker.identity() == driver.identity() == {"panet/split1": "panet.fold0", "panet/split3": "panet.fold2"}
+    assert worker.record() == driver.record() and worker.get("support-copy", 1) is None
+    config = RunConfig(methods=["panet"], published=PublishedOptions(weights=driver.arguments()))
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert "published" not in RunConfig(methods=["panet"]).identity()  # older runs keep their identity

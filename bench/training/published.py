@@ -256,7 +256,7 @@ class PublishedModels:
 
     def arguments(self) -> List[str]:
         """The chosen checkpoints as `--weights TAG=FILE` values with absolute paths (for Ray workers)."""
-        return [f"{p.entry.name}={p.path.absolute()}" for p in dict.fromkeys(self._chosen.values())]
+        return list(dict.fromkeys(f"{p.entry.name}={p.path.absolute()}" for p in self._chosen.values()))
 
     def identity(self) -> Dict[str, str]:
         """{"<method>/split<k>": entry name}: which published model each (method, split) is."""

@@ -17,6 +17,7 @@ from PIL import Image
 
 from bench.cli.commands import main
 from bench.core.fileio import folder_lock
+from tests.published_fixture import ENTRIES, SIZE, use_entries, weights_dir, write_authors_file
 from tests.voc_fixture import make_fss_tree, save_palette_png
 
 
@@ -276,3 +277,34 @@ def damage_record(env: Env) -> List[str]:
 def remove_best(env: Env) -> List[str]:
     env.best().unlink()
     return env.learned()
+
+
+# ---- published checkpoints (the test entries of tests/published_fixture.py, registered for one command) ----
+
+def published(env: Env, edit: Callable[[Path], object] | None = None, *weights: str) -> List[str]:
+    """PANet on split 1 from a --weights folder laid out like the authors' (after `edit`), plus `weights`."""
+    use_entries(env.patch)
+    folder = weights_dir(env.tmp / "weights", ENTRIES[:1])
+    if edit is not None:
+        edit(folder)
+    return env.pascal("--methods", "panet", "--input-size", str(SIZE), "--weights", str(folder), *weights)
+
+
+def published_extra_key(env: Env) -> List[str]:
+    return published(env, lambda folder: write_authors_file(folder / ENTRIES[0].file_name, ENTRIES[0], 3,
+                                                             lambda state: state.update(extra=torch.zeros(1))))
+
+
+def published_wrong_fold(env: Env) -> List[str]:
+    other = write_authors_file(env.tmp / "fold2.pth", ENTRIES[2], 4)
+    return published(env, None, f"{ENTRIES[2].name}={other}")
+
+
+def published_runs_code(env: Env) -> List[str]:
+    def hostile(folder: Path) -> None:
+        path = folder / ENTRIES[0].file_name
+        payload = torch.load(path, weights_only=True)
+        payload["note"] = MakesAFile(str(env.tmp.parent / f"{env.tmp.name}-pwned"))
+        torch.save(payload, path)
+    return published(env, hostile)
+

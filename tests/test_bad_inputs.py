@@ -28,6 +28,10 @@ from tests.bad_input_builders import (
     hostile_checkpoint,
     locked_run,
     paint_mask,
+    published,
+    published_extra_key,
+    published_runs_code,
+    published_wrong_fold,
     read_only,
     remove_best,
     remove_image,
@@ -146,6 +150,15 @@ CASES = [
     Case("checkpoint-without-method-options", drop_method_options, "lacks 'method_options'"),
     Case("checkpoint-record-damaged", damage_record, "is not valid JSON"),
     Case("checkpoint-missing-beside-record", remove_best, "is missing beside its record"),
+    # published checkpoints (bench run --weights) and bench verify
+    Case("published-missing-file", lambda e: published(e, lambda folder: (folder / "sub" / "fold0.pth").unlink()),
+         "published weights panet.fold0: file sub/fold0.pth not found; download it from"),
+    Case("published-extra-key", published_extra_key, "1 unexpected keys (extra)"),
+    Case("published-wrong-fold", published_wrong_fold, "--weights panet.fold2 is the checkpoint of pascal5i fold 2"),
+    Case("published-runs-code", published_runs_code, "not a weights-only tensor file"),
+    Case("published-unknown-tag", lambda e: e.pascal("--weights", "nope.fold0=x.pth"), "unknown published weights"),
+    Case("verify-without-published-cells", lambda e: ["verify", "--run", str(e.run_dir())],
+         "has no cell evaluated from published weights"),
 ]
 
 

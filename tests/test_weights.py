@@ -127,7 +127,7 @@ def test_weights_variant_chooses_among_several(registered, voc_root, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert "2 published checkpoints fit panet split 1: panet.fold0, panet.fold0-wide" in err
     assert len(err.splitlines()) == 1
-    assert main(args + ["--weights-variant", "panet.fold?-wide", "panet.fold1"]) == 0
+    assert main(args + ["--weights-variant", "panet.fold?-wide", "panet.fold1", "hsnet.*"]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["identity"]["weights"] == {"panet/split1": "panet.fold0-wide", "panet/split2": "panet.fold1"}
 
@@ -174,8 +174,11 @@ BAD = {
     "unknown-tag": (bad_case(extra=("--weights", "panet.fold9=x.pth")), "unknown published weights 'panet.fold9'"),
     "two-folders": (bad_case(extra=("--weights", "TMP")), "--weights takes one folder"),
     "no-such-folder": (bad_case(extra=("--weights", "TMP/none")), "--weights folder does not exist"),
-    "variant-matches-none": (bad_case(extra=("--weights-variant", "*resnet101")),
-                             "no published weights of panet for pascal5i split 1 match --weights-variant *resnet101"),
+    "variant-matches-none": (bad_case(extra=("--weights-variant", "panet.fold[23]", "other.*")),
+                             "no published weights of panet for pascal5i split 1 match --weights-variant "
+                             "panet.fold[23]; candidates: panet.fold0"),
+    "no-method-uses-them": (bad_case(extra=("--methods", "support-copy")),
+                            "--weights: none of --methods support-copy has published weights for pascal5i"),
     "not-a-tensor-file": (bad_case(lambda f: (f / ENTRIES[0].file_name).write_text("nope")),
                           "not a weights-only tensor file"),
     "other-normalisation": (bad_case(entries=[entry("fold0", 0, normalisation={"mean": (0.5,) * 3, "std": (0.5,) * 3})]),

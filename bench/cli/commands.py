@@ -14,6 +14,7 @@ from bench.runs.run import run
 from bench.runs.verify import verify_command
 from bench.training.profiles import PROFILES
 from methods import METHODS
+from methods.weights import WEIGHTS
 from reports.check import check
 from reports.compare import compare_runs, print_comparison
 from reports.render import render_report
@@ -69,6 +70,9 @@ def cmd_list(args: argparse.Namespace) -> None:
     print("datasets:")
     for name in DATASETS.names():
         print(f"  {name}")
+    owners = sorted({e.method for e in WEIGHTS.entries()})
+    print(f"published weights: {len(WEIGHTS.names())} checkpoints of {', '.join(owners) or 'no method'} "
+          "(`python -m bench weights` lists them)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

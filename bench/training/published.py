@@ -7,7 +7,8 @@ cell of a method that has published weights for the run's dataset load the check
 dict (the entry's `state_key`, DataParallel's `module.` stripped) renamed by the entry's `KeyMap`,
 and loaded strictly into `build_method(method, **entry.options)` (with `backbone_enum=None` where the
 method takes it: the file holds the backbone too, so no ImageNet weights are read). Where several entries fit a split
-(e.g. ResNet-50 and ResNet-101), `--weights-variant PATTERN` keeps those whose name matches.
+(e.g. ResNet-50 and ResNet-101), `--weights-variant PATTERN ...` keeps those whose name matches one of
+the patterns that name an entry of that method (the other patterns leave the method alone).
 
 Everything is checked before a run writes anything: the file exists, has the entry's sha256 where the
 entry knows it, fits the architecture key by key and shape by shape, belongs to the cell's dataset and
@@ -47,7 +48,8 @@ class PublishedOptions:
         identity=False, metavar="DIR|TAG=FILE")
     weights_variant: Optional[List[str]] = option(
         None, "where several published checkpoints fit a method's split (e.g. ResNet-50 and -101), keep those "
-        "whose name matches one of these patterns (fnmatch, e.g. 'pfenet.*resnet101')", identity=False,
+        "whose name matches one of these patterns (fnmatch, e.g. 'hsnet.*-resnet101'; a pattern naming no entry "
+        "of a method leaves that method alone)", identity=False,
         metavar="PATTERN")
 
     @property
@@ -195,6 +197,9 @@ class PublishedModels:
                     raise BenchError(f"published weights {entry.name}: file {entry.file_name} not found; download it "
                                      f"from {entry.url}{where}")
                 self._chosen[(method, split)] = Published(entry, path)
+        if not self._chosen:
+            raise BenchError(f"--weights: none of --methods {' '.join(methods)} has published weights for "
+                             f"{self.dataset} (`bench weights` lists them)")
 
     def _choose(self, method: str, split: int) -> Tuple[PublishedWeights, Path]:
         given = [tag for tag in self.files if WEIGHTS.get(tag).method == method
@@ -210,11 +215,13 @@ class PublishedModels:
                              f"{fold_of(split)}){'' if self.folder is None else ' in the registry'}; known folds: "
                              f"{', '.join(map(str, known)) or 'none'}"
                              f"{' (give a --weights folder or TAG=FILE for it)' if self.folder is None else ''}")
-        if self.variants:
-            candidates = [e for e in candidates if any(fnmatch.fnmatchcase(e.name, p) for p in self.variants)]
+        # the patterns that name some entry of this method choose among its candidates; the others leave it alone
+        variants = [p for p in self.variants if any(fnmatch.fnmatchcase(e.name, p) for e in WEIGHTS.for_method(method))]
+        if variants:
+            candidates = [e for e in candidates if any(fnmatch.fnmatchcase(e.name, p) for p in variants)]
             if not candidates:
                 raise BenchError(f"no published weights of {method} for {self.dataset} split {split} match "
-                                 f"--weights-variant {' '.join(self.variants)}; candidates: "
+                                 f"--weights-variant {' '.join(variants)}; candidates: "
                                  f"{', '.join(e.name for e in WEIGHTS.find(method, self.dataset, fold_of(split)))}")
         if len(candidates) > 1:
             raise BenchError(f"{len(candidates)} published checkpoints fit {method} split {split}: "

@@ -138,7 +138,8 @@ class PFENet(BackboneMethod):
         if authors:
             backbone.setdefault("backbone", "resnet50-deepstem")
             if backbone["backbone"] not in PFENET_BACKBONES:
-                raise MethodError(f"PFENet's authors architecture needs one of their backbones: {', '.join(PFENET_BACKBONES)}")
+                raise MethodError("PFENet's authors architecture needs one of their backbones: "
+                                  + ", ".join(PFENET_BACKBONES))
             if (input_size - 1) % 8:
                 raise MethodError(f"PFENet's input size must be 8k + 1 (473, 641), not {input_size}")
         name = backbone.get("backbone", "resnet50")
@@ -284,7 +285,9 @@ class PFENet(BackboneMethod):
 # archive's inner file names could not be checked here (its link is not reachable offline): final.pth,
 # the one name train.py fixes, is assumed. Their state dict holds exactly the modules below (the PSPNet
 # classifier and fc of the ImageNet backbone are never attached to PFENet): nothing to ignore.
-AUTHORS_KEYS = KeyMap(rules=tuple((f"layer{k}.", f"backbone.layer{k}.") for k in range(5)) + (("down_supp.", "down_support."),))
+# Their COCO folds are theirs (use_split_coco: fold k tests the 1-based classes k + 1, k + 5, ..., k + 77).
+AUTHORS_KEYS = KeyMap(rules=tuple((f"layer{k}.", f"backbone.layer{k}.") for k in range(5))
+                      + (("down_supp.", "down_support."),))
 RELEASE_URL = "https://1drv.ms/u/c/af3d5d777523123a/EU_IQ0BZn0lErngawUbZ3UIBhYuJ1F8DJMoacP1zPJ-Hlg?e=mIKR0n"
 REPORTED_SOURCE = ("PFENet, TPAMI 2020 (arXiv:2008.01449); the per-fold numbers of its tables were not found in the "
                    "stored sources, so none are recorded")

@@ -89,8 +89,10 @@ def test_letterbox_pads_black_and_ignore():
     assert (new_h, new_w) == (48, 64) and canvas.shape == (2, 3, 65, 65) and mask_canvas.shape == (2, 65, 65)
     black = [-m / s for m, s in zip(IMAGENET_NORMALISATION["mean"], IMAGENET_NORMALISATION["std"])]
     for c in range(3):
-        assert torch.allclose(canvas[:, c, new_h:], torch.tensor(black[c])) and torch.allclose(canvas[:, c, :, new_w:], torch.tensor(black[c]))
-    assert (mask_canvas[:, :new_h, :new_w] == 1).all() and (mask_canvas[:, new_h:] == 255).all() and (mask_canvas[:, :, new_w:] == 255).all()
+        assert torch.allclose(canvas[:, c, new_h:], torch.tensor(black[c]))
+        assert torch.allclose(canvas[:, c, :, new_w:], torch.tensor(black[c]))
+    assert (mask_canvas[:, :new_h, :new_w] == 1).all()
+    assert (mask_canvas[:, new_h:] == 255).all() and (mask_canvas[:, :, new_w:] == 255).all()
     expected = torch.nn.functional.interpolate(images, size=(48, 64), mode="bilinear", align_corners=False)
     assert torch.equal(canvas[:, :, :48, :64], expected)
 
@@ -111,7 +113,9 @@ def test_test_time_resizing_around_the_network(monkeypatch):
     masks = torch.zeros(1, 2, 120, 200, dtype=torch.long)
     out = model(query, supports, masks)
     assert seen["query"].shape == (1, 3, 473, 473) and seen["supports"].shape == (1, 2, 3, 473, 473)
-    assert (seen["masks"][:, :, 280:] == 255).all() and (seen["masks"][:, :, :280, :472] == 0).all()  # 120 * 473 / 200 -> 283 -> 280
+    # 120 * 473 / 200 = 283.8 -> 283 -> 280 rows, 473 -> 472 columns of the episode; the rest padded
+    assert (seen["masks"][:, :, 280:] == 255).all() and (seen["masks"][:, :, :, 472:] == 255).all()
+    assert (seen["masks"][:, :, :280, :472] == 0).all()
     assert out.shape == (1, 2, 120, 200)
     expected = torch.nn.functional.interpolate(network(None, None, None), size=(200, 200), mode="bilinear",
                                                align_corners=True)[..., :120, :200]

@@ -60,7 +60,7 @@ def inputs(side: int, seed: int = SEED):
     supports = torch.randn(1, 5, 3, side, side, generator=gen).half()
     masks = torch.zeros(1, 5, side, side, dtype=torch.uint8)
     for k in range(5):
-        top, left = int(torch.randint(0, side // 2, (1,), generator=gen)), int(torch.randint(0, side // 2, (1,), generator=gen))
+        top, left = (int(v) for v in torch.randint(0, side // 2, (2,), generator=gen))
         masks[0, k, top:top + side // 3 + 4 * k, left:left + side // 2] = 1
         masks[0, k, -3:, :] = 255
     return query, supports, masks

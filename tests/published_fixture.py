@@ -5,10 +5,12 @@ variant of it), and checkpoints written laid out like an authors' file (their ke
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
+from bench.training.published import build_options
 from methods import METHODS, build_method
 from methods.panet import PANet
 from methods.registry import MethodCard
@@ -57,20 +59,26 @@ def register(monkeypatch, *entries: PublishedWeights) -> None:
 
 
 def seeded_model(published: PublishedWeights, seed: int):
+    """The entry's architecture from a fixed seed, BN statistics perturbed (built as the loader builds it)."""
     torch.manual_seed(seed)
-    model = build_method(published.method, **published.options)
+    model = build_method(published.method, **build_options(published))
     seeded_state(model, seed)
     return model.eval()
 
 
-def write_authors_file(path: Path, published: PublishedWeights, seed: int, edit=None) -> Path:
-    """The harness model of `seed` saved as the authors would: their names, `module.`, under state_dict."""
+def write_authors_file(path: Path, published: PublishedWeights, seed: int, edit=None,
+                       ignored: Optional[str] = "aux.weight") -> Path:
+    """The harness model of `seed` saved as the authors would: their names, DataParallel's `module.`, under
+    the entry's `state_key` (beside an epoch, as PFENet's files) or at the top level (as HSNet's);
+    `ignored`: a key the harness has no module for (the test entries drop it)."""
     state = published.keys.to_authors(seeded_model(published, seed).state_dict())
-    state["aux.weight"] = torch.ones(2)  # a key the harness has no module for (the entry ignores it)
+    if ignored:
+        state[ignored] = torch.ones(2)
     if edit is not None:
         edit(state)
+    state = {f"module.{k}": v for k, v in state.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 7, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    torch.save({"epoch": 7, published.state_key: state} if published.state_key else state, path)
     return path
 
 

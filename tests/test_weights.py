@@ -22,6 +22,7 @@ from bench.runs.cells import Cell
 from bench.runs.config import RunConfig
 from bench.runs.rundir import RunDir
 from bench.training.published import PublishedModels, PublishedOptions
+from methods.weights import WEIGHTS
 from tests.published_fixture import (
     ENTRIES,
     OPTIONS,
@@ -231,3 +232,32 @@ def test_the_chosen_checkpoints_travel_as_tag_equals_file(registered, tmp_path):
     config = RunConfig(methods=["panet"], published=PublishedOptions(weights=driver.arguments()))
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert "published" not in RunConfig(methods=["panet"]).identity()  # older runs keep their identity
+
+
+AUTHORS = ("hsnet.pascal5i-fold0-resnet50", "pfenet.pascal5i-fold0-resnet50")
+
+
+@pytest.mark.slow
+def test_the_authors_architectures_load_files_laid_out_like_theirs(voc_root, tmp_path):
+    """HSNet and PFENet (the authors' architectures) from seeded files in the authors' layout (HSNet: the
+    state dict at the top level; PFENet: under "state_dict"), in one run at their own input sizes."""
+    missing = [name for name in AUTHORS if name not in WEIGHTS]
+    if missing:
+        pytest.skip(f"not registered: {', '.join(missing)}")
+    folder = tmp_path / "weights"
+    for seed, name in enumerate(AUTHORS):
+        write_authors_file(folder / WEIGHTS.get(name).file_name, WEIGHTS.get(name), seed, ignored=None)
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "hsnet", "pfenet", "--dataset", "pascal5i", "--data-root", str(voc_root),
+                 "--lists", str(voc_root / "lists"), "--splits", "1", "--shots", "1", "--seeds", "0", "--episodes",
+                 "1", "--weights", str(folder), "--weights-variant", "hsnet.*-resnet50",
+                 "--checkpoints", str(tmp_path / "no-checkpoints"), "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    for name in AUTHORS:
+        method, published = name.split(".")[0], WEIGHTS.get(name)
+        sha256 = sha256_file(folder / published.file_name)
+        assert config["weights"][f"{method}/split1"]["sha256"] == sha256
+        assert config["weights"][f"{method}/split1"]["input_size"] == published.input_size
+        meta = RunDir(out).cell_meta(Cell(method, 1, 1, 0))
+        assert (meta["weights"], meta["weights_sha256"]) == (name, sha256)
+    assert not (tmp_path / "no-checkpoints").exists()

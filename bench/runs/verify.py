@@ -65,6 +65,8 @@ def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
     if tolerance < 0:
         raise BenchError(f"--tolerance must be >= 0, got {tolerance}")
     results = load_results(path)
+    if results.config["config"].get("identical_input"):
+        raise BenchError(f"{path} is an identical-input run (support = query): not comparable with reported numbers")
     cells = published_cells(results.metas)
     if not cells:
         raise BenchError(f"{path} has no cell evaluated from published weights (run `bench run --weights ...`)")

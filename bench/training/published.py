@@ -182,7 +182,7 @@ class PublishedModels:
             entry = WEIGHTS.get(tag)
             if entry.method not in methods:
                 raise BenchError(f"--weights {tag}=...: {entry.method} is not among --methods {' '.join(methods)}")
-            if entry.dataset != self.dataset or entry.fold + 1 not in splits:
+            if entry.dataset != self.dataset or entry.fold not in {fold_of(split) for split in splits}:
                 raise BenchError(f"--weights {tag} is the checkpoint of {entry.dataset} fold {entry.fold} (split "
                                  f"{entry.fold + 1}); this run evaluates {self.dataset} split(s) "
                                  f"{' '.join(map(str, splits))}")

@@ -15,12 +15,13 @@ Segmentation", IEEE TPAMI 2020, arXiv:2008.01449), written from the paper and th
 * k-shot (as the released code, model/PFENet.py): the prototypes are averaged over the shots, and the
   priors are computed per shot (each min-max normalised) and averaged.
 
-Deviations from the original, on purpose:
+Deviations of the default (`architecture="harness"`, the frozen-backbone variant), on purpose:
 * backbone: the shared frozen torchvision ResNet-50 (layer3/4 dilated, output stride 8) with BN in
   eval mode, instead of PSPNet's deep-stem ResNet-50 whose BN statistics drift in `model.train()`;
   `encode` returns layer2 ++ layer3 ++ layer4. On the synthetic backbone (no layer4) the high-level
   feature is layer3, computed for the support from (layer2 x mask); on VGG16 it is conv5_3
-  (`block5` applied to masked conv4_3), while the original VGG variant differs in its layer choice;
+  (`block5` applied to masked conv4_3), while the original VGG variant differs in its layer choice
+  (theirs: `architecture="authors"`, below);
 * bins: given in feature cells (> 1) or as fractions of the feature size (<= 1), as in the code. The
   default [60, 30, 15, 8] is for 473 x 473 inputs (60 x 60 features); the profile entries scale it to
   their feature size (41 x 41 at 321: [41, 21, 10, 5]; 14 x 14 synthetic: [14, 7, 4, 2]);
@@ -35,12 +36,12 @@ Deviations from the original, on purpose:
 * their test-time resizing (test.py with `resized_val`, util/transform.py `Resize`), done inside
   `forward` (a `native_resolution` method: the evaluator feeds each episode at the query's size):
   longer side to `input_size` (473; 641 for their COCO models), both sides floored to a multiple of 8,
-  image bilinear (as cv2 INTER_LINEAR), mask nearest, padded bottom/right to a square (image black,
+  image bilinear (as cv2 INTER_LINEAR), mask nearest (cv2's INTER_NEAREST indices), padded bottom/right to a square (image black,
   i.e. 0 before normalisation; mask 255); logits upsampled to the square (align_corners=True), then to
   max(H, W) squared and cropped to H x W (their `ori_resize`: the label padded with 255 to that square).
 Remaining deviations of that option: the harness gives the supports already resized onto the query
 frame (theirs resize each support from its own size); a side that would floor to 0 is kept at 8 (theirs
-would fail); the frozen backbone keeps BN in eval mode also in training.
+would fail); the frozen backbone keeps BN in eval mode also in training (theirs: batch statistics).
 """
 from __future__ import annotations
 
@@ -97,6 +98,12 @@ def authors_resize_shape(height: int, width: int, size: int):
     return max(8, new_h // 8 * 8), max(8, new_w // 8 * 8)
 
 
+def _nearest_rows(source: int, target: int, device) -> torch.Tensor:
+    """Source indices of cv2's INTER_NEAREST: floor(i * (1 / (target / source))) in double, clamped."""
+    index = torch.floor(torch.arange(target, dtype=torch.float64) * (1.0 / (target / source))).long()
+    return index.clamp_(max=source - 1).to(device)
+
+
 def letterbox(images: torch.Tensor, masks: torch.Tensor, size: int):
     """Normalised images [N, 3, H, W] and masks [N, H, W] -> [N, 3, size, size], [N, size, size] as their
     test transform: resized by `authors_resize_shape`, padded bottom/right (black image, mask 255)."""
@@ -104,7 +111,8 @@ def letterbox(images: torch.Tensor, masks: torch.Tensor, size: int):
     if (new_h, new_w) != tuple(images.shape[-2:]):
         images = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False)
     if (new_h, new_w) != tuple(masks.shape[-2:]):
-        masks = F.interpolate(masks[:, None].float(), size=(new_h, new_w), mode="nearest")[:, 0].to(masks.dtype)
+        rows, cols = (_nearest_rows(n, m, masks.device) for n, m in zip(masks.shape[-2:], (new_h, new_w)))
+        masks = masks[:, rows][:, :, cols]
     mean = torch.tensor(IMAGENET_NORMALISATION["mean"], dtype=images.dtype, device=images.device)
     std = torch.tensor(IMAGENET_NORMALISATION["std"], dtype=images.dtype, device=images.device)
     canvas = (-mean / std).view(1, 3, 1, 1).repeat(images.shape[0], 1, size, size)

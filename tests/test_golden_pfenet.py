@@ -81,6 +81,18 @@ def test_resize_rule_is_theirs(size, expected):
     assert authors_resize_shape(*size, 473) == expected
 
 
+def test_letterbox_equals_their_test_transform():
+    """Their util/transform.py `Resize` (+ ToTensor, Normalize), run by make_pfenet.py with cv2, on images
+    shrunk and enlarged: our letterbox gives the same image (float32 rounding) and the same label."""
+    tensors, meta = load_fixture("pfenet-resize")
+    for index, (height, width) in enumerate(meta["cases"]):
+        image, label = tensors[f"image{index}"], tensors[f"label{index}"]
+        assert image.shape[-2:] == (height, width)
+        ours, our_label = letterbox(image[None].double(), label[None].long(), meta["size"])
+        torch.testing.assert_close(ours[0].float(), tensors[f"their_image{index}"], rtol=0, atol=1e-5)
+        assert torch.equal(our_label[0], tensors[f"their_label{index}"].long())
+
+
 def test_letterbox_pads_black_and_ignore():
     images = torch.randn(2, 3, 30, 40)
     masks = torch.ones(2, 30, 40, dtype=torch.long)

@@ -9,7 +9,9 @@ Run-time patches (their files untouched): `cv2` (imported by their model file, u
 features; their PASCAL bins 60/30/15/8 scaled to that size, 13/7/4/2, given to both models: recorded in
 the meta) and `pfenet-vgg16bn` (their VGG16-BN with their COCO fractional bins 1/0.5/0.25/0.125, 113 x 113
 inputs: layer3/4 at 8 x 8, bins 8/4/2/1). Inputs are stored in float16
-(exact in double on both sides), outputs in double.
+(exact in double on both sides), outputs in double. `pfenet-resize`: their test transform
+(util/transform.py `Resize` as test.py uses it, to a 65 px square here) on seeded images and labels; made
+only where the real `cv2` is importable.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from methods import build_method
@@ -75,14 +78,49 @@ def their_output(module, model, entry, shots: int, query, supports, masks, vgg: 
         return their(query.double(), s_x=supports[:, :shots].double(), s_y=masks[:, :shots].double())
 
 
+RESIZE_CASES = ((61, 83), (30, 20), (78, 52), (100, 150))  # (H, W) of images to their test transform; at
+# (78, 52) torch's "nearest" picks other label rows than cv2's INTER_NEAREST
+RESIZE_SIZE = 65
+
+
+def their_resize(module) -> dict:
+    """Their test transform (util/transform.py Resize, ToTensor, Normalize with their mean/std x 255) on
+    seeded images and labels: the inputs (normalised as the harness does) and their outputs."""
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    transform = module.Compose([module.Resize(size=RESIZE_SIZE), module.ToTensor(),
+                                module.Normalize(mean=[v * 255 for v in mean], std=[v * 255 for v in std])])
+    rng = np.random.default_rng(SEED)
+    out = {}
+    for index, (height, width) in enumerate(RESIZE_CASES):
+        image = rng.integers(0, 256, (height, width, 3)).astype(np.float32)
+        label = rng.choice([0, 1, 255], size=(height, width), p=[0.5, 0.4, 0.1]).astype(np.uint8)
+        their_image, their_label = transform(image.copy(), label.copy())
+        ours = torch.from_numpy(image).permute(2, 0, 1) / 255
+        ours = (ours - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+        out.update({f"image{index}": ours, f"label{index}": torch.from_numpy(label),
+                    f"their_image{index}": their_image, f"their_label{index}": their_label.to(torch.uint8)})
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clone", type=Path, required=True, help="a checkout of dvlab-research/PFENet")
     parser.add_argument("--commit", default="", help="the clone's commit, for a tree without .git")
     args = parser.parse_args(argv)
     commit = clone_commit(args.clone, args.commit)
-    stub = types.ModuleType("cv2")  # their model file imports cv2 and never uses it
-    sys.modules.setdefault("cv2", stub)
+    try:  # their transform needs the real cv2 (opencv-python-headless); their model file only imports it
+        import cv2  # noqa: F401, PLC0415
+        with authors_code(args.clone):
+            tensors = their_resize(import_from("util.transform"))
+        save_fixture("pfenet-resize", tensors, {
+            "repo": "dvlab-research/PFENet", "commit": commit, "seed": SEED, "size": RESIZE_SIZE,
+            "cases": [list(c) for c in RESIZE_CASES], "cv2": cv2.__version__,
+            "their_call": f"Compose([Resize(size={RESIZE_SIZE}), ToTensor(), Normalize(mean*255, std*255)])",
+            "note": "image<i>: the harness's normalised input; their_image<i>, their_label<i>: their transform's output"})
+        print("pfenet-resize", len(RESIZE_CASES), "cases")
+    except ImportError:
+        print("cv2 not installed: pfenet-resize not made (pip install opencv-python-headless to make it)")
+        sys.modules.setdefault("cv2", types.ModuleType("cv2"))
     for name, (entry_name, side, bins) in CASES.items():
         model, entry = harness_model(entry_name, bins=bins)
         query, supports, masks = inputs(side)

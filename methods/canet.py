@@ -72,6 +72,8 @@ PROFILES = {
 class CANet(BackboneMethod):
     """CANet (Zhang et al., CVPR 2019): dense comparison + iterative optimisation, attentive k-shot."""
 
+    logits_align_corners = True  # trained so (their loss); evaluated the same way
+
     def __init__(self, width: int = 256, aspp_rates: Sequence[int] = (6, 12, 18), dropout: float = 0.5,
                  refine_steps: int = 4, history_probability: float = 0.3, kshot_train_every: int = 4,
                  kshot_train_shots: int = 5, init_std: float | None = 0.01, **backbone):

@@ -83,6 +83,8 @@ PROFILES = {
 class FWB(BackboneMethod):
     """FWB (Nguyen & Todorovic, ICCV 2019): feature weighting + test-time boosting of the prototype."""
 
+    logits_align_corners = True  # trained and boosted so (their code); evaluated the same way
+
     def __init__(self, embed_width: Optional[int] = 256, head_width: int = 128, boost_steps: int = 10,
                  boost_lr: float = 1e-2, boost_optimizer: str = "adam", **backbone):
         super().__init__(**backbone)

@@ -142,6 +142,8 @@ def hsnet_keymap() -> KeyMap:
 class HSNet(BackboneMethod):
     """HSNet (Min et al., ICCV 2021): hypercorrelation of every bottleneck, center-pivot 4D conv squeeze."""
 
+    logits_align_corners = True  # theirs upsample the logits to the original size so (use_original_imgsize)
+
     def __init__(self, backbone: str = "resnet50", backbone_weights: Optional[str] = None,
                  backbone_enum: Optional[str] = "IMAGENET1K_V1", input_size: Optional[int] = None,
                  groups: Optional[Sequence[Sequence[str]]] = None, channels: Sequence[int] = PAPER_CHANNELS,
@@ -317,7 +319,7 @@ def _entry(dataset: str, backbone: str, fold: int, masked: bool = True) -> Publi
         method="hsnet", tag=f"{dataset}-fold{fold}-{backbone}" + ("" if masked else "-nomask"), file_name=file_name,
         url=f"{DRIVE[dataset if masked else dataset + '-nomask']} (Google Drive folder of the HSNet README; best_model.pt per experiment)",
         dataset=dataset, fold=fold, options=options, keys=KEYS, input_size=400,
-        reported=reported if masked else {}, source="Min et al., ICCV 2021, Table 1 (PASCAL-5i) / Table 2 (COCO-20i, FSS-1000)",
+        reported=reported if masked else {}, source="Min et al., ICCV 2021, Table 1 (PASCAL-5i) / Table 2 (COCO-20i, FSS-1000); typed in without the paper at hand (its tables were not readable offline): check them before trusting bench verify",
         state_key="")
 
 

@@ -53,7 +53,7 @@ def evaluate_manifest(method: FewShotSegmenter, store: ImageStore, manifest: pd.
         rows = manifest.iloc[start : start + step]
         logits = forward_episodes(method, store, rows, device, features)
         for i, row in enumerate(rows.itertuples(index=False)):
-            counts.append(protocol.score(logits[i], store.mask(row.query, row.class_id)))
+            counts.append(protocol.score(logits[i], store.mask(row.query, row.class_id), method.logits_align_corners))
         bar.update(len(rows))
     bar.close()
     result = manifest[["episode", "class_id", "query"]].reset_index(drop=True).copy()

@@ -30,8 +30,9 @@ class ScoringProtocol:
                                       "ignoring them")
     ignore_label: int = option(IGNORE, "the void label of the dataset's masks", cli=False)
 
-    def score(self, logits: torch.Tensor, target: np.ndarray) -> torch.Tensor:
-        """Counts of one episode: logits [2, h, w] against its 0/1/void target."""
+    def score(self, logits: torch.Tensor, target: np.ndarray, align_corners: bool = False) -> torch.Tensor:
+        """Counts of one episode: logits [2, h, w] (resized bilinearly with `align_corners`, the method's
+        `logits_align_corners`) against its 0/1/void target."""
         target_t = torch.as_tensor(target)
         if self.void_as_background:
             target_t = torch.where(target_t == self.ignore_label, torch.zeros_like(target_t), target_t)
@@ -40,6 +41,6 @@ class ScoringProtocol:
         size = tuple(target_t.shape)
         logits = logits.float()[None]
         if tuple(logits.shape[-2:]) != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=align_corners)
         pred_fg = logits[0, 1] > logits[0, 0]
         return episode_counts(pred_fg.cpu(), target_t.long(), self.ignore_label)

@@ -45,7 +45,7 @@ def save_qualitative(method, store: ImageStore, manifest: pd.DataFrame, rows: pd
         row = chosen.iloc[k:k + 1]
         logits = forward_episodes(method, store, row, device, features)[0:1].float()
         target = store.mask(row["query"].iloc[0], int(row["class_id"].iloc[0]))
-        logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=False)[0]
+        logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=method.logits_align_corners)[0]
         pred = (logits[1] > logits[0]).cpu().numpy()
         arrays[f"pred_{k}"] = np.packbits(pred)
         arrays[f"shape_{k}"] = np.array(pred.shape)

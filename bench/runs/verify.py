@@ -100,6 +100,8 @@ def format_checks(checks: List[Check]) -> str:
     tolerance = checks[0].tolerance
     lines.append(f"{len(checks) - misses} of {len(checks)} within +/- {tolerance:g} points of the reported numbers"
                  + (f"; {misses} missed" if misses else ""))
+    sources = sorted({WEIGHTS.get(c.weights).source for c in checks if c.weights in WEIGHTS} - {""})
+    lines += [f"reported numbers: {source}" for source in sources]
     return "\n".join(lines)
 
 

@@ -48,7 +48,9 @@ from bench.training.profiles import TrainProfile
 from methods import build_method
 from methods.common import OTHER_CLASS, BackboneMethod, TrainingContext, input_channel_average
 
-CHECKPOINT_VERSION = 1
+# 2: the fidelity fixes of issue 14 (ASPP dropout, align_corners in the losses, AMP's labels, the
+# dilated first blocks of ResNet-50) change what training computes without changing option names
+CHECKPOINT_VERSION = 2
 
 
 def is_held_out(image_id: str) -> bool:

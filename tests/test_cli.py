@@ -215,3 +215,12 @@ def test_void_as_background_scores_the_ignore_band(voc_root, finished_run, tmp_p
     assert (void.bg_union >= ignored.bg_union).all() and (void.bg_union > ignored.bg_union).any()
     support_copy = void.method == "support-copy"
     assert (void[support_copy].fg_inter == ignored[support_copy].fg_inter).all()
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`bench weights | head`: the reader leaving is no error and no traceback."""
+    code = ("import sys\nfrom bench.cli.guard import exit_status\n"
+            "def command():\n    raise BrokenPipeError\n"
+            "sys.exit(exit_status(command))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")

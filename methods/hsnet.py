@@ -40,7 +40,7 @@ from methods.common import BackboneMethod
 from methods.hsnet_layers import PAPER_CHANNELS, PAPER_KERNELS, PAPER_STRIDES, HypercorrelationLearner, l2_normalise
 from methods.hsnet_layers import hypercorrelation
 from methods.registry import MethodError, register_method
-from methods.weights import WEIGHTS, KeyMap, PublishedWeights, register_weights
+from methods.weights import KeyMap, PublishedWeights, register_weights
 
 RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 VGG_FEATURE_IDS = (17, 19, 21, 24, 26, 28, 30)  # indices in torchvision's vgg16().features
@@ -328,24 +328,6 @@ register_weights(*[_entry(dataset, backbone, fold) for dataset, backbones in PAP
 # README section 4: ResNet-101 on PASCAL-5i without support feature masking (the paper's HSNet-dagger rows;
 # their per-fold numbers are not recorded here)
 register_weights(*[_entry("pascal5i", "resnet101", fold, masked=False) for fold in range(4)])
-
-
-def load_published(name: str, path, device: str = "cpu") -> HSNet:
-    """HSNet with a released checkpoint (`hsnet.<tag>`, their file at `path`) loaded through the entry's KeyMap:
-    their `torch.save(model.state_dict())` of a DataParallel model (`module.` prefix), read weights-only."""
-    entry = WEIGHTS.get(name)
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise MethodError(f"cannot read HSNet checkpoint {path}: {exc}") from None
-    if entry.state_key:
-        state = state.get(entry.state_key, state)
-    model = HSNet(**{**entry.options, "backbone_enum": None})
-    missing, unexpected = model.load_state_dict(entry.keys.to_harness(state), strict=False)
-    if missing or unexpected:
-        raise MethodError(f"{path} does not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.backbone.identity = {"weights": name, "source": "checkpoint", "file": str(path)}
-    return model.to(device).eval()
 
 
 register_method("hsnet", trainable=True, profiles=PROFILES, citation="Min, Kang, Cho, ICCV 2021")(HSNet)

@@ -45,7 +45,7 @@ would fail); the frozen backbone keeps BN in eval mode also in training (theirs:
 """
 from __future__ import annotations
 
-from typing import List, Mapping, Sequence
+from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -311,12 +311,3 @@ register_weights(*(
         options={"architecture": "authors", "width": 256, "input_size": size, **options}, keys=AUTHORS_KEYS,
         input_size=size, source=REPORTED_SOURCE)
     for dataset, folder, tag, size, options in _RELEASES for fold in range(4)))
-
-
-def load_authors_state(model: PFENet, checkpoint: Mapping, entry: PublishedWeights) -> None:
-    """Load a checkpoint of theirs (already read with `torch.load(weights_only=True)`) into `model`, strictly."""
-    state = checkpoint[entry.state_key] if entry.state_key else checkpoint
-    try:
-        model.load_state_dict(entry.keys.to_harness(state), strict=True)
-    except RuntimeError as exc:
-        raise MethodError(f"{entry.name}: the checkpoint does not fit ({str(exc).splitlines()[0]} ...)") from None

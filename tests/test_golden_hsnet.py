@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from bench.core.errors import BenchError
+from bench.training.published import build_options, harness_state, load_into
+from methods import build_method
 from methods.common import BackboneMethod
-from methods.hsnet import load_published
-from methods.registry import MethodError
 from methods.weights import WEIGHTS
 from tests.golden.authors import load_fixture
 from tests.golden.make_hsnet import NAME, seeded_model
@@ -49,12 +50,14 @@ def test_their_checkpoint_layout_loads_through_the_keymap(golden, tmp_path):
     assert any(k.startswith("hpn_learner.encoder_layer4.0.conv1.") for k in theirs)
     path = tmp_path / "best_model.pt"
     torch.save({f"module.{k}": v for k, v in theirs.items()}, path)
-    loaded = load_published(entry.name, path).double()
+    loaded = build_method("hsnet", **build_options(entry))  # the harness's own loading path (bench run --weights)
+    load_into(loaded, harness_state(entry, path), entry, path)
+    loaded = loaded.double().eval()
     assert loaded.native_resolution and loaded.input_size == 400
     with torch.no_grad():  # at the fixture's size: the network without its own 400 x 400 resize
         ours = BackboneMethod.forward(loaded, *inputs(tensors, 1))
     torch.testing.assert_close(ours, tensors["logits_1shot"], rtol=1e-4, atol=1e-6)
     del theirs["hpn_learner.decoder2.2.bias"]
     torch.save({f"module.{k}": v for k, v in theirs.items()}, path)
-    with pytest.raises(MethodError, match="does not fit"):
-        load_published(entry.name, path)
+    with pytest.raises(BenchError, match="does not fit"):
+        load_into(build_method("hsnet", **build_options(entry)), harness_state(entry, path), entry, path)

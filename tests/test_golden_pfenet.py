@@ -7,7 +7,8 @@ fixtures cover it, at 1 shot and averaged over 5.
 import pytest
 import torch
 
-from methods.pfenet import PFENet, authors_resize_shape, letterbox, load_authors_state
+from bench.training.published import harness_state, load_into
+from methods.pfenet import PFENet, authors_resize_shape, letterbox
 from methods.weights import DATAPARALLEL_PREFIX, IMAGENET_NORMALISATION, WEIGHTS
 from tests.golden.authors import load_fixture
 from tests.golden.make_pfenet import CASES, harness_model
@@ -51,7 +52,7 @@ def test_their_checkpoint_layout_loads_through_the_keymap(models, tmp_path):
                 "optimizer": {"state": {}, "param_groups": []}}, path)
     torch.manual_seed(1)
     other = PFENet(**{**entry.options, "bins": seeded.bins}).eval()
-    load_authors_state(other, torch.load(path, map_location="cpu", weights_only=True), entry)
+    load_into(other, harness_state(entry, path), entry, path)  # the harness's own loading path
     other.double()  # the seeded weights are float32 values: exact both ways
     loaded = other.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in seeded.state_dict().items())

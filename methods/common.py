@@ -30,6 +30,23 @@ def masked_average_pool(features: torch.Tensor, masks: torch.Tensor) -> torch.Te
     return total / (weights.sum(dim=(1, 2))[:, None] + MAP_EPS)
 
 
+def interpolation_weights(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
+    """[size_in, size_out]: entry (i, j) is the weight of input i in output j of 1-D linear resizing
+    (align_corners=False), the per-axis factor of bilinear resizing."""
+    eye = torch.eye(size_in, dtype=like.dtype, device=like.device)[None]
+    return F.interpolate(eye, size=size_out, mode="linear", align_corners=False)[0]
+
+
+def upsampled_average_pool(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MAP of [N, C, h, w] features bilinearly upsampled to the [N, H, W] masks (PANet's `getFeatures`, eps theirs),
+    without the upsampled features: sum(up(F) * m) = sum(F * (R_h m R_w^T))."""
+    (h, w), (height, width) = features.shape[-2:], masks.shape[-2:]
+    masks = masks.to(features.dtype)
+    rows, cols = interpolation_weights(h, height, features), interpolation_weights(w, width, features)
+    weights = rows @ masks @ cols.T  # [N, h, w]
+    return (features * weights[:, None]).sum(dim=(2, 3)) / (masks.sum(dim=(1, 2))[:, None] + eps)
+
+
 def tile(vector: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """[N, C] -> [N, C, h, w] with the spatial size of `like`."""
     return vector[:, :, None, None].expand(-1, -1, *like.shape[-2:])

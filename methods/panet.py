@@ -50,7 +50,7 @@ from torch import nn
 
 from methods.backbones import VGG16Backbone
 from methods.base import foreground
-from methods.common import BackboneMethod, masked_average_pool, segmentation_loss, tile
+from methods.common import BackboneMethod, masked_average_pool, segmentation_loss, tile, upsampled_average_pool
 from methods.registry import MethodError, register_method
 from methods.weights import KeyMap
 
@@ -77,23 +77,6 @@ def authors_vgg16(backbone: VGG16Backbone) -> VGG16Backbone:
     backbone.block5[6] = nn.Identity()  # no ReLU after conv5_3
     backbone.identity = {**backbone.identity, "variant": "panet-authors-encoder"}
     return backbone
-
-
-def interpolation_weights(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
-    """[size_in, size_out]: entry (i, j) is the weight of input i in output j of 1-D linear resizing
-    (align_corners=False), the per-axis factor of bilinear resizing."""
-    eye = torch.eye(size_in, dtype=like.dtype, device=like.device)[None]
-    return F.interpolate(eye, size=size_out, mode="linear", align_corners=False)[0]
-
-
-def upsampled_average_pool(features: torch.Tensor, masks: torch.Tensor, eps: float = PROTOTYPE_EPS) -> torch.Tensor:
-    """MAP of [N, C, h, w] features bilinearly upsampled to the [N, H, W] masks (PANet's `getFeatures`),
-    without the upsampled features: sum(up(F) * m) = sum(F * (R_h m R_w^T))."""
-    (h, w), (height, width) = features.shape[-2:], masks.shape[-2:]
-    masks = masks.to(features.dtype)
-    rows, cols = interpolation_weights(h, height, features), interpolation_weights(w, width, features)
-    weights = rows @ masks @ cols.T  # [N, h, w]
-    return (features * weights[:, None]).sum(dim=(2, 3)) / (masks.sum(dim=(1, 2))[:, None] + eps)
 
 
 def cosine_logits(features: torch.Tensor, bg: torch.Tensor, fg: torch.Tensor, scale: float) -> torch.Tensor:

@@ -41,7 +41,7 @@ The authors' model (xiaomengyc/SG-One `oneshot/onemodel_sg-one.py` OneModel, `mo
   than the features, the border being the bias; the evaluator's bilinear resize to the image is their
   `get_pred`);
 * the guidance vector is the MAP of the guidance features bilinearly upsampled (align_corners=False)
-  to the mask size (computed exactly without the upsampled features, PANet's `upsampled_average_pool`);
+  to the mask size (computed exactly without the upsampled features, `methods.common.upsampled_average_pool`);
   they divide by the mask sum alone, here eps 1e-5 is added (no effect on the cosine of one vector;
   relative 1e-5 / mask pixels on a 5-shot average).
 Known difference: their 5-shot "max" ORs the per-shot argmax masks at image size, the "or" rule here
@@ -57,8 +57,7 @@ from torch import nn
 
 from methods.backbones import VGG16Backbone
 from methods.base import foreground
-from methods.common import BackboneMethod, masked_average_pool, tile
-from methods.panet import upsampled_average_pool
+from methods.common import BackboneMethod, masked_average_pool, tile, upsampled_average_pool
 from methods.registry import MethodError, register_method
 from methods.weights import KeyMap
 

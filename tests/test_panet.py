@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.panet import PROTOTYPE_EPS, alignment_loss, cosine_logits, prototypes, upsampled_average_pool
+from methods.common import upsampled_average_pool
+from methods.panet import PROTOTYPE_EPS, alignment_loss, cosine_logits, prototypes
 from methods.registry import MethodError
 from tests.method_helpers import tiny_method
 

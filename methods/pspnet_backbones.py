@@ -55,7 +55,33 @@ def _load(module: nn.Module, state: Dict[str, torch.Tensor], what: str, path: Pa
         raise MethodError(f"{path} does not fit {what} (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
-class DeepStemResNet(FrozenBackbone):
+class _FiveLayerBackbone(FrozenBackbone):
+    """Base: modules `layer0` .. `layer4` run in order; weights from a file in the subclass's names."""
+
+    def _load_weights(self, weights_path: Optional[str], what: str) -> None:
+        """Random init (identity says so), or the file at `weights_path` renamed by `_own_names`."""
+        self.identity = {"weights": "random-init", "source": "none"}
+        if weights_path:
+            path = Path(weights_path)
+            _load(self, self._own_names(load_state_file(path)), what, path)
+            self.identity = _weights_identity("file", "local", path)
+
+    @staticmethod
+    def _own_names(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = {}
+        x = images
+        for name in ("layer0", "layer1", "layer2", "layer3", "layer4"):
+            x = getattr(self, name)(x)
+            out[name] = x
+            if all(k in out for k in self.layers):
+                break
+        return {k: out[k] for k in self.layers}
+
+
+class DeepStemResNet(_FiveLayerBackbone):
     """PSPNet's deep-stem ResNet, layer3/4 dilated 2/4 in all blocks, output stride 8."""
 
     channels = {"layer0": 128, "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
@@ -73,11 +99,7 @@ class DeepStemResNet(FrozenBackbone):
         self.layer2 = _stage(256, 128, self.depth[1], 2, 1)
         self.layer3 = _stage(512, 256, self.depth[2], 2, 2)
         self.layer4 = _stage(1024, 512, self.depth[3], 2, 4)
-        self.identity = {"weights": "random-init", "source": "none"}
-        if weights_path:
-            path = Path(weights_path)
-            _load(self, self._own_names(load_state_file(path)), type(self).__name__, path)
-            self.identity = _weights_identity("file", "local", path)
+        self._load_weights(weights_path, type(self).__name__)
         self.freeze()
 
     @staticmethod
@@ -91,16 +113,6 @@ class DeepStemResNet(FrozenBackbone):
             elif not head.startswith("fc"):
                 out[key] = value
         return out
-
-    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out = {}
-        x = images
-        for name in ("layer0", "layer1", "layer2", "layer3", "layer4"):
-            x = getattr(self, name)(x)
-            out[name] = x
-            if all(k in out for k in self.layers):
-                break
-        return {k: out[k] for k in self.layers}
 
 
 @BACKBONES.register("resnet50-deepstem")
@@ -119,7 +131,7 @@ _VGG_CUTS = (0, 7, 14, 24, 34, 43)
 
 
 @BACKBONES.register("vgg16bn-pfenet")
-class PFENetVGG16BN(FrozenBackbone):
+class PFENetVGG16BN(_FiveLayerBackbone):
     """VGG16-BN cut into layer0..layer4 as PFENet (pool5 dropped): layer2 stride 8, layer3/4 stride 16."""
 
     channels = {"layer0": 64, "layer1": 128, "layer2": 256, "layer3": 512, "layer4": 512}
@@ -136,11 +148,7 @@ class PFENetVGG16BN(FrozenBackbone):
                 cin = v
         for index in range(5):
             setattr(self, f"layer{index}", nn.Sequential(*features[_VGG_CUTS[index]:_VGG_CUTS[index + 1]]))
-        self.identity = {"weights": "random-init", "source": "none"}
-        if weights_path:
-            path = Path(weights_path)
-            _load(self, self._own_names(load_state_file(path)), "PFENet's VGG16-BN", path)
-            self.identity = _weights_identity("file", "local", path)
+        self._load_weights(weights_path, "PFENet's VGG16-BN")
         self.freeze()
 
     @staticmethod
@@ -155,11 +163,3 @@ class PFENetVGG16BN(FrozenBackbone):
             elif key.startswith("layer"):
                 out[key] = value
         return out
-
-    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out = {}
-        x = images
-        for index in range(5):
-            x = getattr(self, f"layer{index}")(x)
-            out[f"layer{index}"] = x
-        return {k: out[k] for k in self.layers}

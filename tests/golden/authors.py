@@ -7,6 +7,7 @@ code, none of their code.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import json
@@ -30,6 +31,16 @@ def clone_commit(clone: Path, given: str = "") -> str:
                               capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def clone_arguments(description: str, repo: str, argv=None) -> Tuple[Path, str]:
+    """The golden scripts' command line: `--clone PATH` (a clone of `repo`) and `--commit SHA` (for an
+    exported tree without .git); returns the clone and its commit."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--clone", type=Path, required=True, help=f"a clone of github.com/{repo}")
+    parser.add_argument("--commit", default="", help="the clone's commit (default: git rev-parse HEAD in the clone)")
+    args = parser.parse_args(argv)
+    return args.clone, clone_commit(args.clone, args.commit)
 
 
 def _no_download(*args, **kwargs):

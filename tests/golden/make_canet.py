@@ -13,7 +13,6 @@ align_corners=True, CrossEntropyLoss(ignore_index=255)), all in double precision
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 from methods import build_method  # noqa: E402
 from methods.canet import AUTHORS_KEYS, AUTHORS_OPTIONS  # noqa: E402
-from tests.golden.authors import authors_code, clone_commit, import_from, save_fixture  # noqa: E402
+from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture  # noqa: E402
 
 NAME = "canet-head"
 SEED = 20190616
@@ -113,12 +112,9 @@ def run_theirs(clone: Path):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clone", type=Path, required=True, help="a clone of github.com/icoz69/CaNet")
-    parser.add_argument("--commit", default="", help="the clone's commit (default: git rev-parse HEAD)")
-    args = parser.parse_args(argv)
-    tensors = run_theirs(args.clone)
-    meta = {"authors_repo": "icoz69/CaNet", "commit": clone_commit(args.clone, args.commit), "seed": SEED,
+    clone, commit = clone_arguments(__doc__.splitlines()[0], "icoz69/CaNet", argv)
+    tensors = run_theirs(clone)
+    meta = {"authors_repo": "icoz69/CaNet", "commit": commit, "seed": SEED,
             "feature": FEATURE, "size": SIZE, "steps": STEPS, "shots": [1], "options": AUTHORS_OPTIONS,
             "dtype": "float64",
             "their_model": "one_shot_network.Res_Deeplab(num_classes=2), trunk conv1..layer3 stubbed with the features"}

@@ -10,14 +10,13 @@ initialisation (our backbone has none).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
 
 from methods.hsnet import HSNet, hsnet_keymap
-from tests.golden.authors import authors_code, clone_commit, import_from, save_fixture, seeded_state
+from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture, seeded_state
 
 NAME = "hsnet-resnet50"
 SEED = 7
@@ -90,16 +89,13 @@ def authors_outputs(clone: Path, state: Dict[str, torch.Tensor], query, supports
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clone", type=Path, required=True, help="a clone of juhongm999/hsnet")
-    parser.add_argument("--commit", default="", help="the clone's commit (for an exported tree without .git)")
-    args = parser.parse_args()
+    clone, commit = clone_arguments(__doc__.splitlines()[0], "juhongm999/hsnet", None)
     model = seeded_model()
     query, supports, masks = episode()
-    outputs = authors_outputs(args.clone, model.state_dict(), query, supports, masks)
+    outputs = authors_outputs(clone, model.state_dict(), query, supports, masks)
     mask = outputs["mask_5shot"]
     print(f"1-shot logits {tuple(outputs['logits_1shot'].shape)}, 5-shot foreground fraction {mask.mean():.3f}")
-    meta = {"authors": "juhongm999/hsnet", "commit": clone_commit(args.clone, args.commit), "seed": SEED,
+    meta = {"authors": "juhongm999/hsnet", "commit": commit, "seed": SEED,
             "size": SIZE, "shots": SHOTS, "options": {"backbone": "resnet50", "backbone_enum": None},
             "dtype": "float64", "weights": "seeded_model(seed): torch.manual_seed, seeded_state, GroupNorm affines"}
     save_fixture(NAME, {"query": query, "supports": supports, "support_masks": masks, **outputs}, meta)

@@ -8,7 +8,6 @@ outputs (logits at image size) and alignment losses (train mode, `align=True`) o
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 from methods import build_method  # noqa: E402
 from methods.panet import AUTHORS_KEYS, AUTHORS_OPTIONS  # noqa: E402
-from tests.golden.authors import authors_code, clone_commit, import_from, save_fixture, seeded_state  # noqa: E402
+from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture, seeded_state  # noqa: E402
 
 NAME = "panet-vgg16"
 SEED = 20190801
@@ -103,12 +102,9 @@ def run_theirs(clone: Path):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clone", type=Path, required=True, help="a clone of github.com/kaixin96/PANet")
-    parser.add_argument("--commit", default="", help="the clone's commit (default: git rev-parse HEAD)")
-    args = parser.parse_args(argv)
-    tensors = run_theirs(args.clone)
-    meta = {"authors_repo": "kaixin96/PANet", "commit": clone_commit(args.clone, args.commit), "seed": SEED,
+    clone, commit = clone_arguments(__doc__.splitlines()[0], "kaixin96/PANet", argv)
+    tensors = run_theirs(clone)
+    meta = {"authors_repo": "kaixin96/PANet", "commit": commit, "seed": SEED,
             "size": SIZE, "shots": list(SHOTS), "options": AUTHORS_OPTIONS, "dtype": "float64",
             "their_model": "models.fewshot.FewShotSeg(pretrained_path=None, cfg={'align': True})"}
     print(save_fixture(NAME, tensors, meta))

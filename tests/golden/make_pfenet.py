@@ -15,17 +15,15 @@ only where the real `cv2` is importable.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from methods import build_method
 from methods.weights import WEIGHTS
-from tests.golden.authors import authors_code, clone_commit, import_from, save_fixture, seeded_state
+from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture, seeded_state
 
 SEED = 0
 CASES = {
@@ -103,14 +101,10 @@ def their_resize(module) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clone", type=Path, required=True, help="a checkout of dvlab-research/PFENet")
-    parser.add_argument("--commit", default="", help="the clone's commit, for a tree without .git")
-    args = parser.parse_args(argv)
-    commit = clone_commit(args.clone, args.commit)
+    clone, commit = clone_arguments(__doc__.splitlines()[0], "dvlab-research/PFENet", argv)
     try:  # their transform needs the real cv2 (opencv-python-headless); their model file only imports it
         import cv2  # noqa: F401, PLC0415
-        with authors_code(args.clone):
+        with authors_code(clone):
             tensors = their_resize(import_from("util.transform"))
         save_fixture("pfenet-resize", tensors, {
             "repo": "dvlab-research/PFENet", "commit": commit, "seed": SEED, "size": RESIZE_SIZE,
@@ -125,7 +119,7 @@ def main(argv=None) -> None:
         model, entry = harness_model(entry_name, bins=bins)
         query, supports, masks = inputs(side)
         vgg = "vgg" in entry.options["backbone"]
-        with authors_code(args.clone):
+        with authors_code(clone):
             module = import_from("model.PFENet")
             outputs = {f"out{k}": their_output(module, model, entry, k, query, supports, masks, vgg) for k in (1, 5)}
         save_fixture(name, {"query": query, "supports": supports, "masks": masks, **outputs}, {

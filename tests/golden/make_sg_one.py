@@ -13,7 +13,6 @@ Saved: their 1-shot `forward` and `forward_5shot_avg` logits, the 5 per-shot log
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import re
 import sys
@@ -26,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from methods.sg_one import AUTHORS_KEYS, AUTHORS_OPTIONS  # noqa: E402
-from tests.golden.authors import authors_code, clone_commit, save_fixture  # noqa: E402
+from tests.golden.authors import authors_code, clone_arguments, save_fixture  # noqa: E402
 from tests.golden.make_panet import build_seeded, episode  # noqa: E402
 
 NAME = "sg-one-vgg16"
@@ -81,12 +80,9 @@ def run_theirs(clone: Path):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clone", type=Path, required=True, help="a clone of github.com/xiaomengyc/SG-One")
-    parser.add_argument("--commit", default="", help="the clone's commit (default: git rev-parse HEAD)")
-    args = parser.parse_args(argv)
-    tensors = run_theirs(args.clone)
-    meta = {"authors_repo": "xiaomengyc/SG-One", "commit": clone_commit(args.clone, args.commit), "seed": SEED,
+    clone, commit = clone_arguments(__doc__.splitlines()[0], "xiaomengyc/SG-One", argv)
+    tensors = run_theirs(clone)
+    meta = {"authors_repo": "xiaomengyc/SG-One", "commit": commit, "seed": SEED,
             "size": tuple(tensors["query"].shape[-2:]), "shots": [1, SHOTS], "options": AUTHORS_OPTIONS,
             "dtype": "float64", "their_model": "oneshot/onemodel_sg-one.py OneModel(None), vgg16 not pretrained",
             "runtime_patches": "vgg_sg.py's 2 Python 2 print statements rewritten in memory; empty models, "

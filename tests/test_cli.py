@@ -153,6 +153,9 @@ BAD_INPUTS = [
     (["--shots", "5"], "5-shot episodes need 6 usable images per class"),
     (["--data-root", "/no/such/dir"], "data root does not exist: /no/such/dir"),
 ]
+#: a missing data root also shows the layout and where to get each part (the dataset card), in a few lines
+MULTI_LINE = {"data root does not exist: /no/such/dir": ("VOC2012/SegmentationClassAug", "get SBD: http",
+                                                         "python -m bench prepare pascal5i")}
 
 
 @pytest.mark.parametrize("extra,message", BAD_INPUTS)
@@ -169,8 +172,12 @@ def test_bad_input_gives_one_clear_line(voc_root, tmp_path, capsys, extra, messa
             args += extra[i : i + 2]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and message in err, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("error: ") and message in err.splitlines()[0], err
+    assert "Traceback" not in err
+    if message in MULTI_LINE:
+        assert 3 <= len(err.splitlines()) <= 8 and all(part in err for part in MULTI_LINE[message]), err
+    else:
+        assert len(err.splitlines()) == 1, err
     assert not (tmp_path / "bad").exists()
 
 

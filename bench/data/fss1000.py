@@ -15,6 +15,7 @@ import numpy as np
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files
 from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, load_rgb
+from bench.data.cards import DatasetCard, register_dataset
 from bench.data.lists import numbered_lines, shipped_lists
 
 PARTS = ("trn", "val", "test")
@@ -66,8 +67,8 @@ class FSS1000Dataset(FSSDataset):
         missing = [self.root / n for n in names if not (self.root / n).is_dir()]
         if missing:
             shown = ", ".join(map(str, missing[:3]))
-            raise BenchError(f"{len(missing)} FSS-1000 class folders are missing: {shown}"
-                             + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+            raise FSS1000_CARD.missing(f"{len(missing)} FSS-1000 class folders are missing: {shown}"
+                                       + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
         pairs = []
         for name in names:
             for jpg in sorted((self.root / name).glob("*.jpg"), key=lambda p: (len(p.stem), p.stem)):
@@ -103,3 +104,25 @@ class FSS1000Dataset(FSSDataset):
         rels = [f"{i}.{ext}" for split in splits for part in parts for i, _ in self.pairs(split, part)
                 for ext in ("jpg", "png")]
         return hash_files(self.root, rels)
+
+
+FSS1000_CARD = DatasetCard(
+    name="fss1000", title="FSS-1000",
+    citation="Li et al., FSS-1000: A 1000-Class Dataset for Few-Shot Segmentation, CVPR 2020",
+    classes="1000 classes of 10 images (520 train / 240 val / 240 test, HSNet's class lists)",
+    folds="one split: tests the 240 test classes (ids 761..1000), trains on the 520 train classes",
+    episodes="sampled: 1000 per seed from the test pairs; every-image: each of the 2400 test images a query "
+             "once (HSNet's protocol)",
+    eval_size="320 x 320 input (HSNet's protocol: --input-size 400 --eval-size 400)",
+    layout=("<class name>/<n>.jpg  (224 x 224)", "<class name>/<n>.png  (mask, binarised at 128)"),
+    downloads=(("FSS-1000", "https://github.com/HKUSTCV/FSS-1000 (fewshot_data.zip, about 700 MB)"),),
+    licence="see the FSS-1000 repository (research use)", size="10,000 images of 224 x 224",
+    query_protocols=("sampled", "every-image"),
+)
+
+
+@register_dataset(FSS1000_CARD)
+def open_fss1000(data_root=None, lists=None, progress=False) -> FSS1000Dataset:
+    if data_root is None:
+        raise FSS1000_CARD.missing("fss1000 needs --data-root")
+    return FSS1000Dataset(data_root, lists)

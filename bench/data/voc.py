@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files, sha256_bytes
 from bench.data.base import FSSDataset, Pair, check_label_values, load_index_png
+from bench.data.cards import DatasetCard, register_dataset
 from bench.data.lists import list_path, read_pair_list, shipped_lists
 
 VOC_CLASSES = [
@@ -30,7 +31,8 @@ def split_test_classes(split: int) -> List[int]:
 class VOCLayoutDataset(FSSDataset):
     """Reads any dataset laid out like PASCAL VOC with PASCAL-5i style lists."""
 
-    def __init__(self, name: str, root: Path, lists_dir: Path, class_names: Sequence[str], default_input_size: int):
+    def __init__(self, name: str, root: Path, lists_dir: Path, class_names: Sequence[str], default_input_size: int,
+                 card: Optional[DatasetCard] = None):
         self.name = name
         self.root = Path(root)
         self.lists_dir = Path(lists_dir)
@@ -39,11 +41,12 @@ class VOCLayoutDataset(FSSDataset):
         voc = self.root / "VOC2012"
         self.image_dir = voc / "JPEGImages"
         self.label_dir = voc / "SegmentationClassAug"
+        fail = card.missing if card is not None else BenchError
         if not self.root.is_dir():
-            raise BenchError(f"data root does not exist: {self.root}")
+            raise fail(f"data root does not exist: {self.root}")
         for folder in (self.image_dir, self.label_dir):
             if not folder.is_dir():
-                raise BenchError(f"{name} data root {self.root} has no {folder.relative_to(self.root)} folder")
+                raise fail(f"{name} data root {self.root} has no {folder.relative_to(self.root)} folder")
         self.pairs = lru_cache(maxsize=None)(self._read_pairs)
 
     def class_names(self) -> Dict[int, str]:
@@ -87,10 +90,29 @@ class VOCLayoutDataset(FSSDataset):
         return sha256_bytes(f"{lists_hash}:{hash_files(self.root, data_rels)}".encode())
 
 
-def open_pascal5i(data_root: Path | None, lists: Path | None = None) -> VOCLayoutDataset:
+PASCAL5I_CARD = DatasetCard(
+    name="pascal5i", title="PASCAL-5i (PASCAL VOC 2012 with SBD's extra masks)",
+    citation="Shaban et al., One-Shot Learning for Semantic Segmentation, BMVC 2017; VOC: Everingham et al., "
+             "IJCV 2010; SBD: Hariharan et al., Semantic Contours from Inverse Detectors, ICCV 2011",
+    classes="20 PASCAL VOC classes", folds="4 folds of 5 classes: split k tests classes 5(k-1)+1..5k, trains on the rest",
+    episodes="1000 per seed, queries following the shipped (image, class) test list (346/451/725/346 pairs)",
+    eval_size="321 x 321 input (paper-pascal profile); scored on the original-size label, 255 ignored",
+    layout=("VOC2012/JPEGImages/<id>.jpg", "VOC2012/SegmentationClassAug/<id>.png  (class indices, 255 = void; VOC "
+            "masks plus SBD's converted)"),
+    downloads=(("VOC2012", "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar (1.9 GB)"),
+               ("SBD", "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/"
+                       "benchmark.tgz (1.4 GB)")),
+    licence="VOC images come from Flickr under its terms of use; VOC annotations and SBD for research use",
+    size="17,125 VOC2012 images, 12,031 masks after SBD augmentation (10,582 train + 1,449 val)",
+    prepare="python -m bench prepare pascal5i --voc VOCtrainval_11-May-2012.tar --sbd benchmark.tgz --out DIR",
+)
+
+
+@register_dataset(PASCAL5I_CARD)
+def open_pascal5i(data_root: Optional[Path] = None, lists: Optional[Path] = None, progress: bool = False
+                  ) -> VOCLayoutDataset:
     """PASCAL-5i on a real VOC tree; `lists` defaults to the shipped standard lists."""
     if data_root is None:
-        raise BenchError(
-            "pascal5i needs --data-root: a folder holding VOC2012/JPEGImages and VOC2012/SegmentationClassAug"
-        )
-    return VOCLayoutDataset("pascal5i", data_root, lists or shipped_lists("pascal5i"), VOC_CLASSES, 321)
+        raise PASCAL5I_CARD.missing("pascal5i needs --data-root")
+    return VOCLayoutDataset("pascal5i", data_root, lists or shipped_lists("pascal5i"), VOC_CLASSES, 321,
+                            card=PASCAL5I_CARD)

@@ -1,8 +1,13 @@
-"""Images and labels as methods see them: decoded once, resized, normalised, stacked into episodes."""
+"""Images and labels as methods see them: decoded once, resized, normalised, stacked into episodes.
+
+The store is bounded by a memory budget with least-recently-used eviction (issue 15): an evicted
+image is decoded again when asked for, which gives the same bytes, so results do not depend on it.
+"""
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Callable, Hashable, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -70,47 +75,138 @@ class EpisodeBatch:
         )
 
 
-class ImageStore:
-    """Decodes each unique image once per run and keeps what evaluation needs of it."""
+# about 1 MB per COCO image for the resized image and its label: ~2000 images; see bench.benchmarks.memory_scale
+DEFAULT_STORE_BUDGET = 2 * 1024 ** 3
 
-    def __init__(self, dataset: FSSDataset, input_size: int):
+
+def nbytes(value) -> int:
+    """Bytes held by a tensor, an array or a tuple of them."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, tuple):
+        return sum(nbytes(v) for v in value)
+    raise TypeError(f"cannot size {type(value).__name__}")
+
+
+class LRUCache:
+    """A dict bounded by the bytes of its values; the least recently used entries are evicted first.
+
+    A value larger than the whole budget is not kept (the caller uses it once). `on_evict(key, value)`
+    is called for each evicted entry. `budget_bytes=None` means unbounded.
+    """
+
+    def __init__(self, budget_bytes: Optional[int], on_evict: Optional[Callable] = None):
+        if budget_bytes is not None and budget_bytes < 0:
+            raise ValueError(f"budget_bytes must be >= 0 or None, got {budget_bytes}")
+        self.budget = budget_bytes
+        self.on_evict = on_evict
+        self._data: "OrderedDict[Hashable, object]" = OrderedDict()
+        self._sizes = {}
+        self.bytes = 0
+        self.peak_bytes = 0
+        self.evictions = 0
+
+    def __contains__(self, key) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def keys(self):
+        return list(self._data)
+
+    def get(self, key, default=None):
+        if key not in self._data:
+            return default
+        self._data.move_to_end(key)
+        return self._data[key]
+
+    def fits(self, size: int) -> bool:
+        """Whether `size` more bytes fit without evicting anything."""
+        return self.budget is None or self.bytes + size <= self.budget
+
+    def put(self, key, value) -> None:
+        size = nbytes(value)
+        self.pop(key)
+        if self.budget is not None and size > self.budget:
+            return
+        self._data[key] = value
+        self._sizes[key] = size
+        self.bytes += size
+        while self.budget is not None and self.bytes > self.budget:
+            old, old_value = self._data.popitem(last=False)
+            self.bytes -= self._sizes.pop(old)
+            self.evictions += 1
+            if self.on_evict is not None:
+                self.on_evict(old, old_value)
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def pop(self, key):
+        if key not in self._data:
+            return None
+        self.bytes -= self._sizes.pop(key)
+        return self._data.pop(key)
+
+    def clear(self) -> None:
+        self._data.clear()
+        self._sizes.clear()
+        self.bytes = 0
+
+
+class ImageStore:
+    """Decodes the images of a run and keeps what evaluation needs of them, within `budget_bytes`
+    (None: unbounded); the least recently used are decoded again when needed."""
+
+    def __init__(self, dataset: FSSDataset, input_size: int, budget_bytes: Optional[int] = DEFAULT_STORE_BUDGET):
         self.dataset = dataset
         self.input_size = input_size
-        self._images: Dict[str, torch.Tensor] = {}
-        self._labels: Dict[str, np.ndarray] = {}
-        self._originals: Dict[str, np.ndarray] = {}
+        self.budget_bytes = budget_bytes
+        # one budget for all three: (kind, id) keys
+        self._cache = LRUCache(budget_bytes)
+        self.decoded = 0  # read_sample calls (for benchmarks)
 
-    def _load(self, image_id: str) -> None:
+    def _load(self, image_id: str) -> Tuple[torch.Tensor, np.ndarray]:
+        cached = self._cache.get(("sample", image_id))
+        if cached is not None:
+            return cached
         image, label = self.dataset.read_sample(image_id)
-        self._images[image_id] = resize_image(image, self.input_size)
-        self._labels[image_id] = label.astype(np.uint8) if label.max(initial=0) < 256 else label
+        self.decoded += 1
+        sample = (resize_image(image, self.input_size), label.astype(np.uint8) if label.max(initial=0) < 256 else label)
+        self._cache.put(("sample", image_id), sample)
+        return sample
 
     def image(self, image_id: str) -> torch.Tensor:
-        if image_id not in self._images:
-            self._load(image_id)
-        return self._images[image_id]
+        return self._load(image_id)[0]
 
     def original(self, image_id: str) -> np.ndarray:
         """The decoded image at its original size (decoded again and kept once asked for: only
         native-resolution methods ask)."""
-        if image_id not in self._originals:
-            self._originals[image_id] = self.dataset.read_image(image_id)
-        return self._originals[image_id]
+        cached = self._cache.get(("original", image_id))
+        if cached is None:
+            cached = self.dataset.read_image(image_id)
+            self._cache.put(("original", image_id), cached)
+        return cached
 
     def label(self, image_id: str) -> np.ndarray:
         """The class-index label map at the image's original size."""
-        if image_id not in self._labels:
-            self._load(image_id)
-        return self._labels[image_id]
+        return self._load(image_id)[1]
 
     def mask(self, image_id: str, class_id: int) -> np.ndarray:
         """Binary 0/1/255 mask of a class at the image's original size."""
-        if image_id not in self._labels:
-            self._load(image_id)
-        return self.dataset.binary_mask(self._labels[image_id], class_id)
+        return self.dataset.binary_mask(self.label(image_id), class_id)
 
     def input_mask(self, image_id: str, class_id: int) -> torch.Tensor:
         return resize_mask(self.mask(image_id, class_id), (self.input_size, self.input_size))
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cache.bytes
+
+    @property
+    def evictions(self) -> int:
+        return self._cache.evictions
 
 
 def build_batch(store: ImageStore, rows: pd.DataFrame) -> EpisodeBatch:

@@ -1,0 +1,91 @@
+"""Memory-bounded ImageStore and CodeCache (issue 15): LRU eviction, spill folder, identical results."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.data.catalog import open_dataset
+from bench.data.episodes import EpisodeSpec, sample_episodes
+from bench.data.images import ImageStore, LRUCache
+from bench.evaluation.features import CodeCache
+from bench.evaluation.loop import evaluate_manifest
+from bench.training.profiles import PROFILES
+from tests.method_helpers import tiny_method
+
+SIZE = PROFILES["tiny"].input_size
+
+
+@pytest.fixture(scope="module")
+def tiny(cache_env):
+    return open_dataset("synthetic-tiny")
+
+
+@pytest.fixture(scope="module")
+def setup(tiny):
+    method = tiny_method("simpropnet", seed=3).eval()
+    manifest = sample_episodes(tiny, EpisodeSpec(1, 2, seed=0, episodes=20))
+    reference = evaluate_manifest(method, ImageStore(tiny, SIZE, budget_bytes=None), manifest, batch_size=4,
+                                  quiet=True, features=CodeCache(ImageStore(tiny, SIZE, budget_bytes=None),
+                                                                 budget_bytes=None))
+    return method, manifest, reference
+
+
+def test_lru_evicts_the_least_recently_used():
+    cache = LRUCache(budget_bytes=3 * 8)
+    for key in "abc":
+        cache.put(key, np.zeros(1, np.float64))
+    cache.get("a")  # now b is the oldest
+    cache.put("d", np.zeros(1, np.float64))
+    assert cache.keys() == ["c", "a", "d"] and cache.evictions == 1 and cache.bytes == 24
+    cache.put("big", np.zeros(4, np.float64))  # larger than the budget: not kept, nothing evicted
+    assert "big" not in cache and cache.keys() == ["c", "a", "d"]
+
+
+def test_store_under_a_tiny_budget_decodes_again_and_gives_the_same_arrays(tiny):
+    ids = sorted({i for i, _ in tiny.pairs(1, "test")})[:6]
+    free, small = ImageStore(tiny, SIZE, budget_bytes=None), ImageStore(tiny, SIZE, budget_bytes=1)
+    for _ in range(2):
+        for i in ids:
+            assert torch.equal(free.image(i), small.image(i))  # each call decodes again
+            assert np.array_equal(free.label(i), small.label(i))
+            assert np.array_equal(free.original(i), small.original(i))
+    assert free.decoded == len(ids) and small.decoded == 4 * len(ids) and small.cached_bytes == 0
+
+
+@pytest.mark.parametrize("budget", [1, 20_000])
+def test_bounded_code_cache_gives_identical_counts(tiny, setup, budget):
+    method, manifest, reference = setup
+    store = ImageStore(tiny, SIZE, budget_bytes=budget)
+    cache = CodeCache(store, budget_bytes=budget)
+    rows = evaluate_manifest(method, store, manifest, batch_size=4, quiet=True, features=cache)
+    pd.testing.assert_frame_equal(reference, rows)
+    assert cache.evictions > 0 or budget == 1
+    assert cache.recomputed > 0 and cache.cached_bytes <= budget
+
+
+def test_spilled_codes_are_bit_exact_and_the_folder_is_removed(tiny, setup, tmp_path):
+    method, manifest, reference = setup
+    store = ImageStore(tiny, SIZE, budget_bytes=None)
+    cache = CodeCache(store, budget_bytes=20_000, spill_dir=str(tmp_path / "spill"))
+    rows = evaluate_manifest(method, store, manifest, batch_size=4, quiet=True, features=cache)
+    pd.testing.assert_frame_equal(reference, rows)
+    assert cache.spill_reads > 0
+    files = list((tmp_path / "spill").rglob("*"))
+    assert any(f.suffix == ".npz" for f in files) and not any(f.suffix == ".tmp" for f in files)
+    cache.close()
+    assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_a_failed_spill_leaves_no_partial_file(tiny, setup, tmp_path, monkeypatch):
+    method, manifest, _ = setup
+    cache = CodeCache(ImageStore(tiny, SIZE), budget_bytes=1, spill_dir=str(tmp_path))
+
+    def fail(f, *arrays):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", fail)
+    code = (torch.ones(3),)
+    with pytest.raises(OSError):
+        cache._spill(("q", "x"), code)
+    assert [f for f in tmp_path.rglob("*") if f.is_file()] == []

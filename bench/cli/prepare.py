@@ -1,0 +1,51 @@
+"""`python -m bench prepare pascal5i|coco20i ...`: dataset roots from the official archives (issue 15)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `prepare` with its `pascal5i` and `coco20i` sub-commands."""
+    parser = subparsers.add_parser("prepare", help="build a dataset root from the official archives")
+    kinds = parser.add_subparsers(dest="dataset", required=True)
+    pascal = kinds.add_parser("pascal5i", help="VOC2012 JPEGImages + SegmentationClassAug from VOC and SBD")
+    pascal.add_argument("--voc", required=True, type=Path, help="VOCtrainval_11-May-2012.tar")
+    pascal.add_argument("--sbd", required=True, type=Path, help="SBD benchmark.tgz")
+    pascal.add_argument("--out", required=True, type=Path, help="data root to create (VOC2012/ goes inside)")
+    pascal.add_argument("--lists", type=Path, default=None, help="split lists folder to check against "
+                        "(default: the shipped PASCAL-5i lists)")
+    coco = kinds.add_parser("coco20i", help="COCO2014 images + class-index PNGs (HSNet's layout)")
+    coco.add_argument("--train-zip", required=True, type=Path, help="train2014.zip")
+    coco.add_argument("--val-zip", required=True, type=Path, help="val2014.zip")
+    coco.add_argument("--annotations", required=True, type=Path, help="annotations_trainval2014.zip")
+    coco.add_argument("--out", required=True, type=Path, help="data root to create (COCO2014/ goes inside)")
+    for sub in (pascal, coco):
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def prepare_command(args) -> int:
+    """Run the chosen preparation and print a summary; BenchErrors propagate as one line to the caller."""
+    if args.dataset == "pascal5i":
+        from bench.data.prepare.pascal import prepare_pascal
+        summary = prepare_pascal(args.voc, args.sbd, args.out, lists_dir=args.lists, quiet=args.quiet)
+        print(f"PASCAL-5i ready at {summary['root']}: {summary['images']} images, {summary['masks']} masks, "
+              f"all {summary['listed_images']} listed images present ({summary['written']} files written this run)")
+        return 0
+    from bench.data.prepare.coco import prepare_coco
+    summary = prepare_coco(args.train_zip, args.val_zip, args.annotations, args.out, quiet=args.quiet)
+    print(f"COCO-20i ready at {summary['root']}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if k != "root"))
+    return 0
+
+
+if __name__ == "__main__":
+    from bench.core.errors import BenchError
+    top = argparse.ArgumentParser(prog="python -m bench.cli.prepare")
+    add_prepare_parser(top.add_subparsers(dest="command", required=True))
+    try:
+        sys.exit(prepare_command(top.parse_args(["prepare"] + sys.argv[1:])))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

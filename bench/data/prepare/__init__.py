@@ -1,0 +1,1 @@
+"""`bench prepare`: build dataset roots from the official archives (issue 15)."""

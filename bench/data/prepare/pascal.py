@@ -1,0 +1,108 @@
+"""PASCAL-5i root from VOCtrainval_11-May-2012.tar and SBD's benchmark.tgz.
+
+Layout as in the FSS codebases (OSLSM, PANet, PFENet, HSNet): VOC2012/JPEGImages/<id>.jpg and
+VOC2012/SegmentationClassAug/<id>.png, the latter the usual "SBD augmented" class-index PNGs: SBD's
+benchmark_RELEASE/dataset/cls/<id>.mat (struct GTcls, field Segmentation, classes 0..20; Hariharan et
+al., ICCV 2011) where VOC has no mask, VOC's SegmentationClass/<id>.png (255 = void border) where it has.
+"""
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench.core.errors import BenchError
+from bench.core.progress import progress_bar
+from bench.data.base import is_plain_name
+from bench.data.lists import read_pair_list, shipped_lists
+from bench.data.prepare.archives import index_png_bytes, stream_tar, write_once
+from bench.core.fileio import atomic_write_text
+
+VOC_MEMBER = re.compile(r"^(?:\./)?VOCdevkit/VOC2012/(JPEGImages|SegmentationClass)/([^/]+)\.(jpg|png)$")
+SBD_MEMBER = re.compile(r"^(?:\./)?benchmark_RELEASE/dataset/cls/([^/]+)\.mat$")
+
+
+def _voc_mask(data: bytes, name: str) -> bytes:
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"mode {image.mode}, expected a palette PNG of class indices")
+        label = np.array(image)
+    except Exception as exc:
+        raise BenchError(f"corrupt VOC mask {name} in the VOC tar ({exc})") from None
+    return index_png_bytes(label)
+
+
+def _sbd_mask(data: bytes, name: str) -> bytes:
+    import scipy.io
+    try:
+        # SBD's files are MATLAB structs: GTcls.Segmentation holds the class map
+        mat = scipy.io.loadmat(io.BytesIO(data), struct_as_record=False, squeeze_me=True)
+        label = np.asarray(mat["GTcls"].Segmentation)
+        if label.ndim != 2 or label.size == 0 or label.max() > 20 or label.min() < 0:
+            raise ValueError("GTcls.Segmentation is not a 2-D map of classes 0..20")
+    except Exception as exc:
+        raise BenchError(f"corrupt SBD class mask {name} in the SBD archive ({exc})") from None
+    return index_png_bytes(label.astype(np.uint8))
+
+
+def prepare_pascal(voc_tar: Path, sbd_tgz: Path, out: Path, lists_dir: Path | None = None,
+                   quiet: bool = False) -> dict:
+    """Build out/VOC2012/{JPEGImages,SegmentationClassAug}; resumable; returns a summary dict."""
+    root = Path(out) / "VOC2012"
+    images, masks = root / "JPEGImages", root / "SegmentationClassAug"
+    voc_done, done = root / ".prepare_voc_done", root / ".prepare_done"
+    written = 0
+    if not done.exists():
+        if not voc_done.exists():
+            # VOC first: its masks take precedence, SBD then fills only the ids still missing
+            with progress_bar(desc="VOC tar", quiet=quiet, unit="file") as bar:
+                for name, data in stream_tar(voc_tar, "VOC trainval tar (VOCtrainval_11-May-2012.tar)",
+                                             "VOCdevkit/"):
+                    bar.update(1)
+                    match = VOC_MEMBER.match(name)
+                    if match is None:
+                        continue
+                    folder, stem, ext = match.groups()
+                    if not is_plain_name(stem) or not is_plain_name(f"{stem}.{ext}"):
+                        continue
+                    if folder == "JPEGImages" and ext == "jpg":
+                        written += write_once(images / f"{stem}.jpg", lambda: data)
+                    elif folder == "SegmentationClass" and ext == "png":
+                        written += write_once(masks / f"{stem}.png", lambda: _voc_mask(data, name))
+            atomic_write_text(voc_done, "ok\n")
+        with progress_bar(desc="SBD tgz", quiet=quiet, unit="file") as bar:
+            for name, data in stream_tar(sbd_tgz, "SBD archive (benchmark.tgz)", "benchmark_RELEASE/"):
+                bar.update(1)
+                match = SBD_MEMBER.match(name)
+                if match is None or not is_plain_name(match[1]):
+                    continue
+                written += write_once(masks / f"{match[1]}.png", lambda: _sbd_mask(data, name))
+    summary = check_pascal(root, lists_dir)
+    if not done.exists():
+        atomic_write_text(done, "ok\n")
+    summary["written"] = written
+    return summary
+
+
+def check_pascal(root: Path, lists_dir: Path | None = None) -> dict:
+    """Every image of the split lists present with image and mask; a BenchError naming the first missing."""
+    lists_dir = Path(lists_dir) if lists_dir else shipped_lists("pascal5i")
+    ids = set()
+    for path in sorted(lists_dir.glob("*/fold*.txt")):
+        ids.update(image_id for image_id, _ in read_pair_list(path))
+    if not ids:
+        raise BenchError(f"no split lists (*/fold*.txt) under {lists_dir}")
+    missing = [i for i in sorted(ids) if not (root / "JPEGImages" / f"{i}.jpg").is_file()
+               or not (root / "SegmentationClassAug" / f"{i}.png").is_file()]
+    if missing:
+        raise BenchError(f"{len(missing)} listed images lack an image or mask under {root} (first: {missing[0]}); "
+                         "are these the full VOC 2012 trainval tar and SBD benchmark.tgz?")
+    return {"root": str(root), "listed_images": len(ids),
+            "images": sum(1 for _ in (root / "JPEGImages").glob("*.jpg")),
+            "masks": sum(1 for _ in (root / "SegmentationClassAug").glob("*.png"))}

@@ -1,0 +1,140 @@
+"""`bench prepare`: tiny VOC/SBD/COCO-like archives built here, outputs checked pixel by pixel."""
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.core.errors import BenchError
+from bench.data.prepare.archives import PALETTE
+from bench.data.prepare.pascal import prepare_pascal
+
+scipy_io = pytest.importorskip("scipy.io")
+
+
+def _jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((6, 8, 3), seed * 40, np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _png(label: np.ndarray) -> bytes:
+    image = Image.fromarray(label.astype(np.uint8), mode="P")
+    image.putpalette(PALETTE)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _mat(label: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    scipy_io.savemat(buffer, {"GTcls": {"Segmentation": label.astype(np.uint8),
+                                        "Boundaries": np.zeros(1), "CategoriesPresent": np.unique(label)}})
+    return buffer.getvalue()
+
+
+def _tar(path: Path, members: dict, mode: str) -> Path:
+    with tarfile.open(path, mode) as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+VOC_LABEL = np.zeros((6, 8), np.uint8)
+VOC_LABEL[1:4, 1:4] = 1
+VOC_LABEL[0, :] = 255
+SBD_LABEL = np.zeros((6, 8), np.uint8)
+SBD_LABEL[2:, 4:] = 15
+
+
+@pytest.fixture
+def archives(tmp_path):
+    ids = ["2007_000032", "2008_000002", "2009_000003"]
+    voc = {f"VOCdevkit/VOC2012/JPEGImages/{i}.jpg": _jpeg(n) for n, i in enumerate(ids)}
+    voc["VOCdevkit/VOC2012/SegmentationClass/2007_000032.png"] = _png(VOC_LABEL)
+    voc["VOCdevkit/VOC2012/Annotations/2007_000032.xml"] = b"<annotation/>"
+    sbd = {f"benchmark_RELEASE/dataset/cls/{i}.mat": _mat(SBD_LABEL) for i in ids[:2] + ["2010_000001"]}
+    sbd["benchmark_RELEASE/dataset/train.txt"] = "\n".join(ids).encode()
+    sbd["benchmark_RELEASE/dataset/cls/../../../../evil.mat"] = _mat(SBD_LABEL)
+    voc["VOCdevkit/VOC2012/JPEGImages/../../../../evil.jpg"] = _jpeg(9)
+    lists = tmp_path / "lists"
+    (lists / "trn").mkdir(parents=True)
+    (lists / "trn" / "fold0.txt").write_text("2007_000032__01\n2008_000002__15\n")
+    return (_tar(tmp_path / "voc.tar", voc, "w"), _tar(tmp_path / "benchmark.tgz", sbd, "w:gz"), lists)
+
+
+def test_mat_roundtrip_as_sbd_struct():
+    mat = scipy_io.loadmat(io.BytesIO(_mat(SBD_LABEL)), struct_as_record=False, squeeze_me=True)
+    assert np.array_equal(mat["GTcls"].Segmentation, SBD_LABEL)
+
+
+def test_pascal_outputs_and_precedence(archives, tmp_path):
+    voc, sbd, lists = archives
+    out = tmp_path / "root"
+    summary = prepare_pascal(voc, sbd, out, lists_dir=lists, quiet=True)
+    masks = out / "VOC2012" / "SegmentationClassAug"
+    voc_mask = Image.open(masks / "2007_000032.png")
+    assert voc_mask.mode == "P" and voc_mask.getpalette()[3:6] == [128, 0, 0]
+    assert np.array_equal(np.array(voc_mask), VOC_LABEL)  # VOC wins over SBD, 255 kept
+    assert np.array_equal(np.array(Image.open(masks / "2008_000002.png")), SBD_LABEL)
+    assert (masks / "2010_000001.png").is_file()  # SBD-only ids get a mask; no image: not listed
+    assert not (out / "VOC2012" / "JPEGImages" / "2010_000001.jpg").exists()
+    assert sorted(p.name for p in masks.iterdir() if not p.name.startswith(".")) == \
+        ["2007_000032.png", "2008_000002.png", "2010_000001.png"]
+    assert not list(tmp_path.rglob("evil*"))  # traversing member names are skipped
+    assert summary["listed_images"] == 2 and summary["written"] == 6
+    again = prepare_pascal(voc, sbd, out, lists_dir=lists, quiet=True)
+    assert again["written"] == 0
+
+
+def test_pascal_resumes_after_interrupt(archives, tmp_path, monkeypatch):
+    voc, sbd, lists = archives
+    out = tmp_path / "root"
+    import bench.data.prepare.pascal as pascal
+    real = pascal._sbd_mask
+    calls = []
+
+    def dying(data, name):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(data, name)
+
+    monkeypatch.setattr(pascal, "_sbd_mask", dying)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_pascal(voc, sbd, out, lists_dir=lists, quiet=True)
+    root = out / "VOC2012"
+    assert not (root / ".prepare_done").exists()
+    assert not any(p.name.endswith(".tmp") or p.name.startswith(".2") for p in root.rglob("*"))
+    monkeypatch.setattr(pascal, "_sbd_mask", real)
+    summary = prepare_pascal(voc, sbd, out, lists_dir=lists, quiet=True)
+    assert summary["written"] == 2 and (root / ".prepare_done").exists()  # the two masks not yet written
+
+
+def test_pascal_bad_inputs_one_line(archives, tmp_path):
+    voc, sbd, lists = archives
+    truncated = tmp_path / "cut.tgz"
+    truncated.write_bytes(sbd.read_bytes()[:200])
+    notarchive = tmp_path / "x.tar"
+    notarchive.write_text("hello")
+    cases = [(sbd, sbd, "not the VOC"), (voc, voc, "not the SBD"), (notarchive, sbd, "not a readable"),
+             (voc, truncated, "not a readable"), (tmp_path / "nope.tar", sbd, "not found")]
+    for n, (v, s, words) in enumerate(cases):
+        out = tmp_path / f"out{n}"
+        with pytest.raises(BenchError) as info:
+            prepare_pascal(v, s, out, lists_dir=lists, quiet=True)
+        assert words in str(info.value) and "\n" not in str(info.value)
+        assert not (out / "VOC2012" / ".prepare_done").exists()
+
+
+def test_pascal_missing_listed_image(archives, tmp_path):
+    voc, sbd, lists = archives
+    (lists / "trn" / "fold1.txt").write_text("2010_000001__01\n")
+    with pytest.raises(BenchError, match="1 listed images lack"):
+        prepare_pascal(voc, sbd, tmp_path / "root", lists_dir=lists, quiet=True)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from bench.core.errors import BenchError
+from bench.core.fileio import is_temporary
 from bench.data.prepare.archives import PALETTE
 from bench.data.prepare.pascal import prepare_pascal
 
@@ -62,7 +63,7 @@ def archives(tmp_path):
     sbd = {f"benchmark_RELEASE/dataset/cls/{i}.mat": _mat(SBD_LABEL) for i in ids[:2] + ["2010_000001"]}
     sbd["benchmark_RELEASE/dataset/train.txt"] = "\n".join(ids).encode()
     sbd["benchmark_RELEASE/dataset/cls/../../../../evil.mat"] = _mat(SBD_LABEL)
-    voc["VOCdevkit/VOC2012/JPEGImages/../../../../evil.jpg"] = _jpeg(9)
+    voc["VOCdevkit/VOC2012/JPEGImages/../../../../evil.jpg"] = _jpeg(5)
     lists = tmp_path / "lists"
     (lists / "trn").mkdir(parents=True)
     (lists / "trn" / "fold0.txt").write_text("2007_000032__01\n2008_000002__15\n")
@@ -111,10 +112,11 @@ def test_pascal_resumes_after_interrupt(archives, tmp_path, monkeypatch):
         prepare_pascal(voc, sbd, out, lists_dir=lists, quiet=True)
     root = out / "VOC2012"
     assert not (root / ".prepare_done").exists()
-    assert not any(p.name.endswith(".tmp") or p.name.startswith(".2") for p in root.rglob("*"))
+    assert not any(is_temporary(p.name) for p in root.rglob("*"))
+    assert len(calls) == 2 and not (root / "SegmentationClassAug" / "2010_000001.png").exists()
     monkeypatch.setattr(pascal, "_sbd_mask", real)
     summary = prepare_pascal(voc, sbd, out, lists_dir=lists, quiet=True)
-    assert summary["written"] == 2 and (root / ".prepare_done").exists()  # the two masks not yet written
+    assert summary["written"] == 1 and (root / ".prepare_done").exists()  # only the mask not yet written
 
 
 def test_pascal_bad_inputs_one_line(archives, tmp_path):

@@ -133,6 +133,8 @@ def test_pascal_bad_inputs_one_line(archives, tmp_path):
             prepare_pascal(v, s, out, lists_dir=lists, quiet=True)
         assert words in str(info.value) and "\n" not in str(info.value)
         assert not (out / "VOC2012" / ".prepare_done").exists()
+        if v is not voc or s is not truncated:  # all but a late truncation are found before any write
+            assert not (out / "VOC2012").exists()
 
 
 def test_pascal_missing_listed_image(archives, tmp_path):
@@ -140,3 +142,117 @@ def test_pascal_missing_listed_image(archives, tmp_path):
     (lists / "trn" / "fold1.txt").write_text("2010_000001__01\n")
     with pytest.raises(BenchError, match="1 listed images lack"):
         prepare_pascal(voc, sbd, tmp_path / "root", lists_dir=lists, quiet=True)
+
+
+# --- COCO -------------------------------------------------------------------------------------
+
+import json  # noqa: E402
+import zipfile  # noqa: E402
+
+import bench.data.prepare.coco as coco  # noqa: E402
+from bench.data.prepare.coco import prepare_coco  # noqa: E402
+
+CATEGORIES = [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]
+
+
+def _stub_label_map(anns, height, width, category_to_class):
+    """Test stand-in for bench.data.coco_masks.label_map: fills each bbox with its class."""
+    label = np.zeros((height, width), np.uint8)
+    for ann in anns:
+        if ann.get("bad"):
+            raise ValueError("RLE of the wrong size")
+        x, y, w, h = ann["bbox"]
+        label[y:y + h, x:x + w] = category_to_class[ann["category_id"]]
+    return label
+
+
+def _zip(path: Path, members: dict) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _coco(tmp_path, val_annotations=None, drop_image=False):
+    poly = {"id": 1, "image_id": 1, "category_id": 18, "iscrowd": 0, "bbox": [1, 1, 3, 2],
+            "segmentation": [[1, 1, 4, 1, 4, 3, 1, 3]]}
+    rle = {"id": 2, "image_id": 2, "category_id": 90, "iscrowd": 1, "bbox": [0, 0, 2, 6],
+           "segmentation": {"size": [6, 8], "counts": [0, 12, 36]}}
+    train = {"images": [{"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "height": 6, "width": 8},
+                        {"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "height": 6, "width": 8}],
+             "annotations": [poly, rle], "categories": CATEGORIES}
+    val = {"images": [{"id": 3, "file_name": "COCO_val2014_000000000003.jpg", "height": 6, "width": 8}],
+           "annotations": val_annotations or [], "categories": CATEGORIES}
+    train_names = [im["file_name"] for im in train["images"]][: 1 if drop_image else 2]
+    return (_zip(tmp_path / "train2014.zip", {f"train2014/{n}": _jpeg(1) for n in train_names}),
+            _zip(tmp_path / "val2014.zip", {"val2014/COCO_val2014_000000000003.jpg": _jpeg(2)}),
+            _zip(tmp_path / "ann.zip", {"annotations/instances_train2014.json": json.dumps(train),
+                                        "annotations/instances_val2014.json": json.dumps(val)}))
+
+
+def test_coco_layout_classes_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setattr(coco, "_label_map", lambda: _stub_label_map)
+    train, val, ann = _coco(tmp_path)
+    out = tmp_path / "root"
+    summary = prepare_coco(train, val, ann, out, quiet=True)
+    root = out / "COCO2014"
+    first = np.array(Image.open(root / "annotations/train2014/COCO_train2014_000000000001.png"))
+    assert first[1:3, 1:4].tolist() == [[2, 2, 2]] * 2 and first.sum() == 2 * 6  # dog: 2nd of ids 1, 18, 90
+    second = np.array(Image.open(root / "annotations/train2014/COCO_train2014_000000000002.png"))
+    assert (second[:, :2] == 3).all()
+    assert (root / "val2014/COCO_val2014_000000000003.jpg").read_bytes() == _jpeg(2)
+    assert summary["written"] == 6 and summary["train2014"] == 2
+    assert prepare_coco(train, val, ann, out, quiet=True)["written"] == 0
+
+
+def test_coco_bad_inputs_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(coco, "_label_map", lambda: _stub_label_map)
+    train, val, ann = _coco(tmp_path)
+    junk = tmp_path / "junk.zip"
+    junk.write_text("not a zip")
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(train.read_bytes()[:-30])
+    bad_json = _zip(tmp_path / "badjson.zip", {"annotations/instances_train2014.json": "{oops",
+                                                "annotations/instances_val2014.json": "{}"})
+    cases = [((val, val, ann), "no train2014/"), ((junk, val, ann), "not a readable"),
+             ((cut, val, ann), "not a readable"), ((train, val, bad_json), "corrupt annotation JSON"),
+             ((train, val, train), "lacks annotations/instances_train2014.json")]
+    sub = tmp_path / "missing"
+    sub.mkdir()
+    cases.append((_coco(sub, drop_image=True), "missing from"))
+    sub = tmp_path / "rle"
+    sub.mkdir()
+    cases.append((_coco(sub, val_annotations=[{"image_id": 3, "category_id": 1, "bad": True, "bbox": [0, 0, 1, 1]}]),
+                  "COCO_val2014_000000000003.jpg in instances_val2014.json cannot be rendered"))
+    for n, (inputs, words) in enumerate(cases):
+        out = tmp_path / f"out{n}"
+        with pytest.raises(BenchError) as info:
+            prepare_coco(*inputs, out, quiet=True)
+        assert words in str(info.value) and "\n" not in str(info.value), str(info.value)
+        assert not (out / "COCO2014" / ".prepare_done").exists()
+        if "cannot be rendered" not in words:  # every other bad input is found before any file is written
+            assert not (out / "COCO2014").exists()
+
+
+def test_coco_with_real_renderer(tmp_path):
+    pytest.importorskip("bench.data.coco_masks")
+    train, val, ann = _coco(tmp_path)
+    prepare_coco(train, val, ann, tmp_path / "root", quiet=True)
+    first = np.array(Image.open(tmp_path / "root/COCO2014/annotations/train2014/COCO_train2014_000000000001.png"))
+    assert first[2, 2] == 2 and first[5, 7] == 0
+
+
+def test_cli_prepare_pascal(archives, tmp_path, capsys):
+    import argparse
+
+    from bench.cli.prepare import add_prepare_parser, prepare_command
+    voc, sbd, lists = archives
+    parser = argparse.ArgumentParser()
+    add_prepare_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["prepare", "pascal5i", "--voc", str(voc), "--sbd", str(sbd), "--out",
+                              str(tmp_path / "r"), "--lists", str(lists), "--quiet"])
+    assert prepare_command(args) == 0
+    assert "all 2 listed images present" in capsys.readouterr().out
+    args = parser.parse_args(["prepare", "coco20i", "--train-zip", "a", "--val-zip", "b", "--annotations", "c",
+                              "--out", "d"])
+    assert args.train_zip == Path("a") and args.annotations == Path("c")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -71,7 +72,16 @@ def stream_tar(path: Path, what: str, expect_prefix: str) -> Iterator[Tuple[str,
                 yield member.name, handle.read()
             if first:
                 raise BenchError(f"{path} is not the {what}: it holds no files")
-    except (tarfile.TarError, EOFError, OSError, Image.DecompressionBombError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         if isinstance(exc, BenchError):
             raise
         raise BenchError(f"{path} is not a readable {what} (corrupt or truncated: {exc}); download it again") from None
+
+
+def check_tar_kind(path: Path, what: str, expect_prefix: str) -> None:
+    """Fail early (one line) if `path` is not the expected archive, reading only its first member."""
+    members = stream_tar(path, what, expect_prefix)
+    try:
+        next(members, None)
+    finally:
+        members.close()

@@ -20,7 +20,7 @@ from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
 from bench.data.base import is_plain_name
 from bench.data.lists import read_pair_list, shipped_lists
-from bench.data.prepare.archives import index_png_bytes, stream_tar, write_once
+from bench.data.prepare.archives import check_tar_kind, index_png_bytes, stream_tar, write_once
 from bench.core.fileio import atomic_write_text
 
 VOC_MEMBER = re.compile(r"^(?:\./)?VOCdevkit/VOC2012/(JPEGImages|SegmentationClass)/([^/]+)\.(jpg|png)$")
@@ -58,12 +58,13 @@ def prepare_pascal(voc_tar: Path, sbd_tgz: Path, out: Path, lists_dir: Path | No
     images, masks = root / "JPEGImages", root / "SegmentationClassAug"
     voc_done, done = root / ".prepare_voc_done", root / ".prepare_done"
     written = 0
+    voc_what, sbd_what = "VOC trainval tar (VOCtrainval_11-May-2012.tar)", "SBD archive (benchmark.tgz)"
     if not done.exists():
+        check_tar_kind(sbd_tgz, sbd_what, "benchmark_RELEASE/")  # a swapped argument fails before any write
         if not voc_done.exists():
             # VOC first: its masks take precedence, SBD then fills only the ids still missing
             with progress_bar(desc="VOC tar", quiet=quiet, unit="file") as bar:
-                for name, data in stream_tar(voc_tar, "VOC trainval tar (VOCtrainval_11-May-2012.tar)",
-                                             "VOCdevkit/"):
+                for name, data in stream_tar(voc_tar, voc_what, "VOCdevkit/"):
                     bar.update(1)
                     match = VOC_MEMBER.match(name)
                     if match is None:
@@ -77,7 +78,7 @@ def prepare_pascal(voc_tar: Path, sbd_tgz: Path, out: Path, lists_dir: Path | No
                         written += write_once(masks / f"{stem}.png", lambda: _voc_mask(data, name))
             atomic_write_text(voc_done, "ok\n")
         with progress_bar(desc="SBD tgz", quiet=quiet, unit="file") as bar:
-            for name, data in stream_tar(sbd_tgz, "SBD archive (benchmark.tgz)", "benchmark_RELEASE/"):
+            for name, data in stream_tar(sbd_tgz, sbd_what, "benchmark_RELEASE/"):
                 bar.update(1)
                 match = SBD_MEMBER.match(name)
                 if match is None or not is_plain_name(match[1]):

@@ -81,7 +81,7 @@ def test_pascal_outputs_and_precedence(archives, tmp_path):
     summary = prepare_pascal(voc, sbd, out, lists_dir=lists, quiet=True)
     masks = out / "VOC2012" / "SegmentationClassAug"
     voc_mask = Image.open(masks / "2007_000032.png")
-    assert voc_mask.mode == "P" and voc_mask.getpalette()[3:6] == [128, 0, 0]
+    assert voc_mask.mode == "L" and PALETTE[3:6] == [128, 0, 0] and PALETTE[45:48] == [192, 128, 128]
     assert np.array_equal(np.array(voc_mask), VOC_LABEL)  # VOC wins over SBD, 255 kept
     assert np.array_equal(np.array(Image.open(masks / "2008_000002.png")), SBD_LABEL)
     assert (masks / "2010_000001.png").is_file()  # SBD-only ids get a mask; no image: not listed

@@ -15,7 +15,8 @@ from bench.core.fileio import atomic_write_bytes
 
 
 def voc_palette() -> list:
-    """The PASCAL VOC colour map (bit-interleaved class index, as in the VOC devkit's labelcolormap)."""
+    """The PASCAL VOC colour map (bit-interleaved class index, as in the VOC devkit's labelcolormap);
+    VOC's own SegmentationClass PNGs carry it."""
     palette = []
     for index in range(256):
         r = g = b = 0
@@ -33,9 +34,12 @@ PALETTE = voc_palette()
 
 
 def index_png_bytes(label: np.ndarray) -> bytes:
-    """A single-channel palette PNG holding class indices (the SegmentationClassAug convention)."""
-    image = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
-    image.putpalette(PALETTE)
+    """An 8-bit grayscale PNG of class indices, as the distributed SegmentationClassAug files are.
+
+    Grayscale rather than palette: PIL reads both as indices, but OpenCV's IMREAD_GRAYSCALE (used by
+    some FSS loaders) turns a palette PNG's colours into luminance, not indices.
+    """
+    image = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="L")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -8,9 +8,7 @@ al., ICCV 2011) where VOC has no mask, VOC's SegmentationClass/<id>.png (255 = v
 from __future__ import annotations
 
 import io
-import posixpath
 import re
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -75,8 +75,8 @@ class EpisodeBatch:
         )
 
 
-# about 1 MB per COCO image for the resized image and its label: ~2000 images; see bench.benchmarks.memory_scale
-DEFAULT_STORE_BUDGET = 2 * 1024 ** 3
+# about 1 MB per COCO image for the resized image and its label: ~1500 images; see bench.benchmarks.memory_scale
+DEFAULT_STORE_BUDGET = 3 * 1024 ** 3 // 2
 
 
 def nbytes(value) -> int:

@@ -53,7 +53,7 @@ class CodeCache:
         self._spill_dir: Optional[Path] = None
         self._spilled: Dict[Key, Path] = {}
         self.encoded = 0  # images passed through the backbone (for benchmarks)
-        self.recomputed = 0  # of which after an eviction
+        self.recomputed = 0  # of which on demand (beyond what prepare kept, or evicted): extra backbone passes
         self.spill_reads = 0
 
     @staticmethod

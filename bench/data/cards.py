@@ -8,7 +8,7 @@ the layout and where to get each part (`DatasetCard.missing`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
 from bench.core.errors import BenchError
 from methods.registry import Registry
@@ -41,6 +41,9 @@ class DatasetCard:
     fold_conventions: Tuple[str, ...] = ()
     #: query protocols it understands (first = default): "sampled", "every-image"
     query_protocols: Tuple[str, ...] = ("sampled",)
+    #: its protocol's defaults for run options the user leaves unset: `class_sampling`, `episodes`,
+    #: `input_size`, `eval_size`, `queries` (e.g. {"input_size": 400, "eval_size": 400})
+    defaults: Mapping[str, object] = field(default_factory=dict)
     notes: Tuple[str, ...] = field(default_factory=tuple)
 
     def summary_row(self) -> Tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.data import coco, fss1000, voc  # noqa: F401  (they register their datasets)
+from bench.data import chest_xray, coco, deepglobe, fss1000, isic, voc  # noqa: F401  (they register their datasets)
 from bench.data.base import IGNORE, FSSDataset
 from bench.data.cards import CARDS, DATASETS, DatasetCard, card_of, register_dataset
 from bench.data.synthetic import CLASS_NAMES, TINY_SPEC, SyntheticSpec, ensure_synthetic

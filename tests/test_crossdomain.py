@@ -124,6 +124,11 @@ def test_deepglobe_dataset(tmp_path):
     with pytest.raises(BenchError, match="test-only.*PASCAL"):
         dataset.pairs(1, "train")
     assert len(dataset.fingerprint([1])) == 64
+    bad = np.asarray(Image.open(dataset.label_path("101_11"))).copy()
+    bad[0, 0] = 9
+    _save(bad, dataset.label_path("101_11"), mode="L")
+    with pytest.raises(BenchError, match=r"101_11\.png holds unexpected values 9"):
+        dataset.read_label("101_11")
     with pytest.raises(BenchError, match="tiles.txt is missing"):
         open_dataset("deepglobe", tmp_path)
 
@@ -140,7 +145,7 @@ def isic_root(tmp_path, n_per_class=3):
         _save(_blob_mask(shift=k % 4), root / "ISIC2018_Task1_Training_GroundTruth" / f"{image_id}_segmentation.png")
     lists = tmp_path / "isic_lists"
     lists.mkdir()
-    (lists / "classes.csv").write_text("\n".join(lines) + "\n")
+    (lists / "classes.txt").write_text("\n".join(lines) + "\n")
     return root, lists
 
 
@@ -153,10 +158,10 @@ def test_isic_dataset(tmp_path):
     label = dataset.read_label("ISIC_0000001")
     mask = np.asarray(Image.open(dataset.label_path("ISIC_0000001")))
     assert ((label == 2) == (mask >= 128)).all() and set(np.unique(label)) == {0, 2}
-    (lists / "classes.csv").write_text("id,class\nISIC_9,melanoma\n")
+    (lists / "classes.txt").write_text("id,class\nISIC_9,melanoma\n")
     with pytest.raises(BenchError, match="1 images of the ISIC class table are missing"):
         open_dataset("isic2018", root, lists)
-    (lists / "classes.csv").write_text("id,class\nISIC_9,naevus\n")
+    (lists / "classes.txt").write_text("id,class\nISIC_9,naevus\n")
     with pytest.raises(BenchError, match="line 2 of"):
         open_dataset("isic2018", root, lists)
 
@@ -165,7 +170,7 @@ def test_isic_shipped_table():
     from bench.data.isic import read_class_table
     from bench.data.lists import shipped_lists
 
-    table = read_class_table(shipped_lists("isic2018") / "classes.csv")
+    table = read_class_table(shipped_lists("isic2018") / "classes.txt")
     counts = pd.Series(list(table.values())).value_counts().to_dict()
     assert counts == {"nevus": 1867, "melanoma": 519, "seborrheic_keratosis": 208}
 

@@ -4,7 +4,7 @@ cross-domain test set (Lei et al., ECCV 2022; slei109/PATNet data/isic.py, data/
 PATNet uses the 2594 Task 1 training images and their lesion masks (binarised at 128) and gives each image
 one of three diagnoses from its shipped class table (melanoma 519, nevus 1867, seborrheic keratosis 208);
 the few-shot class of an episode is the diagnosis, the foreground the lesion. The table ships here as
-`bench/data/splits/isic2018/classes.csv` (see PROVENANCE.md). Class ids: 1 melanoma, 2 nevus,
+`bench/data/splits/isic2018/classes.txt` (see PROVENANCE.md). Class ids: 1 melanoma, 2 nevus,
 3 seborrheic_keratosis (alphabetical; PATNet's folder numbers 1..3 are not tied to names in its code).
 Every Task 1 mask holds a lesion, so each listed image is one (image, class) pair.
 """
@@ -54,7 +54,7 @@ class ISICDataset(CrossDomainDataset):
         for sub in (IMAGES, MASKS):
             if not (self.root / sub).is_dir():
                 raise ISIC_CARD.missing(f"{self.root / sub} is missing")
-        self.table_path = Path(lists_dir or shipped_lists("isic2018")) / "classes.csv"
+        self.table_path = Path(lists_dir or shipped_lists("isic2018")) / "classes.txt"
         table = read_class_table(self.table_path)
         self._names = {i: name for i, name in enumerate(CLASSES, start=1)}
         ids = {name: i for i, name in self._names.items()}
@@ -90,7 +90,7 @@ ISIC_CARD = DatasetCard(
     layout=(f"{IMAGES}/ISIC_<n>.jpg  (2594 Task 1 training images)",
             f"{MASKS}/ISIC_<n>_segmentation.png  (lesion masks, binarised at 128)"),
     downloads=(("ISIC 2018 Task 1 training input and ground truth", "https://challenge.isic-archive.com/data#2018"),
-               ("class table", "shipped: bench/data/splits/isic2018/classes.csv (from PATNet)")),
+               ("class table", "shipped: bench/data/splits/isic2018/classes.txt (from PATNet)")),
     licence="ISIC archive terms (CC BY-NC; see the challenge page)",
     size="2594 dermoscopic images of varying size (519 melanoma, 1867 nevus, 208 seborrheic keratosis)",
     train_on=PATNET_TRAIN_ON, class_sampling="uniform", defaults=dict(PATNET_DEFAULTS),

@@ -143,6 +143,14 @@ def analysis_section(folder: Path, title: str) -> Dict:
     return {"title": title, "images": images, "tables": tables}
 
 
+def protocol_of(config: Dict) -> str:
+    """The fold convention, query protocol and sampling of a run written before config.json kept its header."""
+    folds = config.get("fold_convention") or "the dataset's only one"
+    return (f"fold convention {folds}; queries "
+            f"{config.get('queries') or 'sampled'}, class sampling {config.get('class_sampling') or 'list'}, "
+            f"{config.get('episodes')} episodes")
+
+
 def provenance(run: Dict) -> Dict:
     config = run["config"]
     methods = list(dict.fromkeys(config["config"]["methods"]))
@@ -159,6 +167,7 @@ def provenance(run: Dict) -> Dict:
                                                "training s": meta.get("checkpoint_train_seconds"),
                                                "selected on": meta.get("select_on")}
     return {"config": json.dumps(config["config"], indent=2), "environment": config["environment"],
+            "protocol": config.get("protocol") or protocol_of(config["config"]),
             "dataset": config["dataset"], "manifests": config["manifests"], "walls": walls,
             "selection": policies or ["(no learned method)"], "checkpoints": checkpoints}
 

@@ -191,7 +191,7 @@ def _coco(tmp_path, val_annotations=None, drop_image=False):
 
 
 def test_coco_layout_classes_and_resume(tmp_path, monkeypatch):
-    monkeypatch.setattr(coco, "_label_map", lambda: _stub_label_map)
+    monkeypatch.setattr(coco, "label_map", _stub_label_map)
     train, val, ann = _coco(tmp_path)
     out = tmp_path / "root"
     summary = prepare_coco(train, val, ann, out, quiet=True)
@@ -206,7 +206,7 @@ def test_coco_layout_classes_and_resume(tmp_path, monkeypatch):
 
 
 def test_coco_bad_inputs_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(coco, "_label_map", lambda: _stub_label_map)
+    monkeypatch.setattr(coco, "label_map", _stub_label_map)
     train, val, ann = _coco(tmp_path)
     junk = tmp_path / "junk.zip"
     junk.write_text("not a zip")

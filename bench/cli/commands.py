@@ -1,11 +1,13 @@
-"""Command line: `python -m bench run|train|report|compare|check|verify|weights|list`."""
+"""Command line: `python -m bench run|train|report|compare|check|verify|weights|datasets|prepare|list`."""
 from __future__ import annotations
 
 import argparse
 from typing import List, Optional
 
 from bench.cli.arguments import add_options, build
+from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
+from bench.cli.prepare import add_prepare_parser, prepare_command
 from bench.cli.train import TRAIN_FIELDS, train_command
 from bench.cli.weights import weights_command
 from bench.data.catalog import DATASETS
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     weights_parser = sub.add_parser("weights", help="list registered published checkpoints (where to get them, "
                                     "reported numbers)")
     weights_parser.add_argument("pattern", nargs="?", help="fnmatch pattern on method.tag, or a substring")
+    datasets_parser = sub.add_parser("datasets", help="list registered datasets (layout, sources, conventions)")
+    datasets_parser.add_argument("name", nargs="?", help="show this dataset's whole card")
+    add_prepare_parser(sub)
     sub.add_parser("list", help="list registered methods, training profiles and datasets")
     return parser
 
@@ -95,8 +100,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return weights_command(args.pattern)
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    return datasets_command(args.name)
+
+
 COMMANDS = {"run": cmd_run, "train": train_command, "check": cmd_check, "report": cmd_report, "compare": cmd_compare,
-            "verify": cmd_verify, "weights": cmd_weights, "list": cmd_list}
+            "verify": cmd_verify, "weights": cmd_weights, "datasets": cmd_datasets, "prepare": prepare_command,
+            "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from bench.data.prepare.coco import prepare_coco
+from bench.data.prepare.pascal import prepare_pascal
 
 
 def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,23 +31,11 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
 def prepare_command(args) -> int:
     """Run the chosen preparation and print a summary; BenchErrors propagate as one line to the caller."""
     if args.dataset == "pascal5i":
-        from bench.data.prepare.pascal import prepare_pascal
         summary = prepare_pascal(args.voc, args.sbd, args.out, lists_dir=args.lists, quiet=args.quiet)
         print(f"PASCAL-5i ready at {summary['root']}: {summary['images']} images, {summary['masks']} masks, "
               f"all {summary['listed_images']} listed images present ({summary['written']} files written this run)")
         return 0
-    from bench.data.prepare.coco import prepare_coco
     summary = prepare_coco(args.train_zip, args.val_zip, args.annotations, args.out, quiet=args.quiet)
     print(f"COCO-20i ready at {summary['root']}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if k != "root"))
     return 0
 
-
-if __name__ == "__main__":
-    from bench.core.errors import BenchError
-    top = argparse.ArgumentParser(prog="python -m bench.cli.prepare")
-    add_prepare_parser(top.add_subparsers(dest="command", required=True))
-    try:
-        sys.exit(prepare_command(top.parse_args(["prepare"] + sys.argv[1:])))
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

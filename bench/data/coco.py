@@ -28,7 +28,8 @@ from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name,
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.coco_lists import (FOLD_CONVENTIONS, NUM_CLASSES, SUBSETS, fold_test_classes, read_hsnet_fold,
                                    read_table, write_table)
-from bench.data.coco_masks import label_map
+from bench.data.coco_masks import category_classes, label_map
+from bench.data.synthetic.generate import default_cache_dir as cache_root
 
 COCO_CLASSES = [
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -44,13 +45,7 @@ COCO_CLASSES = [
 
 
 def default_cache_dir() -> Path:
-    from bench.data.synthetic.generate import default_cache_dir as cache
-
-    return cache() / "coco20i"
-
-
-def _category_classes(categories: list) -> Dict[int, int]:
-    return {cid: n + 1 for n, cid in enumerate(sorted(int(c["id"]) for c in categories))}
+    return cache_root() / "coco20i"
 
 
 class _JsonSource:
@@ -80,7 +75,7 @@ class _JsonSource:
             if not (name.endswith(".jpg") and is_plain_name(name)):
                 raise BenchError(f"{self.path} lists an image {name!r} that is not a plain .jpg file name")
             images[name[:-4]] = image
-        return {"images": images, "by_image": by_image, "classes": _category_classes(data["categories"])}
+        return {"images": images, "by_image": by_image, "classes": category_classes(data["categories"])}
 
     def render(self, image_id: str) -> np.ndarray:
         info = self.data["images"].get(image_id)

@@ -13,7 +13,7 @@ Rules (deterministic, documented because COCO instances overlap):
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
@@ -75,3 +75,8 @@ def label_map(annotations: Sequence[Mapping], height: int, width: int,
     for _, _, class_index, mask in sorted(rendered, key=lambda r: r[:2]):
         label[mask.astype(bool)] = class_index
     return label
+
+
+def category_classes(categories: list) -> Dict[int, int]:
+    """COCO category id -> 1-based class index in sorted category-id order (HSNet's and PFENet's order)."""
+    return {cid: n + 1 for n, cid in enumerate(sorted(int(c["id"]) for c in categories))}

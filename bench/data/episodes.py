@@ -8,7 +8,11 @@ Class sampling:
 * ``list`` (default, as OSLSM, CANet and HSNet): queries follow the (image, class) list, so a
   class is sampled in proportion to its number of pairs. The list is traversed in shuffled cycles
   (every pair is used once before any is used again), so 1000 episodes cover the list evenly.
-* ``uniform`` (as PANet): a class uniformly at random, then one of its pairs uniformly.
+* ``uniform`` (as PANet, and HSNet on COCO-20i): a class uniformly at random, then one of its pairs
+  uniformly.
+
+Queries ``every-image`` (HSNet's FSS-1000 protocol): every pair of the list is a query once, in
+list order, whatever ``episodes`` says; the seed draws only the supports.
 
 The query sequence depends on (seed, split) only, so the 1- and 5-shot sets of one seed share
 their queries and can be compared episode by episode; supports depend on (seed, split, shot).
@@ -32,6 +36,7 @@ from bench.data.base import FSSDataset, Pair
 MANIFEST_COLUMNS = ["episode", "split", "shot", "seed", "class_id", "query", "supports"]
 SUPPORT_SEPARATOR = " "  # between the support ids of an episode; ids hold no whitespace (base.is_plain_name)
 CLASS_SAMPLING = ("list", "uniform")
+QUERIES = ("sampled", "every-image")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class EpisodeSpec:
     class_sampling: str = "list"
     min_object_pixels: int = 0
     identical_input: bool = False
+    queries: str = "sampled"
 
     @property
     def cell(self) -> str:
@@ -98,6 +104,8 @@ def image_ids(manifests) -> Set[str]:
 
 def query_sequence(pairs: List[Pair], spec: EpisodeSpec) -> List[Pair]:
     """The episodes' (query, class) pairs, from (seed, split) only."""
+    if spec.queries == "every-image":  # each pair once, in list order; the seed draws the supports only
+        return list(pairs)
     rng = np.random.default_rng([spec.seed, spec.split, 0])
     if spec.class_sampling == "uniform":
         by_class: Dict[int, List[Pair]] = {}
@@ -125,6 +133,8 @@ def sample_from_pairs(pairs: List[Pair], spec: EpisodeSpec, class_names: Dict[in
     """Sample episodes from a given (image, class) pair list (test lists, held-out training pairs)."""
     if spec.shot < 1:
         raise BenchError(f"shots must be >= 1, got {spec.shot}")
+    if spec.queries not in QUERIES:
+        raise BenchError(f"unknown query protocol '{spec.queries}'; choose from {', '.join(QUERIES)}")
     if spec.class_sampling not in CLASS_SAMPLING:
         raise BenchError(f"unknown class sampling '{spec.class_sampling}'; choose from {', '.join(CLASS_SAMPLING)}")
     if spec.identical_input and spec.shot != 1:

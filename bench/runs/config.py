@@ -37,6 +37,11 @@ class RuntimeOptions:
                         "refusing", identity=False)
     no_feature_cache: bool = option(False, "encode every episode's images with the backbone again (slow; for "
                                     "checks and benchmarks)", identity=False)
+    cache_budget: float = option(4.5, "GiB of memory for decoded images (a third) and cached codes (two thirds), "
+                                 "least recently used evicted and recomputed; results do not depend on it; 0: "
+                                 "unbounded", identity=False, metavar="GIB")
+    cache_spill: Optional[str] = option(None, "folder where evicted codes are spilled (bit-exact) instead of being "
+                                        "recomputed", identity=False, metavar="DIR")
     executor: str = option("local", "local: one cell after another in this process; ray: every cell is a Ray "
                            "task", identity=False, choices=EXECUTORS)
     address: Optional[str] = option(None, "with --executor ray: join this cluster (default: start a local one)",
@@ -45,12 +50,24 @@ class RuntimeOptions:
                                 metavar="N")
 
 
+def cache_budgets(runtime: RuntimeOptions) -> Dict[str, Optional[int]]:
+    """Bytes of the image store's and the code cache's budgets (None: unbounded)."""
+    if runtime.cache_budget <= 0:
+        return {"store": None, "codes": None}
+    total = int(runtime.cache_budget * 1024 ** 3)
+    return {"store": total // 3, "codes": total - total // 3}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything `bench run` needs; `identity()` is what makes two runs the same run."""
 
     methods: List[str] = option([], "registered method names (see `bench list`)", metavar="M")
-    dataset: str = option("synthetic", "synthetic (generated locally), synthetic-tiny, pascal5i, fss1000")
+    dataset: str = option("synthetic", "a registered dataset: synthetic (generated locally), synthetic-tiny, pascal5i, "
+                          "coco20i, fss1000, deepglobe, isic2018, chest-xray (`python -m bench datasets` shows each)")
+    fold_convention: Optional[str] = option(None, "COCO-20i folds: interleaved (fold k tests classes k, k+4, ..., "
+                                            "k+76: FWB, HSNet, PFENet's use_split_coco; the default) or contiguous "
+                                            "(1-20, 21-40, ...)", choices=("interleaved", "contiguous"))
     data_root: Optional[str] = option(None, "dataset folder (synthetic: where to generate/cache it; default "
                                       "$FSS_BENCH_CACHE or ~/.cache/fss-bench)", identity=False)
     lists: Optional[str] = option(None, "folder of split lists laid out like the shipped ones (trn/fold0.txt .. "
@@ -59,9 +76,14 @@ class RunConfig:
     shots: List[int] = option([1, 5], "support images per episode", metavar="K")
     seeds: List[int] = option([0, 1, 2], "one episode set per seed (the paper's three random sets of test pairs)",
                               metavar="S")
-    episodes: int = option(1000, "episodes per (split, shot, seed)")
-    class_sampling: str = option("list", "list: queries follow the (image, class) list, as OSLSM/CANet/HSNet; "
-                                 "uniform: class first, as PANet", choices=("list", "uniform"))
+    episodes: Optional[int] = option(None, "episodes per (split, shot, seed) (default: the dataset's protocol, 1000 "
+                                     "for most)")
+    class_sampling: Optional[str] = option(None, "list: queries follow the (image, class) list, as OSLSM/CANet/HSNet "
+                                           "on PASCAL; uniform: class first, as PANet and HSNet on COCO (default: "
+                                           "the dataset's protocol)", choices=("list", "uniform"))
+    queries: Optional[str] = option(None, "sampled: --episodes queries drawn per seed; every-image: each test "
+                                    "(image, class) pair a query once, supports drawn per seed (HSNet's FSS-1000 "
+                                    "protocol) (default: sampled)", choices=("sampled", "every-image"))
     min_object_pixels: int = option(0, "drop (image, class) pairs with fewer object pixels (PFENet: 2048); 0 = off")
     identical_input: bool = option(False, "identical-input test (paper Tables 2, 6): support = query with its "
                                    "ground truth")

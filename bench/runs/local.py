@@ -12,7 +12,10 @@ from bench.runs.runner import CellRunner
 def evaluate_cells(runner: CellRunner, run_dir: RunDir, manifest_hashes: Dict[str, str], todo: List[Cell],
                    quiet: bool) -> None:
     progress = GridProgress(len(todo), "cells", quiet)
-    for cell in todo:
-        runner.evaluate(run_dir, cell, manifest_hashes[cell.manifest], quiet)
-        progress.update(done=1)
+    try:
+        for cell in todo:
+            runner.evaluate(run_dir, cell, manifest_hashes[cell.manifest], quiet)
+            progress.update(done=1)
+    finally:
+        runner.close()
     progress.close()

@@ -15,7 +15,7 @@ from bench.core.environment import describe_environment, resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
 from bench.core.progress import progress_bar
-from bench.data.catalog import FSSDataset, open_dataset
+from bench.data.catalog import FSSDataset, card_of, open_dataset
 from bench.data.episodes import (
     EpisodeSpec,
     check_manifest,
@@ -28,7 +28,7 @@ from bench.data.episodes import (
 from bench.data.images import ImageStore
 from bench.runs import local, ray_executor
 from bench.runs.cells import Cell
-from bench.runs.config import EXECUTORS, RunConfig
+from bench.runs.config import EXECUTORS, RunConfig, cache_budgets
 from bench.runs.results import write_results
 from bench.runs.rundir import RunDir, format_times, time_per_method
 from bench.runs.runner import CellRunner
@@ -69,7 +69,7 @@ def validate(config: RunConfig) -> None:
     runtime = config.runtime
     if any(k < 1 for k in config.shots):
         raise BenchError(f"shots must be >= 1, got {config.shots}")
-    if config.episodes < 1:
+    if config.episodes is not None and config.episodes < 1:
         raise BenchError(f"--episodes must be >= 1, got {config.episodes}")
     negative = [s for s in config.seeds if s < 0]
     if negative:
@@ -99,6 +99,40 @@ def validate(config: RunConfig) -> None:
     check_training(config.training, config.dataset)
     if config.published.weights_variant and not config.published.weights:
         raise BenchError("--weights-variant chooses among published weights: give --weights DIR as well")
+
+
+def with_dataset_defaults(config: RunConfig) -> RunConfig:
+    """Options left unset filled from the dataset's protocol (its card's `defaults`), then the harness's."""
+    card = card_of(config.dataset)
+    defaults = card.defaults
+    if config.fold_convention is not None and config.fold_convention not in card.fold_conventions:
+        raise BenchError(f"--fold-convention applies to datasets with several fold conventions (coco20i), "
+                         f"not to {config.dataset}")
+    queries = config.queries or defaults.get("queries", "sampled")
+    if queries == "every-image" and config.episodes is not None:
+        raise BenchError("--queries every-image makes each test pair a query once: leave out --episodes")
+    if queries == "every-image" and config.episodes_from:
+        raise BenchError("--queries every-image samples new manifests: leave out --episodes-from (a replayed "
+                         "manifest keeps its own queries)")
+    return replace(
+        config, queries=queries,
+        fold_convention=config.fold_convention or (card.fold_conventions[0] if card.fold_conventions else None),
+        class_sampling=config.class_sampling or defaults.get("class_sampling", card.class_sampling),
+        episodes=config.episodes or (None if queries == "every-image" else defaults.get("episodes", 1000)),
+        input_size=config.input_size or defaults.get("input_size"),
+        scoring=replace(config.scoring, eval_size=config.scoring.eval_size or defaults.get("eval_size")))
+
+
+def protocol_header(config: RunConfig, dataset: FSSDataset) -> str:
+    """One line of the choices that make the episodes and the scores: printed first, kept in config.json."""
+    folds = f", {config.fold_convention} folds" if config.fold_convention else ""
+    queries = ("every test pair a query once" if config.queries == "every-image"
+               else f"{config.episodes} episodes, class sampling {config.class_sampling}")
+    scoring = f"{config.scoring.eval_size} x {config.scoring.eval_size}" if config.scoring.eval_size else "original size"
+    size = f", min object {config.min_object_pixels} px" if config.min_object_pixels else ""
+    return (f"{dataset.name}{folds}: splits {' '.join(map(str, config.splits))}, shots "
+            f"{' '.join(map(str, config.shots))}, seeds {' '.join(map(str, config.seeds))}; {queries}{size}; "
+            f"input {config.input_size}, scored at {scoring}" + ("; identical input" if config.identical_input else ""))
 
 
 def default_out(config: RunConfig, weights: Optional[Dict[str, str]] = None) -> Path:
@@ -134,8 +168,8 @@ def sampled_manifests(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.Da
     for split in config.splits:
         for shot in config.shots:
             for seed in config.seeds:
-                spec = EpisodeSpec(split, shot, seed, config.episodes, config.class_sampling,
-                                   config.min_object_pixels, config.identical_input)
+                spec = EpisodeSpec(split, shot, seed, config.episodes or 0, config.class_sampling,
+                                   config.min_object_pixels, config.identical_input, config.queries)
                 manifests[spec.cell] = sample_episodes(dataset, spec)
     return manifests
 
@@ -152,7 +186,10 @@ def resolve(config: RunConfig, dataset: FSSDataset) -> Tuple[RunConfig, Dict[str
         dataset.check_split(split)
         dataset.check_files(split, "test")
     if not config.episodes_from:
-        return config, sampled_manifests(config, dataset)
+        manifests = sampled_manifests(config, dataset)
+        if config.queries == "every-image":  # the list's length, recorded
+            config = replace(config, episodes=max(len(m) for m in manifests.values()))
+        return config, manifests
     manifests = replayed_manifests(config, dataset)
     config = replace(config, splits=sorted({int(m.split.iloc[0]) for m in manifests.values()}),
                      shots=sorted({int(m.shot.iloc[0]) for m in manifests.values()}),
@@ -170,13 +207,17 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     uses (each image and label decoded once), the manifests, the checkpoints and the output folder.
     `hook`: called by the Ray executor's tasks (tests inject faults with it).
     """
+    config = with_dataset_defaults(config)
     validate(config)
     runtime = config.runtime
     published = PublishedModels(config.published, config.dataset) if config.published.used else None
     if runtime.out:
         RunDir(Path(runtime.out)).check_writable()
-    dataset = open_dataset(config.dataset, config.data_root, config.lists, progress=not runtime.quiet)
+    dataset = open_dataset(config.dataset, config.data_root, config.lists, progress=not runtime.quiet,
+                           fold_convention=config.fold_convention)
     config, manifests = resolve(config, dataset)
+    header = protocol_header(config, dataset)
+    print(header)
     if published is not None:
         published.resolve(config.methods, config.splits, config.input_size)
     weights = published.identity() if published is not None else {}
@@ -187,7 +228,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     run_dir = RunDir(out)
     run_dir.check_writable()
     device = resolve_device(runtime.device) if runtime.executor == "local" else runtime.device
-    store = ImageStore(dataset, config.input_size)
+    store = ImageStore(dataset, config.input_size, budget_bytes=cache_budgets(runtime)["store"])
     check_episode_data(store, manifests, runtime.quiet)
     models = ModelProvider(dataset, config.training, device=device, quiet=runtime.quiet, published=published)
     checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}
@@ -200,6 +241,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
             "format": RunDir.FORMAT,
             "identity": identity,
             "config": config.to_dict(),
+            "protocol": header,
             "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
                         "class_names": {str(k): v for k, v in dataset.class_names().items()}},
             "manifests": manifest_hashes,

@@ -11,7 +11,7 @@ from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.qualitative import save_qualitative
 from bench.runs.cells import Cell
-from bench.runs.config import RunConfig
+from bench.runs.config import RunConfig, cache_budgets
 from bench.runs.rundir import RunDir
 from bench.training.models import ModelProvider
 from methods import FewShotSegmenter
@@ -23,9 +23,16 @@ class CellRunner:
     def __init__(self, config: RunConfig, dataset: FSSDataset, models: ModelProvider, device: str,
                  store: Optional[ImageStore] = None):
         self.config, self.models, self.device = config, models, device
-        self.store = store or ImageStore(dataset, config.input_size)
-        self.features = None if config.runtime.no_feature_cache else CodeCache(self.store, device)
+        budgets = cache_budgets(config.runtime)
+        self.store = store or ImageStore(dataset, config.input_size, budget_bytes=budgets["store"])
+        self.features = None if config.runtime.no_feature_cache else CodeCache(
+            self.store, device, budget_bytes=budgets["codes"], spill_dir=config.runtime.cache_spill)
         self._loaded: Dict = {}
+
+    def close(self) -> None:
+        """Drop cached codes and remove their spill folder (if any)."""
+        if self.features is not None:
+            self.features.close()
 
     def model(self, name: str, split: int) -> Tuple[FewShotSegmenter, Dict]:
         if (name, split) not in self._loaded:

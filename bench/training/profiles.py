@@ -7,6 +7,9 @@ schedule, epochs...), options are passed to the method. Adding a method touches 
 * `paper-pascal`: the SimPropNet paper's recipe on PASCAL-5i (Section 3.6): SGD, lr 2.5e-3,
   momentum 0.9, weight decay 5e-4 (CANet's values, the paper gives none), batch 8, 180 epochs of one
   pass over the split's training pairs, 321 x 321 inputs, ResNet-50 backbone, 256-wide head.
+* `paper-coco`: the same recipe on COCO-20i with PFENet's COCO schedule length (50 epochs of one pass
+  over the fold's training pairs); the paper has no COCO experiment. The tiny COCO fixture of the
+  tests uses `tiny`.
 * `synthetic`: the synthetic benchmark on a 2-core CPU in minutes per split: the pretrained synthnet
   backbone, 112 x 112 inputs (14 x 14 features), a 128-wide head with ASPP rates 2/4/6 (the paper's
   6/12/18 on 41 x 41 features, scaled to the smaller map), fewer and shorter epochs, a higher lr.
@@ -66,6 +69,8 @@ PROFILES: Dict[str, TrainProfile] = {
     for p in (
         TrainProfile("paper-pascal", epochs=180, episodes_per_epoch=None, batch_size=8, lr=2.5e-3, momentum=0.9,
                      weight_decay=5e-4, input_size=321, backbone="resnet50", pretrain=None, val_episodes=1000),
+        TrainProfile("paper-coco", epochs=50, episodes_per_epoch=None, batch_size=8, lr=2.5e-3, momentum=0.9,
+                     weight_decay=5e-4, input_size=321, backbone="resnet50", pretrain=None, val_episodes=1000),
         TrainProfile("synthetic", epochs=10, episodes_per_epoch=1024, batch_size=8, lr=1e-2, momentum=0.9,
                      weight_decay=5e-4, input_size=112, backbone="synthnet", pretrain="default", val_episodes=300),
         TrainProfile("tiny", epochs=2, episodes_per_epoch=16, batch_size=4, lr=1e-2, momentum=0.9,
@@ -77,7 +82,7 @@ PROFILES: Dict[str, TrainProfile] = {
 }
 
 DEFAULT_PROFILE = {"synthetic": "synthetic", "synthetic-tiny": "tiny", "pascal5i": "paper-pascal",
-                   "fss1000": "paper-pascal"}
+                   "fss1000": "paper-pascal", "coco20i": "paper-coco"}
 
 
 def get_profile(name: Optional[str], dataset: str) -> TrainProfile:

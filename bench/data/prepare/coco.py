@@ -18,6 +18,7 @@ from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_text
 from bench.core.progress import progress_bar
 from bench.data.base import is_plain_name
+from bench.data.coco_masks import category_classes, label_map
 from bench.data.prepare.archives import index_png_bytes, write_once
 
 SPLITS = ("train2014", "val2014")
@@ -51,19 +52,6 @@ def _instances(archive: zipfile.ZipFile, path: Path, split: str) -> dict:
     return data
 
 
-def category_classes(categories: list) -> dict:
-    """COCO category id -> 1-based class index in sorted category-id order (HSNet's / PFENet's order)."""
-    return {cid: n + 1 for n, cid in enumerate(sorted(int(c["id"]) for c in categories))}
-
-
-def _label_map():
-    try:
-        from bench.data.coco_masks import label_map
-    except ImportError:
-        raise BenchError("bench.data.coco_masks (the COCO mask renderer) is not installed in this checkout") from None
-    return label_map
-
-
 def prepare_coco(train_zip: Path, val_zip: Path, annotations_zip: Path, out: Path, quiet: bool = False) -> dict:
     """Build out/COCO2014; every input is checked before any file is written; resumable per file."""
     root = Path(out) / "COCO2014"
@@ -71,7 +59,6 @@ def prepare_coco(train_zip: Path, val_zip: Path, annotations_zip: Path, out: Pat
     zips = {"train2014": _open_zip(train_zip, "COCO train2014.zip"), "val2014": _open_zip(val_zip, "COCO val2014.zip")}
     paths = {"train2014": Path(train_zip), "val2014": Path(val_zip)}
     annotations = _open_zip(annotations_zip, "COCO annotations_trainval2014.zip")
-    label_map = _label_map()
     summary = {"root": str(root), "written": 0}
     plans = {split: _plan(zips[split], paths[split], annotations, Path(annotations_zip), split) for split in SPLITS}
     for split, (images, by_image, classes) in plans.items():

@@ -133,6 +133,38 @@ def test_deepglobe_dataset(tmp_path):
         open_dataset("deepglobe", tmp_path)
 
 
+def patnet_deepglobe_root(tmp_path):
+    """PATNet's preprocessed layout, made from the harness's tiles: one binary mask per class folder."""
+    ours = deepglobe_root(tmp_path)
+    root = tmp_path / "patnet" / "Deepglobe"
+    for class_id in range(1, 7):
+        (root / str(class_id) / "test" / "origin").mkdir(parents=True)
+        (root / str(class_id) / "test" / "groundtruth").mkdir(parents=True)
+    for line in (ours / "tiles.txt").read_text().split("\n"):
+        if not line:
+            continue
+        tile, *classes = line.split()
+        label = np.asarray(Image.open(ours / "labels" / f"{tile}.png"))
+        for c in classes:
+            folder = root / c / "test"
+            (folder / "origin" / f"{tile}.jpg").write_bytes((ours / "images" / f"{tile}.jpg").read_bytes())
+            _save(np.where(label == int(c), 255, 0).astype(np.uint8), folder / "groundtruth" / f"{tile}.png", mode="L")
+    return ours, root.parent
+
+
+def test_deepglobe_patnet_layout_matches_ours(tmp_path):
+    ours_root, patnet_root = patnet_deepglobe_root(tmp_path)
+    ours, theirs = open_dataset("deepglobe", ours_root), open_dataset("deepglobe", patnet_root)
+    assert type(theirs).__name__ == "PatnetDeepGlobeDataset"
+    assert sorted(ours.pairs(1, "test")) == sorted(theirs.pairs(1, "test"))
+    assert theirs.test_classes(1) == ours.test_classes(1) == [1, 2, 4]
+    for tile in ("100_01", "100_11", "102_21"):
+        assert (theirs.read_label(tile) == ours.read_label(tile)).all()
+        assert (theirs.read_image(tile) == ours.read_image(tile)).all()
+    assert len(theirs.fingerprint([1])) == 64
+    theirs.check_files(1, "test")
+
+
 # ISIC ------------------------------------------------------------------------------------------
 
 def isic_root(tmp_path, n_per_class=3):
@@ -210,11 +242,13 @@ def test_cards_carry_patnet_defaults():
 
 # End to end ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["deepglobe", "isic2018", "chest-xray"])
+@pytest.mark.parametrize("name", ["deepglobe", "deepglobe-patnet-layout", "isic2018", "chest-xray"])
 def test_end_to_end(name, tmp_path):
     extra = []
     if name == "deepglobe":
         root = deepglobe_root(tmp_path)
+    elif name == "deepglobe-patnet-layout":
+        name, root = "deepglobe", patnet_deepglobe_root(tmp_path)[1]
     elif name == "isic2018":
         root, lists = isic_root(tmp_path)
         extra = ["--lists", str(lists)]

@@ -12,6 +12,8 @@ warns that mask values are not exactly 0/255).
 
 `make_deepglobe_tiles` builds this harness's layout: `images/<tile>.jpg`, `labels/<tile>.png`
 (8-bit class indices 0..6) and `tiles.txt` (one line per kept tile: its id and the classes present).
+PATNet's own preprocessed archive (`<c>/test/origin/<tile>.jpg`, `<c>/test/groundtruth/<tile>.png`, one
+binary mask per class folder 1..6) is read as well (`PatnetDeepGlobeDataset`).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from bench.core.fileio import atomic_write_bytes, atomic_write_text, make_dirs
 from bench.data.base import check_label_values, is_plain_name, load_index_png, load_rgb
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.crossdomain import (PATNET_CITATION, PATNET_DEFAULTS, PATNET_EPISODE_TEXT, PATNET_EVAL_TEXT,
-                                    PATNET_TRAIN_ON, CrossDomainDataset)
+                                    PATNET_TRAIN_ON, CrossDomainDataset, read_grey)
 
 CLASSES: Tuple[Tuple[str, Tuple[int, int, int]], ...] = (
     ("agriculture", (255, 255, 0)), ("urban", (0, 255, 255)), ("rangeland", (255, 0, 255)),
@@ -174,6 +176,55 @@ class DeepGlobeDataset(CrossDomainDataset):
         return [TILES_LIST]
 
 
+class PatnetDeepGlobeDataset(CrossDomainDataset):
+    """PATNet's preprocessed tiles: class folders 1..6, each with test/origin (jpg) and test/groundtruth
+    (binary png); a tile appears in the folder of every class it holds."""
+
+    name = "deepglobe"
+
+    def __init__(self, root: Path):
+        super().__init__()
+        self.root = Path(root)
+        self._names = {i: name for i, (name, _) in enumerate(CLASSES, start=1)}
+        self._folders: Dict[str, List[int]] = {}
+        for class_id in self._names:
+            origin = self.root / str(class_id) / "test" / "origin"
+            if not origin.is_dir():
+                raise DEEPGLOBE_CARD.missing(f"{origin} is missing (PATNet's preprocessed layout)")
+            for jpg in sorted(origin.glob("*.jpg")):
+                if not is_plain_name(jpg.stem):
+                    raise BenchError(f"tile name {jpg.name!r} in {origin} is not a plain name; rename it")
+                self._folders.setdefault(jpg.stem, []).append(class_id)
+                self._pairs_list.append((jpg.stem, class_id))
+        if not self._pairs_list:
+            raise DEEPGLOBE_CARD.missing(f"no tiles under {self.root}/<1..6>/test/origin")
+
+    def _mask_of(self, image_id: str, class_id: int) -> Path:
+        return self.root / str(class_id) / "test" / "groundtruth" / f"{image_id}.png"
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / str(self._folders[image_id][0]) / "test" / "origin" / f"{image_id}.jpg"
+
+    def label_path(self, image_id: str) -> Path:
+        return self._mask_of(image_id, self._folders[image_id][0])
+
+    def read_label(self, image_id: str) -> np.ndarray:
+        """Class-index label merged from the tile's binary masks (>= 128) in each of its class folders."""
+        label = None
+        for class_id in self._folders[image_id]:
+            grey = read_grey(self._mask_of(image_id, class_id))
+            label = np.zeros(grey.shape, np.int32) if label is None else label
+            if grey.shape != label.shape:
+                raise BenchError(f"mask {self._mask_of(image_id, class_id)} differs in size from the other "
+                                 f"masks of tile {image_id}")
+            label[grey >= 128] = class_id
+        return label
+
+    def relpaths(self, image_id: str) -> List[str]:
+        return [str(p.relative_to(self.root)) for c in self._folders[image_id]
+                for p in (self.root / str(c) / "test" / "origin" / f"{image_id}.jpg", self._mask_of(image_id, c))]
+
+
 DEEPGLOBE_CARD = DatasetCard(
     name="deepglobe", title="DeepGlobe land cover, PATNet's cross-domain tiles",
     citation=f"{PATNET_CITATION}; Demir et al., DeepGlobe 2018: A Challenge to Parse the Earth through "
@@ -182,10 +233,13 @@ DEEPGLOBE_CARD = DatasetCard(
     folds="one test split (test-only; trained on PASCAL)", episodes=PATNET_EPISODE_TEXT, eval_size=PATNET_EVAL_TEXT,
     layout=("images/<image id>_<i><j>.jpg  (408 x 408 tiles of the 2448 x 2448 images, 6 x 6 grid)",
             "labels/<image id>_<i><j>.png  (8-bit class indices 0..6; 0 = unknown)",
-            "tiles.txt  (kept tiles: '<tile id> <classes present>')"),
+            "tiles.txt  (kept tiles: '<tile id> <classes present>')",
+            "or PATNet's preprocessed archive: <1..6>/test/origin/<tile>.jpg, <1..6>/test/groundtruth/<tile>.png"),
     downloads=(("DeepGlobe land cover (the 803 labelled train images: <id>_sat.jpg, <id>_mask.png)",
                 "https://www.kaggle.com/datasets/balraj98/deepglobe-land-cover-classification-dataset "
-                "(or http://deepglobe.org)"),),
+                "(or http://deepglobe.org)"),
+               ("PATNet's preprocessed tiles", "https://drive.google.com/file/d/12Dljy04maKIim3mZsR50CEOC3_ROZLCg "
+                "(linked from github.com/slei109/PATNet)")),
     licence="DeepGlobe challenge terms (research use; see the Kaggle page)",
     size="803 images of 2448 x 2448 -> tiles of 408 x 408 (those passing PATNet's colour filter)",
     prepare="python -m bench prepare deepglobe --src DIR --out DIR",
@@ -195,7 +249,12 @@ DEEPGLOBE_CARD = DatasetCard(
 
 
 @register_dataset(DEEPGLOBE_CARD)
-def open_deepglobe(data_root=None, lists=None, progress=False) -> DeepGlobeDataset:
+def open_deepglobe(data_root=None, lists=None, progress=False) -> CrossDomainDataset:
     if data_root is None:
         raise DEEPGLOBE_CARD.missing("deepglobe needs --data-root")
-    return DeepGlobeDataset(data_root)
+    root = Path(data_root)
+    if not (root / TILES_LIST).is_file() and (root / "Deepglobe" / "1").is_dir():
+        root = root / "Deepglobe"
+    if not (root / TILES_LIST).is_file() and (root / "1" / "test" / "origin").is_dir():
+        return PatnetDeepGlobeDataset(root)
+    return DeepGlobeDataset(root)

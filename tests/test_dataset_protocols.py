@@ -94,3 +94,25 @@ def test_dataset_defaults_fill_unset_options():
     assert (chosen.class_sampling, chosen.fold_convention, chosen.episodes) == ("list", "contiguous", 7)
     pascal = with_dataset_defaults(RunConfig(methods=["support-copy"], dataset="pascal5i"))
     assert (pascal.class_sampling, pascal.fold_convention, pascal.scoring.eval_size) == ("list", None, None)
+
+
+def test_cross_domain_trains_on_pascal_with_all_classes(voc_root, tmp_path, capsys):
+    """A learned method evaluated on a test-only benchmark trains on pascal-all (every class, one split)."""
+    from tests.test_crossdomain import chest_root
+
+    root = chest_root(tmp_path / "chest")
+    common = ["run", "--methods", "panet", "--dataset", "chest-xray", "--data-root", str(root), "--splits", "1",
+              "--shots", "1", "--seeds", "0", "--episodes", "4", "--input-size", "32", "--eval-size", "32",
+              "--profile", "tiny", "--checkpoints", str(tmp_path / "ckpt"), "--quiet"]
+    assert main(common + ["--out", str(tmp_path / "no-root")]) == 2
+    assert "--train-data-root" in capsys.readouterr().err
+    pascal_all = open_dataset("pascal-all", voc_root, voc_root / "lists")
+    assert pascal_all.test_classes(1) == list(range(1, 21))
+    assert {c for _, c in pascal_all.pairs(1, "train")} == set(range(1, 21))
+    out = tmp_path / "run"
+    # the fixture is too small for held-out validation images: select on the pascal-all val pairs
+    assert main(common + ["--train-data-root", str(voc_root), "--train-lists", str(voc_root / "lists"), "--select-on", "test",
+                          "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert all(c.startswith("pascal-all/panet/split1-") for c in config["checkpoints"].values())
+    assert (tmp_path / "ckpt" / "pascal-all" / "panet").is_dir()

@@ -1,15 +1,16 @@
-"""`python -m bench prepare pascal5i|coco20i ...`: dataset roots from the official archives (issue 15)."""
+"""`python -m bench prepare pascal5i|coco20i|deepglobe ...`: dataset roots from the official archives (issue 15)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from bench.data.deepglobe import make_deepglobe_tiles
 from bench.data.prepare.coco import prepare_coco
 from bench.data.prepare.pascal import prepare_pascal
 
 
 def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `prepare` with its `pascal5i` and `coco20i` sub-commands."""
+    """Register `prepare` with its `pascal5i`, `coco20i` and `deepglobe` sub-commands."""
     parser = subparsers.add_parser("prepare", help="build a dataset root from the official archives")
     kinds = parser.add_subparsers(dest="dataset", required=True)
     pascal = kinds.add_parser("pascal5i", help="VOC2012 JPEGImages + SegmentationClassAug from VOC and SBD")
@@ -23,7 +24,11 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     coco.add_argument("--val-zip", required=True, type=Path, help="val2014.zip")
     coco.add_argument("--annotations", required=True, type=Path, help="annotations_trainval2014.zip")
     coco.add_argument("--out", required=True, type=Path, help="data root to create (COCO2014/ goes inside)")
-    for sub in (pascal, coco):
+    deepglobe = kinds.add_parser("deepglobe", help="DeepGlobe land-cover images cut into PATNet's 6 x 6 tiles")
+    deepglobe.add_argument("--src", required=True, type=Path, help="folder of <id>_sat.jpg / <id>_mask.png "
+                           "(the Kaggle DeepGlobe land-cover train set, or its train/ folder)")
+    deepglobe.add_argument("--out", required=True, type=Path, help="data root to create (images/, labels/, tiles.txt)")
+    for sub in (pascal, coco, deepglobe):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -34,6 +39,10 @@ def prepare_command(args) -> int:
         summary = prepare_pascal(args.voc, args.sbd, args.out, lists_dir=args.lists, quiet=args.quiet)
         print(f"PASCAL-5i ready at {summary['root']}: {summary['images']} images, {summary['masks']} masks, "
               f"all {summary['listed_images']} listed images present ({summary['written']} files written this run)")
+        return 0
+    if args.dataset == "deepglobe":
+        summary = make_deepglobe_tiles(args.src, args.out, progress=not args.quiet)
+        print(f"DeepGlobe tiles ready at {args.out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
         return 0
     summary = prepare_coco(args.train_zip, args.val_zip, args.annotations, args.out, quiet=args.quiet)
     print(f"COCO-20i ready at {summary['root']}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if k != "root"))

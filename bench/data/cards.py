@@ -35,6 +35,8 @@ class DatasetCard:
     prepare: str = ""  # the command that builds the layout from the official archives
     #: test-only benchmarks (cross-domain): the model is trained on another dataset
     train_on: str = ""
+    #: the registered dataset that `train_on` names (learned methods train on it)
+    train_dataset: str = ""
     #: default class sampling of its protocol ("list" or "uniform")
     class_sampling: str = "list"
     #: fold conventions it understands (first = default); empty: it has one

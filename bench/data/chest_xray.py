@@ -76,7 +76,7 @@ CHEST_CARD = DatasetCard(
                 "https://www.kaggle.com/datasets/nikhilpandey360/chest-xray-masks-and-labels"),),
     licence="Shenzhen / Montgomery sets of the U.S. National Library of Medicine (public; cite the papers)",
     size="the Shenzhen radiographs with '_mask' masks (566 in the Kaggle copy), about 3000 x 3000",
-    train_on=PATNET_TRAIN_ON, class_sampling="uniform", defaults=dict(PATNET_DEFAULTS),
+    train_on=PATNET_TRAIN_ON, train_dataset="pascal-all", class_sampling="uniform", defaults=dict(PATNET_DEFAULTS),
 )
 
 

@@ -23,7 +23,7 @@ from bench.core.fileio import hash_files
 from bench.data.base import FSSDataset, Pair
 
 PATNET_CITATION = "Lei et al., Cross-Domain Few-Shot Semantic Segmentation, ECCV 2022 (PATNet)"
-PATNET_TRAIN_ON = "pascal5i, all 20 classes (no held-out fold), as PATNet"
+PATNET_TRAIN_ON = "pascal-all: PASCAL VOC with all 20 classes (no held-out fold), as PATNet"
 PATNET_EPISODES = 600
 PATNET_DEFAULTS = {"input_size": 400, "eval_size": 400, "episodes": PATNET_EPISODES, "class_sampling": "uniform"}
 PATNET_EPISODE_TEXT = ("600 per seed (PATNet's test length): a class uniformly, then a query and k supports of it "

@@ -243,7 +243,7 @@ DEEPGLOBE_CARD = DatasetCard(
     licence="DeepGlobe challenge terms (research use; see the Kaggle page)",
     size="803 images of 2448 x 2448 -> tiles of 408 x 408 (those passing PATNet's colour filter)",
     prepare="python -m bench prepare deepglobe --src DIR --out DIR",
-    train_on=PATNET_TRAIN_ON, class_sampling="uniform", defaults=dict(PATNET_DEFAULTS),
+    train_on=PATNET_TRAIN_ON, train_dataset="pascal-all", class_sampling="uniform", defaults=dict(PATNET_DEFAULTS),
     notes=("PATNet's tile filter: >= 2 mask colours and the rarest over 4.8 % of the tile",),
 )
 

@@ -93,7 +93,7 @@ ISIC_CARD = DatasetCard(
                ("class table", "shipped: bench/data/splits/isic2018/classes.txt (from PATNet)")),
     licence="ISIC archive terms (CC BY-NC; see the challenge page)",
     size="2594 dermoscopic images of varying size (519 melanoma, 1867 nevus, 208 seborrheic keratosis)",
-    train_on=PATNET_TRAIN_ON, class_sampling="uniform", defaults=dict(PATNET_DEFAULTS),
+    train_on=PATNET_TRAIN_ON, train_dataset="pascal-all", class_sampling="uniform", defaults=dict(PATNET_DEFAULTS),
 )
 
 

@@ -56,6 +56,10 @@ class VOCLayoutDataset(FSSDataset):
         self.check_split(split)
         return split_test_classes(split)
 
+    def list_files(self, split: int, part: str) -> List[Path]:
+        """The list files of a split's part, relative to the lists folder."""
+        return [list_path(Path("."), split, part)]
+
     def _read_pairs(self, split: int, part: str) -> List[Pair]:
         self.check_split(split)
         path = list_path(self.lists_dir, split, part)
@@ -82,7 +86,7 @@ class VOCLayoutDataset(FSSDataset):
         list_rels, data_rels = [], set()
         for split in splits:
             for part in parts:
-                list_rels.append(str(list_path(Path("."), split, part)))
+                list_rels.extend(str(rel) for rel in self.list_files(split, part))
                 for image_id in {i for i, _ in self.pairs(split, part)}:
                     data_rels.add(str(self.image_path(image_id).relative_to(self.root)))
                     data_rels.add(str(self.label_path(image_id).relative_to(self.root)))
@@ -116,3 +120,44 @@ def open_pascal5i(data_root: Optional[Path] = None, lists: Optional[Path] = None
         raise PASCAL5I_CARD.missing("pascal5i needs --data-root")
     return VOCLayoutDataset("pascal5i", data_root, lists or shipped_lists("pascal5i"), VOC_CLASSES, 321,
                             card=PASCAL5I_CARD)
+
+
+class PascalAllClasses(VOCLayoutDataset):
+    """PASCAL VOC with all 20 classes in one split: what cross-domain FSS trains on (PATNet, Lei et al.,
+    ECCV 2022). Its pairs are the union of the four PASCAL-5i lists of a part (train: every class's
+    training pairs; test: the val pairs)."""
+
+    num_splits = 1
+
+    def test_classes(self, split: int) -> List[int]:
+        self.check_split(split)
+        return sorted(self._class_names)
+
+    def list_files(self, split: int, part: str) -> List[Path]:
+        return [list_path(Path("."), fold, part) for fold in range(1, 5)]
+
+    def _read_pairs(self, split: int, part: str) -> List[Pair]:
+        self.check_split(split)
+        return sorted({pair for rel in self.list_files(split, part) for pair in read_pair_list(self.lists_dir / rel)})
+
+
+PASCAL_ALL_CARD = DatasetCard(
+    name="pascal-all", title="PASCAL VOC 2012 + SBD, all 20 classes in one split (cross-domain training)",
+    citation=PASCAL5I_CARD.citation + "; cross-domain protocol: Lei et al., Cross-Domain Few-Shot Semantic "
+             "Segmentation (PATNet), ECCV 2022",
+    classes="20 PASCAL VOC classes", folds="one split with every class (no held-out fold)",
+    episodes="1000 per seed from the union of the PASCAL-5i val lists (its own evaluation is a sanity check)",
+    eval_size=PASCAL5I_CARD.eval_size, layout=PASCAL5I_CARD.layout, downloads=PASCAL5I_CARD.downloads,
+    licence=PASCAL5I_CARD.licence, size=PASCAL5I_CARD.size, prepare=PASCAL5I_CARD.prepare,
+)
+
+
+@register_dataset(PASCAL_ALL_CARD)
+def open_pascal_all(data_root: Optional[Path] = None, lists: Optional[Path] = None, progress: bool = False
+                    ) -> PascalAllClasses:
+    """PASCAL with all classes in one split, from the shipped PASCAL-5i lists (or `lists`, laid out alike)."""
+    if data_root is None:
+        raise PASCAL_ALL_CARD.missing("pascal-all needs --data-root (or --train-data-root when training for "
+                                      "a cross-domain benchmark)")
+    return PascalAllClasses("pascal-all", data_root, lists or shipped_lists("pascal5i"), VOC_CLASSES, 321,
+                            card=PASCAL_ALL_CARD)

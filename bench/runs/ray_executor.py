@@ -35,7 +35,7 @@ from bench.runs.cells import Cell
 from bench.runs.config import RunConfig
 from bench.runs.rundir import RunDir
 from bench.runs.runner import CellRunner
-from bench.training.models import ModelProvider, is_trainable
+from bench.training.models import ModelProvider, is_trainable, training_dataset
 from bench.training.published import PublishedModels, PublishedOptions
 from bench.training.train import train
 from methods import MethodError
@@ -202,16 +202,20 @@ def evaluate_grid(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str,
         if missing:
             raise BenchError(f"no trained checkpoint for {missing[0][0]} split {missing[0][1]} under "
                              f"{training.checkpoints} (run without --no-train to train it)")
-    spec = dataset_spec(models.dataset, config.data_root, config.lists)
+    cross = models.dataset.name != config.dataset  # trained on another dataset (cross-domain)
+    spec = ({"data_root": _absolute(config.data_root), "lists": _absolute(config.lists)} if cross
+            else dataset_spec(models.dataset, config.data_root, config.lists))
     worker = replace(config, data_root=spec["data_root"], lists=spec["lists"],
                      runtime=replace(runtime, quiet=True, out=str(Path(runtime.out).absolute())),
                      training=replace(training, no_train=True, checkpoints=str(Path(training.checkpoints).absolute()),
+                                      train_data_root=_absolute(training.train_data_root),
                                       backbone_weights=_absolute(models.backbone_options()["backbone_weights"])),
                      published=PublishedOptions(weights=models.published.arguments() or None)
                      if models.published is not None else PublishedOptions())
     payload = json.dumps(worker.to_dict(), sort_keys=True)
     with cluster(runtime.address, runtime.quiet) as ray:
-        trains = train_tasks(models, pairs, config.data_root, config.lists, runtime.device)
+        trains = train_tasks(models, pairs, training.train_data_root if cross else config.data_root,
+                             None if cross else config.lists, runtime.device)
         waits = {task.key.split("__", 1)[1]: task.key for task in trains}
         tasks = trains + [Task(cell.key, _evaluate_task, (payload, cell, manifest_hashes[cell.manifest]),
                                after=waits.get(f"{cell.method}__split{cell.split}")) for cell in todo]
@@ -261,11 +265,12 @@ def _evaluate_task(payload: str, cell: Cell, manifest_sha256: str, key: str, att
 def _runner(payload: str) -> CellRunner:
     """This worker's runner for a run (decoded images, feature cache, loaded model), built once per run."""
     config = RunConfig.from_dict(json.loads(payload))
-    dataset = open_dataset(config.dataset, config.data_root, config.lists)
+    dataset = open_dataset(config.dataset, config.data_root, config.lists, fold_convention=config.fold_convention)
     device = resolve_device(config.runtime.device)
     published = None
     if config.published.used:  # the driver's chosen checkpoints, as TAG=FILE with absolute paths
         published = PublishedModels(config.published, config.dataset)
         published.resolve(config.methods, config.splits, config.input_size)
-    models = ModelProvider(dataset, config.training, device=device, quiet=True, published=published)
+    models = ModelProvider(training_dataset(config.training, dataset, config.methods), config.training, device=device,
+                           quiet=True, published=published)
     return CellRunner(config, dataset, models, device)

@@ -33,7 +33,7 @@ from bench.runs.results import write_results
 from bench.runs.rundir import RunDir, format_times, time_per_method
 from bench.runs.runner import CellRunner
 from bench.training import distributed
-from bench.training.models import ModelProvider
+from bench.training.models import ModelProvider, training_dataset
 from bench.training.options import SELECT_ON, TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
@@ -230,7 +230,8 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     device = resolve_device(runtime.device) if runtime.executor == "local" else runtime.device
     store = ImageStore(dataset, config.input_size, budget_bytes=cache_budgets(runtime)["store"])
     check_episode_data(store, manifests, runtime.quiet)
-    models = ModelProvider(dataset, config.training, device=device, quiet=runtime.quiet, published=published)
+    train_set = training_dataset(config.training, dataset, config.methods, progress=not runtime.quiet)
+    models = ModelProvider(train_set, config.training, device=device, quiet=runtime.quiet, published=published)
     checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}
     checkpoint_hashes = {(m, s): models.verify_checkpoint(m, s) for m in config.methods for s in config.splits}
     identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes,

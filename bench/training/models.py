@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from bench.core.errors import BenchError
-from bench.data.catalog import FSSDataset
+from bench.data.catalog import FSSDataset, card_of, open_dataset
 from bench.training.checkpoints import check_meta, load_tensors, read_record, verified_sha256
 from bench.training.options import TrainingOptions
 from bench.training.published import PublishedModels
@@ -24,6 +24,22 @@ from methods import METHODS, FewShotSegmenter, build_method
 
 def is_trainable(name: str) -> bool:
     return METHODS.card(name).trainable
+
+
+def training_dataset(options: TrainingOptions, dataset: FSSDataset, methods, progress: bool = False) -> FSSDataset:
+    """The dataset learned methods train on: --train-dataset, else a test-only benchmark's own (its card's
+    `train_dataset`), else the evaluated one. Opened only when a learned method needs it."""
+    name = options.train_dataset or card_of(dataset.name).train_dataset or None
+    if name is None or name == dataset.name or not any(is_trainable(m) for m in methods):
+        return dataset
+    if options.train_data_root is None:
+        raise BenchError(f"{dataset.name} is evaluated with models trained on {name}: give its folder with "
+                         f"--train-data-root (or published weights with --weights)")
+    train_set = open_dataset(name, options.train_data_root, options.train_lists, progress=progress)
+    if train_set.num_splits != dataset.num_splits:
+        raise BenchError(f"--train-dataset {name} has {train_set.num_splits} splits and {dataset.name} "
+                         f"{dataset.num_splits}: split k of one must be split k of the other")
+    return train_set
 
 
 class ModelProvider:

@@ -21,6 +21,13 @@ class TrainingOptions:
                             "split's test classes (the paper's practice, recorded in the run)", choices=SELECT_ON)
     backbone: Optional[str] = option(None, "override the profile's frozen backbone (vgg16: the original of PANet, "
                                      "SG-One, AMP, OSLSM, co-FCN)", choices=tuple(BACKBONES.names()))
+    train_dataset: Optional[str] = option(None, "dataset learned methods train on (default: the evaluated one; a "
+                                          "test-only cross-domain benchmark: pascal-all, PASCAL with all 20 "
+                                          "classes)", metavar="NAME")
+    train_data_root: Optional[str] = option(None, "folder of --train-dataset (cross-domain: the PASCAL VOC root)",
+                                            identity=False, metavar="DIR")
+    train_lists: Optional[str] = option(None, "split lists of --train-dataset (default: its shipped ones)",
+                                        identity=False, metavar="DIR")
     checkpoints: str = option("checkpoints", "checkpoint root folder", identity=False)
     no_train: bool = option(False, "fail instead of training a missing checkpoint", identity=False)
     backbone_weights: Optional[str] = option(None, "local backbone weights file (default: torchvision's "

@@ -82,7 +82,7 @@ PROFILES: Dict[str, TrainProfile] = {
 }
 
 DEFAULT_PROFILE = {"synthetic": "synthetic", "synthetic-tiny": "tiny", "pascal5i": "paper-pascal",
-                   "fss1000": "paper-pascal", "coco20i": "paper-coco"}
+                   "fss1000": "paper-pascal", "coco20i": "paper-coco", "pascal-all": "paper-pascal"}
 
 
 def get_profile(name: Optional[str], dataset: str) -> TrainProfile:

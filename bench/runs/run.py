@@ -118,9 +118,13 @@ def with_dataset_defaults(config: RunConfig) -> RunConfig:
         config, queries=queries,
         fold_convention=config.fold_convention or (card.fold_conventions[0] if card.fold_conventions else None),
         class_sampling=config.class_sampling or defaults.get("class_sampling", card.class_sampling),
-        episodes=config.episodes or (None if queries == "every-image" else defaults.get("episodes", 1000)),
-        input_size=config.input_size or defaults.get("input_size"),
-        scoring=replace(config.scoring, eval_size=config.scoring.eval_size or defaults.get("eval_size")))
+        episodes=_given(config.episodes, None if queries == "every-image" else defaults.get("episodes", 1000)),
+        input_size=_given(config.input_size, defaults.get("input_size")),
+        scoring=replace(config.scoring, eval_size=_given(config.scoring.eval_size, defaults.get("eval_size"))))
+
+
+def _given(value, default):
+    return default if value is None else value  # 0 is given (and refused by validate), not unset
 
 
 def protocol_header(config: RunConfig, dataset: FSSDataset) -> str:

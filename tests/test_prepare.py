@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io as scipy_io
 from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.core.fileio import is_temporary
-from bench.data.prepare.archives import PALETTE
 from bench.data.prepare.pascal import prepare_pascal
+from bench.data.synthetic.layout import voc_palette
 
-scipy_io = pytest.importorskip("scipy.io")
+PALETTE = voc_palette()
+
 
 
 def _jpeg(seed: int) -> bytes:
@@ -235,7 +237,6 @@ def test_coco_bad_inputs_one_line(tmp_path, monkeypatch):
 
 
 def test_coco_with_real_renderer(tmp_path):
-    pytest.importorskip("bench.data.coco_masks")
     train, val, ann = _coco(tmp_path)
     prepare_coco(train, val, ann, tmp_path / "root", quiet=True)
     first = np.array(Image.open(tmp_path / "root/COCO2014/annotations/train2014/COCO_train2014_000000000001.png"))

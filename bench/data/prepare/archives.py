@@ -14,25 +14,6 @@ from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
 
 
-def voc_palette() -> list:
-    """The PASCAL VOC colour map (bit-interleaved class index, as in the VOC devkit's labelcolormap);
-    VOC's own SegmentationClass PNGs carry it."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-PALETTE = voc_palette()
-
-
 def index_png_bytes(label: np.ndarray) -> bytes:
     """An 8-bit grayscale PNG of class indices, as the distributed SegmentationClassAug files are.
 

@@ -254,7 +254,8 @@ CARD = DatasetCard(
     folds="4 folds of 20 classes: interleaved (default; split k tests k, k+4, ..., k+76, as FWB/HSNet/PFENet) or "
           "contiguous (split k tests 20(k-1)+1..20k); trains on the other 60; tests on val2014, trains on train2014",
     episodes="1000 per seed, class-uniform as HSNet (a class, then one of its images)",
-    eval_size="473 x 473 input; scored on the original-size label (no void label)",
+    eval_size="321 x 321 input (paper-coco profile; PFENet uses 473 or 641, HSNet 400); scored on the original-size "
+              "label (no void label)",
     layout=("{train2014,val2014}/<name>.jpg  (COCO_val2014_000000000139.jpg; or under COCO2014/)",
             "annotations/instances_{train,val}2014.json  (official; masks rendered on demand)",
             "or annotations/{train2014,val2014}/<name>.png  (HSNet's pre-rendered class-index masks)"),

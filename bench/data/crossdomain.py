@@ -72,7 +72,7 @@ class CrossDomainDataset(FSSDataset):
         self.check_split(split)
         if part != "test":
             raise BenchError(f"{self.name} is a test-only cross-domain benchmark (no '{part}' part): "
-                             f"the model trains on PASCAL (pascal5i, all 20 classes, as PATNet)")
+                             f"learned methods train on pascal-all (PASCAL, all 20 classes, as PATNet): give --train-data-root")
         return list(self._pairs_list)
 
     def relpaths(self, image_id: str) -> List[str]:

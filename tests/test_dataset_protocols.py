@@ -116,3 +116,15 @@ def test_cross_domain_trains_on_pascal_with_all_classes(voc_root, tmp_path, caps
     config = json.loads((out / "config.json").read_text())
     assert all(c.startswith("pascal-all/panet/split1-") for c in config["checkpoints"].values())
     assert (tmp_path / "ckpt" / "pascal-all" / "panet").is_dir()
+
+
+def test_fold_convention_reaches_training_workers(tmp_path, monkeypatch):
+    """A Ray training task reopens the dataset from its spec: the convention must travel with it."""
+    from bench.runs.ray_executor import dataset_spec
+    from tests.test_coco20i import make_root
+
+    monkeypatch.setenv("FSS_BENCH_CACHE", str(tmp_path / "cache"))
+    root = make_root(tmp_path / "coco")
+    spec = dataset_spec(open_dataset("coco20i", root, fold_convention="contiguous"), str(root), None)
+    assert open_dataset(**spec).test_classes(1) == list(range(1, 21))
+    assert open_dataset(**{**spec, "fold_convention": None}).test_classes(1) == list(range(1, 78, 4))

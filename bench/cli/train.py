@@ -22,7 +22,7 @@ from bench.training.models import ModelProvider, is_trainable
 from bench.training.options import TrainingOptions
 
 #: the `bench run` fields that `bench train` takes (its training options included)
-TRAIN_FIELDS = ("methods", "splits", "dataset", "data_root", "lists", "device", "quiet", "executor", "address",
+TRAIN_FIELDS = ("methods", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet", "executor", "address",
                 "cpus_per_task", *(f.name for f in fields(TrainingOptions)))
 
 
@@ -58,7 +58,8 @@ def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> 
 
 
 def open_models(args: argparse.Namespace, training: TrainingOptions, device: str, quiet: bool) -> ModelProvider:
-    dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not quiet)
+    dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not quiet,
+                           fold_convention=args.fold_convention)
     for split in args.splits:
         dataset.check_split(split)
     models = ModelProvider(dataset, training, device=device, quiet=quiet)

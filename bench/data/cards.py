@@ -71,6 +71,15 @@ class DatasetCard:
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def check_fold_convention(self, value) -> None:
+        """Refuse a fold convention this dataset does not have (None: its default)."""
+        if value is None or value in self.fold_conventions:
+            return
+        if not self.fold_conventions:
+            raise BenchError(f"--fold-convention applies to datasets with several fold conventions (coco20i), "
+                             f"not to {self.name}")
+        raise BenchError(f"--fold-convention {value} is not one of {self.name}'s: {', '.join(self.fold_conventions)}")
+
     def missing(self, problem: str) -> BenchError:
         """A BenchError for a missing or incomplete root: the problem, the layout, where to get each part."""
         lines = [problem, f"expected layout under --data-root ({self.name}):"]

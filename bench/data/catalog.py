@@ -57,9 +57,7 @@ def open_dataset(name: str, data_root=None, lists=None, progress: bool = False, 
         raise BenchError(str(exc)) from None
     card = CARDS[name]
     given = {k: v for k, v in options.items() if v is not None}
-    if "fold_convention" in given and given["fold_convention"] not in card.fold_conventions:
-        known = ", ".join(card.fold_conventions) if card.fold_conventions else "none (it has one fold convention)"
-        raise BenchError(f"--fold-convention {given['fold_convention']} does not apply to {name}; its conventions: {known}")
+    card.check_fold_convention(given.get("fold_convention"))
     if data_root is not None and not Path(data_root).exists() and not name.startswith("synthetic"):
         raise card.missing(f"data root does not exist: {data_root}")
     return builder(data_root=data_root, lists=lists, progress=progress, **given)

@@ -164,7 +164,8 @@ def dataset_spec(dataset, data_root: Optional[str], lists: Optional[str]) -> Dic
     """How a worker opens the driver's dataset: absolute paths (a synthetic one where the driver found it)."""
     if data_root is None and dataset.name.startswith("synthetic"):
         data_root = str(dataset.root)
-    return {"name": dataset.name, "data_root": _absolute(data_root), "lists": _absolute(lists)}
+    return {"name": dataset.name, "data_root": _absolute(data_root), "lists": _absolute(lists),
+            "fold_convention": getattr(dataset, "fold_convention", None)}
 
 
 def _absolute(path: Optional[str]) -> Optional[str]:

@@ -105,9 +105,7 @@ def with_dataset_defaults(config: RunConfig) -> RunConfig:
     """Options left unset filled from the dataset's protocol (its card's `defaults`), then the harness's."""
     card = card_of(config.dataset)
     defaults = card.defaults
-    if config.fold_convention is not None and config.fold_convention not in card.fold_conventions:
-        raise BenchError(f"--fold-convention applies to datasets with several fold conventions (coco20i), "
-                         f"not to {config.dataset}")
+    card.check_fold_convention(config.fold_convention)
     queries = config.queries or defaults.get("queries", "sampled")
     if queries == "every-image" and config.episodes is not None:
         raise BenchError("--queries every-image makes each test pair a query once: leave out --episodes")

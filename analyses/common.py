@@ -105,7 +105,7 @@ def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Anal
     """Validate the common arguments, open the dataset and the model provider, create the output folder."""
     names = [args.method] if getattr(args, "method", None) else list(getattr(args, "methods", []) or [])
     if names:
-        check_methods(names)
+        check_methods(names)  # patterns are expanded where the method list is used (run_config)
     device = resolve_device(args.device)
     dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not args.quiet)
     for split in [args.split] if hasattr(args, "split") else args.splits:

@@ -90,7 +90,7 @@ def plot(result: pd.DataFrame, title: str):
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
-    check_methods(args.methods)
+    args.methods = check_methods(args.methods)
     if len(set(args.methods)) != len(args.methods):
         raise BenchError("--methods lists a method twice")
     out = Path(args.out or (Path(args.run) / "analyses" / "identical" if args.run else

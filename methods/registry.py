@@ -71,6 +71,23 @@ class Registry:
     def names(self, pattern: str = "*") -> List[str]:
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
+    def expand(self, patterns: List[str]) -> List[str]:
+        """Names, shell-style patterns ('simpropnet*') and 'all' -> registered names, in the order given
+        (a pattern's matches sorted), each once; a name or a pattern that matches nothing is a RegistryError."""
+        out: List[str] = []
+        for pattern in patterns:
+            if pattern == "all":
+                matched = self.names()
+            elif any(ch in pattern for ch in "*?["):
+                matched = self.names(pattern)
+                if not matched:
+                    raise RegistryError(f"no {self.kind} matches '{pattern}'; known {self.kind}s: {', '.join(self.names())}")
+            else:
+                self.get(pattern)
+                matched = [pattern]
+            out.extend(matched)
+        return list(dict.fromkeys(out))
+
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 

@@ -1,11 +1,13 @@
 """`bench check`: passes on its own baseline, fails on a degraded or incomplete run."""
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench.cli.commands import main
+from methods import METHODS
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,52 @@ def test_compare_refuses_different_episodes(run_dir, voc_root, tmp_path, capsys)
     assert main(args) == 0
     assert main(["compare", str(run_dir), str(other)]) == 2
     assert "not evaluated on identical episodes" in capsys.readouterr().err
+
+
+def test_baseline_records_what_produced_it(baseline):
+    identity = json.loads(baseline.read_text())["identity"]
+    assert identity["protocol"]["dataset"] == "pascal5i" and len(identity["protocol"]["manifests"]) == 4
+    assert "methods" not in identity["protocol"]  # adding a method does not change the protocol
+    assert set(identity["numerics"]) >= {"ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "torch_threads"}
+
+
+def test_a_run_of_another_configuration_is_one_line(run_dir, baseline, voc_root, tmp_path, capsys):
+    other = tmp_path / "fewer"
+    args = ["run", "--methods", "support-copy", "all-foreground", "--dataset", "pascal5i", "--data-root",
+            str(voc_root), "--lists", str(voc_root / "lists"), "--splits", "1", "2", "--shots", "1", "--seeds", "0",
+            "1", "--episodes", "10", "--out", str(other), "--quiet"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["check", "--run", str(other), "--baseline", str(baseline)]) == 2
+    captured = capsys.readouterr()
+    assert "REGRESSED" not in captured.out and "MISSING" not in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "not the baseline's configuration" in lines[0] and "episodes (run 10, baseline 20)" in lines[0]
+
+
+def test_other_numerics_are_said_before_the_table(run_dir, baseline, tmp_path, capsys):
+    data = json.loads(baseline.read_text())
+    data["identity"]["numerics"]["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE"
+    path = tmp_path / "numerics.json"
+    path.write_text(json.dumps(data))
+    assert main(["check", "--run", str(run_dir), "--baseline", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("note: CPU numerics differ") and "ONEDNN_MAX_CPU_ISA" in out
+
+
+def test_a_baseline_without_identity_still_compares(run_dir, baseline, tmp_path, capsys):
+    data = json.loads(baseline.read_text())
+    del data["identity"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    assert main(["check", "--run", str(run_dir), "--baseline", str(path)]) == 0
+    assert "records no identity" in capsys.readouterr().out
+
+
+def test_ci_checks_every_registered_method():
+    """.ci/run names no methods: `--methods all` reads them from the registry."""
+    script = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert "--methods all" in script
+    baseline = json.loads((Path(__file__).resolve().parent.parent / "reports" / "baselines" /
+                           "ci-synthetic-tiny.json").read_text())
+    assert {e["method"] for e in baseline["entries"]} == set(METHODS.names())

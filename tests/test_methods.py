@@ -90,3 +90,12 @@ def test_support_copy_ignores_void_pixels_of_the_support():
 def test_all_foreground_predicts_foreground_everywhere():
     logits = build_method("all-foreground")(*_episode())
     assert logits.argmax(1).all()
+
+
+def test_method_patterns_and_all_expand_against_the_registry():
+    assert METHODS.expand(["all"]) == METHODS.names()
+    assert METHODS.expand(["simpropnet*"]) == [n for n in METHODS.names() if n.startswith("simpropnet")]
+    assert METHODS.expand(["panet", "simpropnet*", "panet"])[0] == "panet"  # order kept, each once
+    for bad in (["nope"], ["nomatch*"]):
+        with pytest.raises(RegistryError):
+            METHODS.expand(bad)

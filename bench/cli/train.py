@@ -28,7 +28,8 @@ TRAIN_FIELDS = ("methods", "splits", "dataset", "fold_convention", "data_root", 
 
 def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> None:
     methods, splits = list(dict.fromkeys(args.methods)), list(dict.fromkeys(args.splits))
-    check_methods(methods)
+    # a pattern or `all` selects the trainable methods it matches; a training-free method named is an error
+    methods = [m for m in check_methods(methods) if is_trainable(m) or m in args.methods]
     for name in methods:
         if not is_trainable(name):
             raise BenchError(f"{name} has no parameters to train")

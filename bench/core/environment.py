@@ -13,6 +13,12 @@ import torch
 
 from bench.core.errors import BenchError
 
+#: environment variables that choose the CPU kernels, and so the rounding, of training and evaluation:
+#: oneDNN's instruction set (convolutions), ATen's vectorised kernels, MKL's code path, the thread count.
+#: Training amplifies rounding, so a trained checkpoint differs between an AVX-512 and an AVX2 machine
+#: unless these are pinned (`.ci/run` pins them for the regression check).
+NUMERICS_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS")
+
 PACKAGES = ("fss-bench", "torch", "torchvision", "numpy", "pandas", "pillow", "scikit-learn", "matplotlib")
 
 
@@ -50,6 +56,23 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def numerics() -> Dict[str, object]:
+    """What decides floating-point rounding on the CPU here: the pinning variables (None: not set), the
+    kernels ATen dispatches to and the thread count."""
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads(), **{name: os.environ.get(name) for name in NUMERICS_VARIABLES}}
+
+
 def describe_environment(device: str) -> Dict[str, object]:
     info: Dict[str, object] = {
         "versions": package_versions(),
@@ -57,6 +80,7 @@ def describe_environment(device: str) -> Dict[str, object]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "numerics": numerics(),
         "device": device,
         "argv": sys.argv,
     }

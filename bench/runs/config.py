@@ -62,7 +62,8 @@ def cache_budgets(runtime: RuntimeOptions) -> Dict[str, Optional[int]]:
 class RunConfig:
     """Everything `bench run` needs; `identity()` is what makes two runs the same run."""
 
-    methods: List[str] = option([], "registered method names (see `bench list`)", metavar="M")
+    methods: List[str] = option([], "registered method names (see `bench list`), shell-style patterns ('simpropnet*') or all",
+                                metavar="M")
     dataset: str = option("synthetic", "a registered dataset: synthetic (generated locally), synthetic-tiny, pascal5i, "
                           "coco20i, fss1000, deepglobe, isic2018, chest-xray (`python -m bench datasets` shows each)")
     fold_convention: Optional[str] = option(None, "COCO-20i folds: interleaved (fold k tests classes k, k+4, ..., "

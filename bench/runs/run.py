@@ -42,15 +42,15 @@ from methods import METHODS, RegistryError
 MIN_INPUT_SIZE = 16
 
 
-def check_methods(names: List[str]) -> None:
-    """Every name registered (one BenchError listing the known ones otherwise)."""
+def check_methods(names: List[str]) -> List[str]:
+    """The registered methods that `names` stand for (names, shell-style patterns, `all`), in order; a name
+    or pattern that matches nothing is one BenchError listing the known ones."""
     if not names:
         raise BenchError("give at least one method with --methods")
-    for name in names:
-        try:
-            METHODS.get(name)
-        except RegistryError as exc:
-            raise BenchError(str(exc)) from None
+    try:
+        return METHODS.expand(names)
+    except RegistryError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def check_training(options: TrainingOptions, dataset: str) -> None:
@@ -209,7 +209,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     uses (each image and label decoded once), the manifests, the checkpoints and the output folder.
     `hook`: called by the Ray executor's tasks (tests inject faults with it).
     """
-    config = with_dataset_defaults(config)
+    config = with_dataset_defaults(replace(config, methods=check_methods(config.methods)))
     validate(config)
     runtime = config.runtime
     published = PublishedModels(config.published, config.dataset) if config.published.used else None

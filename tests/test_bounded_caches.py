@@ -89,3 +89,29 @@ def test_a_failed_spill_leaves_no_partial_file(tiny, setup, tmp_path, monkeypatc
     with pytest.raises(OSError):
         cache._spill(("q", "x"), code)
     assert [f for f in tmp_path.rglob("*") if f.is_file()] == []
+
+
+def test_an_image_passes_the_backbone_once_for_all_its_codes(tiny, setup):
+    """Asked for one code of an image the cache could not pre-encode, the cache computes every code of that
+    image the manifest uses (query and supports) in the same backbone pass."""
+    method, manifest, _ = setup
+    store = ImageStore(tiny, SIZE, budget_bytes=None)
+    probe = CodeCache(store, budget_bytes=None)
+    probe.prepare(method, manifest.iloc[[0]])
+    per_code = probe.cached_bytes // (1 + 2)  # one query code and two support codes
+    roles = {}
+    for q, s, c in zip(manifest["query"], manifest["supports"], manifest["class_id"]):
+        roles.setdefault(q, set()).add(("q",))
+        for i in s.split():
+            roles.setdefault(i, set()).add(("s", int(c)))
+    both = [i for i, r in roles.items() if ("q",) in r and any(k[0] == "s" for k in r)]
+    assert both, "the fixture manifest has an image used as query and as support"
+    cache = CodeCache(store, batch_size=1, budget_bytes=6 * per_code)
+    cache.prepare(method, manifest)
+    image = next(i for i in reversed(both) if ("q", i) not in cache._codes)
+    before = cache.encoded
+    cache.query_codes([image])
+    assert cache.encoded == before + 1
+    for _, class_id in (k for k in roles[image] if k[0] == "s"):
+        cache.support_codes([[image]], [class_id])
+    assert cache.encoded == before + 1

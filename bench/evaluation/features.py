@@ -50,6 +50,7 @@ class CodeCache:
         self._model = None
         self._codes = LRUCache(budget_bytes, on_evict=self._spill if spill_dir is not None else None)
         self._spill_root = spill_dir
+        self._wanted: Dict[str, Set[Key]] = {}  # image id -> every code of it the prepared manifest uses
         self._spill_dir: Optional[Path] = None
         self._spilled: Dict[Key, Path] = {}
         self.encoded = 0  # images passed through the backbone (for benchmarks)
@@ -66,6 +67,7 @@ class CodeCache:
             self._model = method
             self._codes.clear()
             self._clear_spill()
+            self._wanted = {}
 
     @torch.no_grad()
     def prepare(self, method: BackboneMethod, manifest: pd.DataFrame, quiet: bool = True) -> None:
@@ -73,6 +75,7 @@ class CodeCache:
         first use, as many as the budget holds; the others are encoded when first asked for."""
         self._bind(method)
         method.eval()
+        self._wanted = {}
         queries, supports, order = set(), set(), {}
         for q, s, c in zip(manifest["query"], manifest["supports"], manifest["class_id"]):
             for i in [*support_ids(s), q]:
@@ -81,6 +84,9 @@ class CodeCache:
                 queries.add(q)
             supports.update(p for p in ((i, int(c)) for i in support_ids(s))
                             if ("s", *p) not in self._codes and ("s", *p) not in self._spilled)
+            self._wanted.setdefault(q, set()).add(("q", q))
+            for i in support_ids(s):
+                self._wanted.setdefault(i, set()).add(("s", i, int(c)))
         images = {*queries, *(i for i, _ in supports)}
         # unbounded: sorted ids, as before the budget existed; bounded: the first used first
         images = sorted(images) if self.budget_bytes is None else sorted(images, key=order.__getitem__)
@@ -135,6 +141,11 @@ class CodeCache:
                 found[key] = value
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
+            # an image passes the backbone once for all its codes the manifest uses, not once per role
+            images = {k[1] for k in missing}
+            missing += sorted((k for i in images for k in self._wanted.get(i, ())
+                               if k not in found and k not in missing and k not in self._codes
+                               and k not in self._spilled), key=repr)
             if self._model is None:
                 raise KeyError(f"no code for {missing[0]}: call prepare first")
             with torch.no_grad():

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from bench.core.memory import pin_mmap_threshold
 from bench.data.base import FSSDataset
 from bench.data.images import DEFAULT_STORE_BUDGET, ImageStore
 from bench.evaluation.features import DEFAULT_CODE_BUDGET, CodeCache
@@ -117,8 +118,11 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--store-budget", default=None, help="overrides --budget for the ImageStore")
     parser.add_argument("--spill", default=None, help="spill folder for evicted codes")
     parser.add_argument("--precheck", action="store_true", help="decode every label first, as run.check_episode_data")
+    parser.add_argument("--dynamic-mmap", action="store_true",
+                        help="leave glibc's dynamic mmap threshold on (as before bench.core.memory): to measure its cost")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    pinned = False if args.dynamic_mmap else pin_mmap_threshold()
     dataset, manifest = SyntheticCOCO(args.images), manifest_of(args.images)
     code_budget = parse_budget(args.budget, DEFAULT_CODE_BUDGET)
     store_budget = parse_budget(args.store_budget or args.budget, DEFAULT_STORE_BUDGET)
@@ -135,7 +139,7 @@ def main(argv: List[str] | None = None) -> None:
     digest = hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()[:16]
     print(f"images {args.images}, input {args.size}, code per image {2 * code_mb + (args.size // 8) ** 2 * 4 / 2**20:.1f} MB "
           f"(query {code_mb:.1f} + support {code_mb:.1f} + mask), store budget {store_budget}, code budget {code_budget}, "
-          f"spill {args.spill}")
+          f"spill {args.spill}, mmap threshold {'pinned' if pinned else 'dynamic'}")
     print(f"wall {wall:.1f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GiB, "
           f"decoded {store.decoded}, store evictions {store.evictions}, encoded {cache.encoded} "
           f"(recomputed {cache.recomputed}), code evictions {cache.evictions}, spill reads {cache.spill_reads}, "

@@ -11,21 +11,27 @@ from tqdm.auto import tqdm
 from bench.core.log import format_seconds, is_terminal, log
 
 LOG_EVERY = 30.0  # seconds between two progress lines of one bar in the log
-MIN_COLUMNS = 20  # a terminal reporting fewer (some batch systems' ptys say 0) gets FALLBACK_COLUMNS
-FALLBACK_COLUMNS = 80
+clock = time.monotonic  # (tests replace it)
+MIN_COLUMNS = 20  # a terminal reporting fewer (some batch systems' ptys say 0 x 0) gets FALLBACK_SIZE
+FALLBACK_SIZE = (80, 24)
 
 
 def bar_width(stream) -> Dict:
-    """tqdm's width arguments for `stream`: follow the terminal's width, or a fixed one where it reports
-    (almost) none; tqdm's own `dynamic_ncols` would draw a bar of width 0 there."""
+    """tqdm's size arguments for `stream`: follow the terminal's size, or fixed ones where it reports (almost)
+    none: tqdm's own `dynamic_ncols` draws a bar of width 0 there, and hides every bar below row 0."""
     try:
-        columns = os.get_terminal_size(stream.fileno()).columns
+        columns, lines = os.get_terminal_size(stream.fileno())
     except (AttributeError, ValueError, OSError):
-        columns = 0
-    if columns >= MIN_COLUMNS:
+        columns, lines = 0, 0
+    if columns >= MIN_COLUMNS and lines >= 1:
         return {"dynamic_ncols": True}
-    given = os.environ.get("COLUMNS", "")
-    return {"ncols": int(given) if given.isdigit() and int(given) >= MIN_COLUMNS else FALLBACK_COLUMNS}
+    return {"ncols": columns if columns >= MIN_COLUMNS else _environ("COLUMNS", MIN_COLUMNS, FALLBACK_SIZE[0]),
+            "nrows": lines if lines >= 1 else _environ("LINES", 1, FALLBACK_SIZE[1])}
+
+
+def _environ(name: str, least: int, default: int) -> int:
+    given = os.environ.get(name, "")
+    return int(given) if given.isdigit() and int(given) >= least else default
 
 
 class Progress:
@@ -38,7 +44,7 @@ class Progress:
         self.bar = tqdm(total=total, desc=desc, disable=not shown, leave=False, unit=unit, initial=initial,
                         **(bar_width(sys.stderr) if shown else {}), **kwargs)
         self.total, self.desc, self.unit, self.n, self.first = total, desc, unit, initial, initial
-        self.start = self.last = time.monotonic()
+        self.start = self.last = clock()
         self.postfix, self.logged = "", False
 
     @property
@@ -48,7 +54,7 @@ class Progress:
     def update(self, n: int = 1) -> None:
         self.bar.update(n)
         self.n += n
-        now = time.monotonic()
+        now = clock()
         if now - self.last >= LOG_EVERY:
             self.last, self.logged = now, True
             log(self.line(now))
@@ -72,7 +78,7 @@ class Progress:
     def close(self) -> None:
         self.bar.close()
         if self.logged:  # the work was long enough to report progress: say that it ended
-            log(f"{self.desc}: done, {self.n} {self.unit} in {format_seconds(time.monotonic() - self.start)}")
+            log(f"{self.desc}: done, {self.n} {self.unit} in {format_seconds(clock() - self.start)}")
 
     def __enter__(self) -> "Progress":
         return self

@@ -47,6 +47,10 @@ def format_seconds(seconds: float) -> str:
 class StderrLines(logging.Handler):
     """Writes to whatever `sys.stderr` is when a line comes, and only if it is not a terminal."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(FORMAT)
+
     def emit(self, record: logging.LogRecord) -> None:
         stream = sys.stderr
         if stream is None or is_terminal(stream):
@@ -61,9 +65,11 @@ class StderrLines(logging.Handler):
 def _file_handler(path: Path) -> logging.FileHandler:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
     except OSError as exc:
         raise BenchError(f"cannot write the log file {path}: {exc.strerror or exc}") from None
+    handler.setFormatter(FORMAT)
+    return handler
 
 
 @contextmanager
@@ -81,7 +87,6 @@ def log_session(log_file: Optional[str] = None, quiet: bool = False, title: str 
         handlers.append(to_file)
         _only_to(to_file, f"{title or 'fss-bench'} started (pid {os.getpid()})")
     for handler in handlers:
-        handler.setFormatter(FORMAT)
         LOGGER.addHandler(handler)
     try:
         yield
@@ -96,7 +101,6 @@ def log_session(log_file: Optional[str] = None, quiet: bool = False, title: str 
 
 
 def _only_to(handler: logging.Handler, message: str) -> None:
-    handler.setFormatter(FORMAT)
     handler.handle(logging.makeLogRecord({"msg": message, "levelno": logging.INFO, "levelname": "INFO"}))
 
 

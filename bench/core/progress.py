@@ -16,7 +16,7 @@ MIN_COLUMNS = 20  # a terminal reporting fewer (some batch systems' ptys say 0 x
 FALLBACK_SIZE = (80, 24)
 
 
-def bar_width(stream) -> Dict:
+def bar_size(stream) -> Dict:
     """tqdm's size arguments for `stream`: follow the terminal's size, or fixed ones where it reports (almost)
     none: tqdm's own `dynamic_ncols` draws a bar of width 0 there, and hides every bar below row 0."""
     try:
@@ -35,14 +35,14 @@ def _environ(name: str, least: int, default: int) -> int:
 
 
 class Progress:
-    """A tqdm bar on stderr (shown on a terminal unless quiet) that also logs a progress line (done, rate,
-    postfix, ETA) when LOG_EVERY seconds have passed since the last one: long work shows up in batch logs,
+    """A tqdm bar on stderr (shown on a terminal unless quiet) that also logs a progress line (done, postfix,
+    elapsed, ETA) when LOG_EVERY seconds have passed since the last one: long work shows up in batch logs,
     whatever `quiet` says (the log session decides where lines go)."""
 
     def __init__(self, total=None, desc: str = "", quiet: bool = False, unit: str = "it", initial: int = 0, **kwargs):
         shown = not quiet and is_terminal(sys.stderr)
         self.bar = tqdm(total=total, desc=desc, disable=not shown, leave=False, unit=unit, initial=initial,
-                        **(bar_width(sys.stderr) if shown else {}), **kwargs)
+                        **(bar_size(sys.stderr) if shown else {}), **kwargs)
         self.total, self.desc, self.unit, self.n, self.first = total, desc, unit, initial, initial
         self.start = self.last = clock()
         self.postfix, self.logged = "", False
@@ -75,16 +75,16 @@ class Progress:
             parts.append(f"ETA {format_seconds(elapsed / (self.n - self.first) * (self.total - self.n))}")
         return ", ".join(parts)
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         self.bar.close()
-        if self.logged:  # the work was long enough to report progress: say that it ended
+        if self.logged and finished:  # the work was long enough to report progress: say that it ended
             log(f"{self.desc}: done, {self.n} {self.unit} in {format_seconds(clock() - self.start)}")
 
     def __enter__(self) -> "Progress":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, *exc) -> None:
+        self.close(finished=kind is None)
 
 
 def progress_bar(total=None, desc: str = "", quiet: bool = False, **kwargs) -> Progress:

@@ -13,7 +13,7 @@ from bench.cli.arguments import build
 from bench.cli.guard import USER_ERRORS
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
-from bench.core.log import log_session
+from bench.core.log import log, log_session
 from bench.data.catalog import open_dataset
 from bench.runs import ray_executor
 from bench.runs.ray_executor import TaskHook
@@ -43,6 +43,7 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
             raise BenchError(f"{name} has no parameters to train")
     training = build(TrainingOptions, args)
     check_training(training, args.dataset)
+    log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}")
     if args.cpus_per_task < 1:
         raise BenchError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
     if args.executor == "ray":

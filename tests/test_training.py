@@ -1,6 +1,7 @@
 """Training, checkpoints, resume, determinism and the feature cache (tiny profile, synthetic-tiny)."""
 import dataclasses
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -128,13 +129,27 @@ def test_cached_and_uncached_evaluation_give_the_same_counts(provider_factory, t
 
 
 def test_run_trains_missing_checkpoints_then_evaluates(cache_env, tmp_path, capsys):
+    """Also: with stderr not a terminal (captured here) training and evaluation write log lines; --log-file too."""
+    log_file = tmp_path / "bench.log"
     args = ["run", "--methods", "simpropnet", "--dataset", "synthetic-tiny", "--splits", "1", "--shots", "1", "5",
             "--seeds", "0", "--episodes", "12", "--checkpoints", str(tmp_path / "ck"), "--out", str(tmp_path / "run"),
-            "--quiet"]
+            "--log-file", str(log_file)]
     assert main(args + ["--no-train"]) == 2
     assert "no trained checkpoint for simpropnet split 1" in capsys.readouterr().err
+    assert "error: no trained checkpoint for simpropnet split 1" in log_file.read_text().splitlines()[-1]
+    log_file.unlink()
     assert main(args) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    err = [line for line in err.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)]
+    epochs = [line for line in err if "training simpropnet split 1: epoch" in line]
+    assert len(epochs) == TINY.epochs
+    assert re.search(r"epoch 2/2, loss \d+\.\d{4}, held-out validation mIoU \d+\.\d\d \(best \d+\.\d\d at "
+                     r"epoch [12]\), \d+ s, ETA 0 s$", epochs[-1]), epochs
+    cells = [line for line in err if re.search(r" simpropnet split1_shot[15]_seed0: mIoU \d+\.\d\d, FB-IoU "
+                                               r"\d+\.\d\d, 12 episodes in ", line)]
+    assert len(cells) == 2, err
+    in_file = log_file.read_text().splitlines()
+    assert "bench run started" in in_file[0] and in_file[1:] == err
     config = pd.read_json(tmp_path / "run" / "config.json", typ="series")
     assert "simpropnet/split1" in config["checkpoints"]
     meta = json.loads((tmp_path / "run" / "episodes" / "simpropnet__split1_shot1_seed0.json").read_text())
@@ -150,9 +165,11 @@ def test_run_trains_missing_checkpoints_then_evaluates(cache_env, tmp_path, caps
 
 def test_train_command_reports_checkpoints(cache_env, tmp_path, capsys):
     args = ["train", "--methods", "simpropnet-dpr", "--dataset", "synthetic-tiny", "--splits", "2",
-            "--checkpoints", str(tmp_path), "--quiet", "--epochs", "1"]
+            "--checkpoints", str(tmp_path), "--quiet", "--epochs", "1", "--log-file", str(tmp_path / "train.log")]
     assert main(args) == 0
-    assert "simpropnet-dpr split 2:" in capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    assert "simpropnet-dpr split 2:" in printed and "epoch" not in err  # --quiet: no log lines on stderr
+    assert "training simpropnet-dpr split 2: epoch 1/1, loss " in (tmp_path / "train.log").read_text()
     assert main(["train", "--methods", "support-copy", "--dataset", "synthetic-tiny"]) == 2
     assert main(["train", "--methods", "simpropnet", "--dataset", "synthetic-tiny", "--profile", "nope"]) == 2
     assert "unknown training profile 'nope'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from bench.core.errors import BenchError
 from methods import MethodError
 
 RESUME_HINT = "interrupted: finished cells are saved; re-run the same command to resume"
+USER_ERRORS = (BenchError, MethodError)  # what a user can cause: one `error:` line, status 2
 
 
 def exit_status(command: Callable[[], object], interrupted: str = RESUME_HINT) -> int:
@@ -17,7 +18,7 @@ def exit_status(command: Callable[[], object], interrupted: str = RESUME_HINT) -
     try:
         status = command()
         return status if isinstance(status, int) else 0
-    except (BenchError, MethodError) as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

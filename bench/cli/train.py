@@ -10,8 +10,10 @@ from dataclasses import fields
 from typing import Optional
 
 from bench.cli.arguments import build
+from bench.cli.guard import USER_ERRORS
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
+from bench.core.log import log, log_session
 from bench.data.catalog import open_dataset
 from bench.runs import ray_executor
 from bench.runs.ray_executor import TaskHook
@@ -22,11 +24,18 @@ from bench.training.models import ModelProvider, is_trainable
 from bench.training.options import TrainingOptions
 
 #: the `bench run` fields that `bench train` takes (its training options included)
-TRAIN_FIELDS = ("methods", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet", "executor", "address",
-                "cpus_per_task", *(f.name for f in fields(TrainingOptions)))
+TRAIN_FIELDS = ("methods", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet", "log_file",
+                "executor", "address", "cpus_per_task", *(f.name for f in fields(TrainingOptions)))
 
 
 def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> None:
+    """Log lines go to stderr when it is not a terminal (unless --quiet) and to --log-file, from rank 0."""
+    main = distributed.from_env().is_main
+    with log_session(args.log_file if main else None, args.quiet or not main, "bench train", USER_ERRORS):
+        _train(args, hook)
+
+
+def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
     methods, splits = list(dict.fromkeys(args.methods)), list(dict.fromkeys(args.splits))
     # a pattern or `all` selects the trainable methods it matches; a training-free method named is an error
     methods = [m for m in check_methods(methods) if is_trainable(m) or m in args.methods]
@@ -35,6 +44,7 @@ def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> 
             raise BenchError(f"{name} has no parameters to train")
     training = build(TrainingOptions, args)
     check_training(training, args.dataset)
+    log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}")
     if args.cpus_per_task < 1:
         raise BenchError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
     if args.executor == "ray":

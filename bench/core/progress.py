@@ -1,15 +1,95 @@
-"""Progress bars that stay quiet when stderr is not a terminal or when asked to."""
+"""Progress bars on a terminal; progress lines in the log (`bench.core.log`) at most every LOG_EVERY s."""
 from __future__ import annotations
 
+import os
 import sys
+import time
+from typing import Dict
 
 from tqdm.auto import tqdm
 
+from bench.core.log import format_seconds, is_terminal, log
 
-def progress_bar(total=None, desc: str = "", quiet: bool = False, **kwargs):
-    """A tqdm bar on stderr, disabled with `quiet` or when stderr is not a terminal."""
-    disable = quiet or not sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, leave=False, **kwargs)
+LOG_EVERY = 30.0  # seconds between two progress lines of one bar in the log
+clock = time.monotonic  # (tests replace it)
+MIN_COLUMNS = 20  # a terminal reporting fewer (some batch systems' ptys say 0 x 0) gets FALLBACK_SIZE
+FALLBACK_SIZE = (80, 24)
+
+
+def bar_size(stream) -> Dict:
+    """tqdm's size arguments for `stream`: follow the terminal's size, or fixed ones where it reports (almost)
+    none: tqdm's own `dynamic_ncols` draws a bar of width 0 there, and hides every bar below row 0."""
+    try:
+        columns, lines = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        columns, lines = 0, 0
+    if columns >= MIN_COLUMNS and lines >= 1:
+        return {"dynamic_ncols": True}
+    return {"ncols": columns if columns >= MIN_COLUMNS else _environ("COLUMNS", MIN_COLUMNS, FALLBACK_SIZE[0]),
+            "nrows": lines if lines >= 1 else _environ("LINES", 1, FALLBACK_SIZE[1])}
+
+
+def _environ(name: str, least: int, default: int) -> int:
+    given = os.environ.get(name, "")
+    return int(given) if given.isdigit() and int(given) >= least else default
+
+
+class Progress:
+    """A tqdm bar on stderr (shown on a terminal unless quiet) that also logs a progress line (done, postfix,
+    elapsed, ETA) when LOG_EVERY seconds have passed since the last one: long work shows up in batch logs,
+    whatever `quiet` says (the log session decides where lines go)."""
+
+    def __init__(self, total=None, desc: str = "", quiet: bool = False, unit: str = "it", initial: int = 0, **kwargs):
+        shown = not quiet and is_terminal(sys.stderr)
+        self.bar = tqdm(total=total, desc=desc, disable=not shown, leave=False, unit=unit, initial=initial,
+                        **(bar_size(sys.stderr) if shown else {}), **kwargs)
+        self.total, self.desc, self.unit, self.n, self.first = total, desc, unit, initial, initial
+        self.start = self.last = clock()
+        self.postfix, self.logged = "", False
+
+    @property
+    def disable(self) -> bool:
+        return self.bar.disable
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        self.n += n
+        now = clock()
+        if now - self.last >= LOG_EVERY:
+            self.last, self.logged = now, True
+            log(self.line(now))
+
+    def set_postfix(self, refresh: bool = True, **values) -> None:
+        self.bar.set_postfix(refresh=refresh, **values)
+        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+
+    def line(self, now: float) -> str:
+        """`desc: n/total unit (p%), postfix, elapsed, ETA`."""
+        elapsed = now - self.start
+        parts = [f"{self.desc}: {self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f}%)" if self.total
+                 else f"{self.desc}: {self.n} {self.unit}"]
+        if self.postfix:
+            parts.append(self.postfix)
+        parts.append(f"{format_seconds(elapsed)} elapsed")
+        if self.total and self.n > self.first:
+            parts.append(f"ETA {format_seconds(elapsed / (self.n - self.first) * (self.total - self.n))}")
+        return ", ".join(parts)
+
+    def close(self, finished: bool = True) -> None:
+        self.bar.close()
+        if self.logged and finished:  # the work was long enough to report progress: say that it ended
+            log(f"{self.desc}: done, {self.n} {self.unit} in {format_seconds(clock() - self.start)}")
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        self.close(finished=kind is None)
+
+
+def progress_bar(total=None, desc: str = "", quiet: bool = False, **kwargs) -> Progress:
+    """A bar on stderr, hidden with `quiet` or when stderr is not a terminal; long work is logged either way."""
+    return Progress(total=total, desc=desc, quiet=quiet, **kwargs)
 
 
 class GridProgress:

@@ -31,6 +31,9 @@ class RuntimeOptions:
     device: str = option("auto", "auto (cuda when available), cpu or cuda", identity=False)
     batch_size: int = option(16, "episodes per forward pass (results do not depend on it)", identity=False)
     quiet: bool = option(False, "no progress bars", identity=False)
+    log_file: Optional[str] = option(None, "also write the plain, timestamped log lines (stages, epochs, cells, "
+                                     "progress) to this file, appended, whatever stderr is", identity=False,
+                                     metavar="FILE")
     overwrite: bool = option(False, "replace a run directory that holds a different config (removes only the "
                              "files the harness wrote)", identity=False)
     wait: bool = option(False, "if another `bench run` is writing the same --out, wait for it instead of "

@@ -29,6 +29,7 @@ import torch
 
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
+from bench.core.log import log
 from bench.core.memory import pin_mmap_threshold
 from bench.core.progress import GridProgress
 from bench.data.catalog import open_dataset
@@ -121,9 +122,11 @@ def run_tasks(ray, cells: List[Task], markers: Path, cpus: int, gpus: float, des
                 try:
                     results[keys[ref]] = ray.get(ref)
                     progress.update(done=1)
+                    log(f"{desc} {progress.done + progress.failed}/{len(cells)}: {keys[ref]} finished")
                 except ray.exceptions.RayError as exc:
                     failures[keys[ref]] = exc
                     progress.update(failed=1)
+                    log(f"{desc} {progress.done + progress.failed}/{len(cells)}: {keys[ref]} failed")
             progress.update(retries=count_retries(markers))
     finally:
         progress.close()

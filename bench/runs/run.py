@@ -14,6 +14,7 @@ from analyses.summary import format_table
 from bench.core.environment import describe_environment, resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
+from bench.core.log import log, log_session
 from bench.core.progress import progress_bar
 from bench.data.catalog import FSSDataset, card_of, open_dataset
 from bench.data.episodes import (
@@ -37,7 +38,7 @@ from bench.training.models import ModelProvider, training_dataset
 from bench.training.options import SELECT_ON, TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
-from methods import METHODS, RegistryError
+from methods import METHODS, MethodError, RegistryError
 
 MIN_INPUT_SIZE = 16
 
@@ -207,8 +208,14 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
 
     Everything is checked before the run directory is touched: the arguments, the data every episode
     uses (each image and label decoded once), the manifests, the checkpoints and the output folder.
+    Log lines go to stderr when it is not a terminal (unless quiet) and to --log-file.
     `hook`: called by the Ray executor's tasks (tests inject faults with it).
     """
+    with log_session(config.runtime.log_file, config.runtime.quiet, "bench run", (BenchError, MethodError)):
+        return _run(config, hook)
+
+
+def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     config = with_dataset_defaults(replace(config, methods=check_methods(config.methods)))
     validate(config)
     runtime = config.runtime
@@ -220,6 +227,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     config, manifests = resolve(config, dataset)
     header = protocol_header(config, dataset)
     print(header)
+    log(f"bench run: {header}")
     if published is not None:
         published.resolve(config.methods, config.splits, config.input_size)
     weights = published.identity() if published is not None else {}
@@ -255,6 +263,8 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
         for name, manifest in manifests.items():
             write_manifest(manifest, run_dir.manifest_path(name))
         todo = pending_cells(config, run_dir, manifest_hashes, models, checkpoint_hashes)
+        log(f"{len(todo)} cells to evaluate ({', '.join(config.methods)}; executor {runtime.executor}, device "
+            f"{device}) into {out}")
         if runtime.executor == "ray":
             ray_executor.evaluate_grid(config, run_dir, manifest_hashes, models, todo, hook)
         else:
@@ -262,6 +272,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
             local.evaluate_cells(runner, run_dir, manifest_hashes, todo, runtime.quiet)
         run_dir.remove_stale_temporaries()  # every writer of this run has finished
         summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
+    log(f"run finished: {out}")
     print(f"run directory: {out}")
     print(format_table(summary, "miou"))
     print()
@@ -282,6 +293,7 @@ def check_episode_data(store: ImageStore, manifests: Dict[str, pd.DataFrame], qu
         store.label(image_id)
         bar.update(1)
     bar.close()
+    log(f"checked the {len(ids)} images and labels the episodes use")
 
 
 def pending_cells(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str, str], models: ModelProvider,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, Optional, Tuple
 
+from analyses.metrics import evaluate_rows
+from bench.core.log import log
 from bench.data.catalog import FSSDataset
 from bench.data.episodes import read_manifest
 from bench.data.images import ImageStore
@@ -70,4 +72,7 @@ class CellRunner:
             meta["qualitative_sha256"] = save_qualitative(method, self.store, manifest, rows,
                                                           run_dir.qualitative_path(cell), self.device, features)
         run_dir.write_cell(cell, rows, meta)
+        scores = evaluate_rows(rows)
+        log(f"{cell.method} {cell.manifest}: mIoU {100 * scores['miou']:.2f}, FB-IoU {100 * scores['fbiou']:.2f}, "
+            f"{len(rows)} episodes in {meta['seconds']:.1f} s")
         return meta

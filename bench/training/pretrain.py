@@ -25,6 +25,7 @@ from torch import nn
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json, sha256_file
+from bench.core.log import format_seconds, log
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE
 from bench.data.images import normalize
@@ -112,6 +113,8 @@ def _pixel_miou(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) ->
 def pretrain(spec: PretrainSpec, quiet: bool = False) -> Tuple[dict, dict]:
     """Train synthnet on the pretraining classes; return (backbone state dict, report)."""
     start = time.perf_counter()
+    log(f"pretraining the synthnet backbone (once, cached): rendering {spec.images} images of "
+        f"{len(PRETRAIN_CLASSES)} pretraining classes")
     torch.manual_seed(spec.seed)
     images, labels = pretraining_images(spec)
     train_x, train_y = images[spec.held_out:], labels[spec.held_out:]
@@ -121,8 +124,11 @@ def pretrain(spec: PretrainSpec, quiet: bool = False) -> Tuple[dict, dict]:
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=1e-4, nesterov=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total) ** 0.9)
     generator = torch.Generator().manual_seed(spec.seed)
-    bar = progress_bar(total=total, desc="pretraining synthnet backbone", quiet=quiet, unit="step")
-    for _ in range(spec.epochs):
+    desc = "pretraining synthnet backbone"
+    log(f"{desc}: {spec.epochs} epochs of {steps_per_epoch} steps (batch {spec.batch_size})")
+    bar = progress_bar(total=total, desc=desc, quiet=quiet, unit="step")
+    train_start = time.perf_counter()
+    for epoch in range(spec.epochs):
         model.train()
         order = torch.randperm(len(train_x), generator=generator)
         for step in range(steps_per_epoch):
@@ -137,10 +143,15 @@ def pretrain(spec: PretrainSpec, quiet: bool = False) -> Tuple[dict, dict]:
             schedule.step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        elapsed = time.perf_counter() - train_start
+        log(f"{desc}: epoch {epoch + 1}/{spec.epochs}, loss {loss.item():.4f}, {format_seconds(elapsed)} elapsed, "
+            f"ETA {format_seconds(elapsed / (epoch + 1) * (spec.epochs - epoch - 1))}")
     bar.close()
     report = {"spec": asdict(spec), "key": spec.key(), "final_loss": float(loss.item()),
               "held_out_pixel_miou": _pixel_miou(model, images[:spec.held_out], labels[:spec.held_out]),
               "seconds": round(time.perf_counter() - start, 1), "classes": [c.name for c in PRETRAIN_CLASSES]}
+    log(f"{desc}: done in {format_seconds(report['seconds'])}, held-out pixel mIoU "
+        f"{100 * report['held_out_pixel_miou']:.2f}")
     return model.backbone.state_dict(), report
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from analyses.metrics import evaluate_rows
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json, atomic_write_text, sha256_file
+from bench.core.log import format_seconds, log
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE, Pair
 from bench.data.catalog import FSSDataset
@@ -241,8 +242,14 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
     if info.is_main:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / "identity.json", request.identity())
+    name = f"training {request.method} split {request.split}"
+    if info.is_main:
+        resumed = f", resuming after epoch {state['epoch']}" if state["epoch"] else ""
+        log(f"{name}: {epochs} epochs of {steps} steps (batch {profile.batch_size}, profile {profile.name}), "
+            f"checkpoints in {folder}{resumed}")
     bar = progress_bar(total=epochs * steps, initial=state["epoch"] * steps, quiet=quiet or not info.is_main,
-                       unit="step", desc=f"training {request.method} split {request.split}")
+                       unit="step", desc=name)
+    session_seconds, first_epoch = 0.0, state["epoch"]
     for epoch in range(state["epoch"], epochs):
         start = time.perf_counter()
         # ranks draw different dropout masks for their slices (rank 0 draws the one-process ones)
@@ -261,9 +268,10 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
         if not info.is_main:  # the other ranks go on to the next epoch's first all-reduce
             continue
         val_rows = evaluate_manifest(method, store, val_manifest, batch_size=16, device=device, quiet=True,
-                                     features=CodeCache(store, device))
+                                     features=CodeCache(store, device), desc=f"{name}: validation")
         val = evaluate_rows(val_rows)["miou"]
-        state["seconds"] += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        state["seconds"] += seconds
         state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": val})
         if val > state["best_miou"]:
             state["best_miou"], state["best_epoch"] = val, epoch + 1
@@ -271,6 +279,11 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
                                      "meta": _meta(request, method, state, complete=False)})
         save_tensors(last_path, {"model": method.trainable_state(), "optimizer": optimizer.state_dict(),
                                  "state": plain(state), "identity": plain(request.identity())})
+        session_seconds += seconds
+        eta = session_seconds / (epoch + 1 - first_epoch) * (epochs - epoch - 1)
+        log(f"{name}: epoch {epoch + 1}/{epochs}, loss {np.mean(losses):.4f}, {request.select_on} validation mIoU "
+            f"{100 * val:.2f} (best {100 * state['best_miou']:.2f} at epoch {state['best_epoch']}), "
+            f"{format_seconds(seconds)}, ETA {format_seconds(eta)}")
         if after_epoch is not None:
             after_epoch(epoch + 1)
     bar.close()
@@ -281,6 +294,8 @@ def train(dataset: FSSDataset, request: TrainRequest, root: Path, device: str = 
         atomic_write_text(folder / "train_steps.csv", pd.DataFrame(
             {"step": range(len(state["step_losses"])), "loss": state["step_losses"]}).to_csv(index=False))
         write_record(best_path, save_tensors(best_path, best), best["meta"])  # the record last: now complete
+        log(f"{name}: done in {format_seconds(state['seconds'])}, best epoch {state['best_epoch']} (validation mIoU "
+            f"{100 * state['best_miou']:.2f}), {best_path}")
     distributed.barrier(info)
     return best_path
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json, hash_files
+from bench.core.log import log
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE
 from bench.data.synthetic.classes import CLASS_NAMES, CLASSES, N_CLASSES, SCENES
@@ -212,7 +213,9 @@ def ensure_synthetic(root: Path | None = None, spec: SyntheticSpec = SyntheticSp
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
         try:
             (tmp / OWNER_MARKER).write_text(json.dumps({"pid": os.getpid(), "spec": asdict(spec)}) + "\n")
-            _generate_into(tmp, spec, progress, workers)
+            log(f"generating the {spec.name} dataset (once, cached): {spec.n_train + spec.n_val} images into {root}")
+            stamp = _generate_into(tmp, spec, progress, workers)
+            log(f"generated {spec.name} in {stamp['generation_seconds']:.1f} s")
             if root.exists():
                 trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
                 os.replace(root, trash / "data")

@@ -38,6 +38,7 @@ from bench.training.options import SELECT_ON, TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
 from methods import METHODS, RegistryError
+from methods.plugins import load_plugins
 
 MIN_INPUT_SIZE = 16
 
@@ -209,6 +210,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
     uses (each image and label decoded once), the manifests, the checkpoints and the output folder.
     `hook`: called by the Ray executor's tasks (tests inject faults with it).
     """
+    plugins = load_plugins(config.plugin)  # before any method name is checked
     config = with_dataset_defaults(config)
     validate(config)
     runtime = config.runtime
@@ -250,7 +252,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
             "manifests": manifest_hashes,
             "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
             **({"weights": published.record()} if published is not None else {}),
-            "environment": describe_environment(device),
+            "environment": {**describe_environment(device), "plugins": plugins},
         })
         for name, manifest in manifests.items():
             write_manifest(manifest, run_dir.manifest_path(name))
@@ -263,9 +265,9 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
         run_dir.remove_stale_temporaries()  # every writer of this run has finished
         summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
     print(f"run directory: {out}")
-    print(format_table(summary, "miou"))
+    print(format_table(summary, "miou", config.methods))
     print()
-    print(format_table(summary, "fbiou"))
+    print(format_table(summary, "fbiou", config.methods))
     print()
     print(format_times(time_per_method(run_dir.cell_metas(), config.methods)))
     if weights:

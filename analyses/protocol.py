@@ -136,8 +136,8 @@ def plot(result: pd.DataFrame, title: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.protocol", description=__doc__)
     add_arguments(parser, methods="many")
-    parser.add_argument("--shots", nargs="+", type=int, default=[1])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--shots", nargs="+", type=int, default=[1], metavar="K", help="support images per episode")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="episode sets")
     parser.add_argument("--episodes", type=int, default=1000, help="episodes of the default protocol")
     return parser
 

@@ -20,7 +20,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "(default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+        unset = default is None or default is False or default is argparse.SUPPRESS or default == []
+        if "(default" in text or unset or not action.option_strings:  # 0 is a default worth showing
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {str(shown).replace('%', '%%')})"

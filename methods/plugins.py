@@ -113,4 +113,4 @@ def load_plugins(files: Iterable[str] = ()) -> List[Dict]:
 
 def loaded_plugins() -> List[Dict]:
     """Records of the plugins this process loaded: entry point or file (path, sha256), and their methods."""
-    return [dict(record) for record in _loaded.values()]
+    return [{k: v for k, v in record.items() if k != "module"} for record in _loaded.values()]

@@ -15,7 +15,7 @@ from bench.training.options import TrainingOptions
 from methods import METHODS, register_method
 from methods.backbones import build_backbone
 from methods.common import BackboneMethod
-from tests.plugin_helpers import EXAMPLE, ROOT, bench, clean_registry, write_plugin  # noqa: F401  (fixture)
+from tests.plugin_helpers import EXAMPLE, bench, clean_registry, write_plugin  # noqa: F401  (fixture)
 
 
 def error_line(capsys):

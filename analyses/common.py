@@ -24,9 +24,10 @@ from bench.training.models import ModelProvider
 from bench.training.options import TrainingOptions
 from methods.backbones import FrozenBackbone, build_backbone
 from methods.common import masked_average_pool
+from methods.plugins import load_plugins
 
 #: the options of `bench run` the analyses share (the same flags, defaults and help)
-SHARED_OPTIONS = ("dataset", "data_root", "lists", "profile", "backbone", "backbone_weights", "checkpoints", "no_train",
+SHARED_OPTIONS = ("plugin", "dataset", "data_root", "lists", "profile", "backbone", "backbone_weights", "checkpoints", "no_train",
                   "device", "quiet")
 
 
@@ -101,11 +102,18 @@ class Analysis:
         return paths
 
 
+def checked_methods(args: argparse.Namespace) -> List[str]:
+    """The method names given (--method or --methods), checked after loading the plugins (--plugin, installed)."""
+    names = [args.method] if getattr(args, "method", None) else list(getattr(args, "methods", []) or [])
+    load_plugins(args.plugin)
+    if names:
+        names = check_methods(names)  # names, patterns and `all` -> registered names
+    return names
+
+
 def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Analysis:
     """Validate the common arguments, open the dataset and the model provider, create the output folder."""
-    names = [args.method] if getattr(args, "method", None) else list(getattr(args, "methods", []) or [])
-    if names:
-        check_methods(names)  # patterns are expanded where the method list is used (run_config)
+    checked_methods(args)
     device = resolve_device(args.device)
     dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not args.quiet)
     for split in [args.split] if hasattr(args, "split") else args.splits:

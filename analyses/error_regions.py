@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis, same_class_pairs
+from bench.cli.arguments import Parser
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE
 from bench.data.images import ImageStore, build_batch, normalize
@@ -128,8 +129,7 @@ def plot(result: pd.DataFrame, method: str, split: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analyses.error_regions", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m analyses.error_regions", description=__doc__)
     add_arguments(parser, methods="one")
     parser.add_argument("--pairs", type=int, default=1000, help="same-class image pairs (paper: 1000)")
     return parser

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyses.common import Analysis, add_arguments, check_methods, cli, run_config
+from analyses.common import Analysis, add_arguments, checked_methods, cli, run_config
 from analyses.summary import summarize
+from bench.cli.arguments import Parser
 from bench.core.errors import BenchError
 from bench.runs.config import RunConfig
 from bench.runs.results import load_results
@@ -90,7 +91,7 @@ def plot(result: pd.DataFrame, title: str):
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
-    args.methods = check_methods(args.methods)
+    args.methods = checked_methods(args)
     if len(set(args.methods)) != len(args.methods):
         raise BenchError("--methods lists a method twice")
     out = Path(args.out or (Path(args.run) / "analyses" / "identical" if args.run else
@@ -112,11 +113,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analyses.identical", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m analyses.identical", description=__doc__)
     add_arguments(parser, methods="many", splits="many")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="episode sets")
+    parser.add_argument("--episodes", type=int, default=1000, help="episodes per (split, seed)")
     parser.add_argument("--identical-run", metavar="DIR", help="reuse this finished `bench run --identical-input` directory")
     parser.add_argument("--regular-run", metavar="DIR", help="reuse this finished regular 1-shot `bench run` directory")
     return parser

@@ -23,8 +23,9 @@ from typing import Dict, List
 import numpy as np
 import pandas as pd
 
-from analyses.common import Analysis, add_arguments, check_methods, cli, run_config
+from analyses.common import Analysis, add_arguments, checked_methods, cli, run_config
 from analyses.summary import cell_metrics, summarize
+from bench.cli.arguments import Parser
 from bench.data.catalog import open_dataset
 from bench.evaluation.protocol import ScoringProtocol
 from bench.runs.config import RunConfig
@@ -75,7 +76,7 @@ def best_seed(run_dir: Path, split: int) -> List[dict]:
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
-    check_methods(args.methods)
+    checked_methods(args)
     out = Path(args.out or (Path(args.run) / "analyses" / "protocol" if args.run else
                             Path("runs") / "analyses" / f"protocol-{args.dataset}-split{args.split}"))
     base = run_config(args, out, splits=[args.split], shots=list(args.shots), seeds=list(args.seeds),
@@ -88,12 +89,15 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         rows += collect(name, description, run_dir, args.split)
         if name == "default":
             rows += best_seed(run_dir, args.split)
+    variants_order, methods_order = list(dict.fromkeys(r["variant"] for r in rows)), list(args.methods)
+    rows.sort(key=lambda r: (variants_order.index(r["variant"]), methods_order.index(r["method"]), r["shot"]))
     result = pd.DataFrame(rows)
     default = result[result.variant == "default"].set_index(["method", "shot"])
     for metric in ("miou", "fbiou"):
         result[f"{metric}_change"] = [r[metric] - default.loc[(r.method, r.shot), metric] for _, r in result.iterrows()]
     spread = result.groupby(["method", "shot"]).agg(miou_min=("miou", "min"), miou_max=("miou", "max"),
                                                     fbiou_min=("fbiou", "min"), fbiou_max=("fbiou", "max")).reset_index()
+    spread = spread.sort_values("method", key=lambda m: m.map(methods_order.index), kind="stable")
     spread["miou_spread"] = spread.miou_max - spread.miou_min
     spread["fbiou_spread"] = spread.fbiou_max - spread.fbiou_min
     writer = Analysis("protocol", args, dataset, None, out, "cpu")
@@ -130,11 +134,10 @@ def plot(result: pd.DataFrame, title: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analyses.protocol", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m analyses.protocol", description=__doc__)
     add_arguments(parser, methods="many")
-    parser.add_argument("--shots", nargs="+", type=int, default=[1])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--shots", nargs="+", type=int, default=[1], metavar="K", help="support images per episode")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="episode sets")
     parser.add_argument("--episodes", type=int, default=1000, help="episodes of the default protocol")
     return parser
 

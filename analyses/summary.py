@@ -4,6 +4,8 @@ All numbers are recomputed from the saved per-episode pixel counts, never from s
 """
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -59,12 +61,15 @@ def class_iou_table(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def format_table(summary: pd.DataFrame, metric: str = "miou") -> str:
-    """Paper-style text table: one line per (method, shot), columns split-1..4 and mean."""
+def format_table(summary: pd.DataFrame, metric: str = "miou", methods: Optional[Sequence[str]] = None) -> str:
+    """Paper-style text table: one line per (method, shot), columns split-1..4 and mean; methods in the order
+    given (as on the command line), others after them alphabetically."""
     splits = [s for s in sorted(summary["split"].unique(), key=lambda s: (s == "mean", s))]
     header = f"{'method':<22}{'shot':>5}" + "".join(f"{('split-' + s) if s != 'mean' else 'mean':>16}" for s in splits)
     lines = [f"{metric.upper().replace('MIOU', 'mIoU').replace('FBIOU', 'FB-IoU')} (%), mean +/- std over seeds", header]
-    for (method, shot), group in summary.groupby(["method", "shot"], sort=False):
+    rank = {name: i for i, name in enumerate(methods or [])}
+    groups = sorted(summary.groupby(["method", "shot"], sort=True), key=lambda g: (rank.get(g[0][0], len(rank)), g[0]))
+    for (method, shot), group in groups:
         cells = group.set_index("split")
         row = f"{method:<22}{shot:>5}"
         for split in splits:

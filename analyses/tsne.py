@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from analyses.common import Analysis, add_arguments, cli, open_analysis
+from bench.cli.arguments import Parser
 from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
 from bench.data.episodes import images_by_class
@@ -111,8 +112,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analyses.tsne", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m analyses.tsne", description=__doc__)
     add_arguments(parser)
     parser.add_argument("--method", help="embed with this method's trained encoder instead of the raw backbone")
     parser.add_argument("--per-class", type=int, default=60, help="images per class (default 60)")

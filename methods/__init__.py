@@ -1,6 +1,7 @@
 """Few-shot segmentation methods behind one interface, looked up by name in a strict registry.
 
-Adding a method: write one file in this package that registers its card, and import it below.
+Adding a method: write one file in this package that registers its card, and import it below; or keep
+it outside, as a plugin file or an installed plugin (`methods.plugins`).
 """
 from methods.base import FewShotSegmenter
 from methods.registry import (METHODS, MethodCard, MethodError, RegistryError, build_method, list_methods,

@@ -27,6 +27,10 @@ class FewShotSegmenter(nn.Module):
     #: the query frame, batch of one) instead of the square input size. For reference methods.
     native_resolution: bool = False
 
+    #: True: built with the harness's backbone options (`backbone`, `backbone_weights`: the training profile's
+    #: frozen backbone), trained or not (`BackboneMethod` sets it; a factory may carry it as an attribute)
+    takes_backbone: bool = False
+
     #: how the evaluator resizes this method's logits to each label: bilinear with align_corners as
     #: the method was trained (True for methods whose authors' losses upsample with align_corners=True)
     logits_align_corners: bool = False

@@ -138,6 +138,8 @@ class BackboneMethod(FewShotSegmenter):
     `training_loss(query_feats, support_feats, support_masks, query_mask)`.
     """
 
+    takes_backbone = True
+
     def __init__(self, backbone: str = "resnet50", backbone_weights: Optional[str] = None,
                  backbone_enum: Optional[str] = "IMAGENET1K_V1", backbone_layers: Sequence[str] = ("layer2", "layer3")):
         super().__init__()

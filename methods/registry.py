@@ -37,6 +37,12 @@ class MethodCard:
     profiles: Mapping[str, Mapping] = field(default_factory=dict)
     citation: str = ""
 
+    @property
+    def takes_backbone(self) -> bool:
+        """Whether the harness builds it with the profile's backbone: learned methods, and training-free ones
+        whose builder says so (`takes_backbone`, as `BackboneMethod`)."""
+        return self.trainable or bool(getattr(self.builder, "takes_backbone", False))
+
     def build(self, **options):
         return self.builder(**options)
 

@@ -14,6 +14,7 @@ import torch
 
 from bench.cli.commands import main
 from methods.backbones import build_backbone
+from tests.plugin_helpers import EXAMPLE, clean_registry  # noqa: F401  (fixture)
 from tests.ray_faults import Faults, main_with
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +132,19 @@ def test_interrupted_driver_resumes_from_finished_cells(env, ray_cluster, local_
     assert_same_results(out, local_run)
     after = cell_metas(out)
     assert all(after[name] == data for name, data in finished.items())  # kept, not recomputed
+
+
+def test_ray_workers_load_the_runs_plugin_files(env, ray_cluster, clean_registry, tmp_path):
+    def plugged(out, *extra):
+        return ["run", "--plugin", str(EXAMPLE), "--methods", "example-prototypes", "--dataset", "synthetic-tiny",
+                "--profile", "tiny", "--backbone-weights", str(env / "synthnet.pt"), "--splits", "1", "--shots", "1",
+                "--seeds", "0", "--episodes", "12", "--out", str(out), "--quiet", *extra]
+
+    assert main(plugged(tmp_path / "ray", "--executor", "ray")) == 0
+    meta = json.loads((tmp_path / "ray" / "episodes" / "example-prototypes__split1_shot1_seed0.json").read_text())
+    assert meta["executor"] == "ray"
+    assert main(plugged(tmp_path / "local")) == 0
+    assert (tmp_path / "ray" / "episodes.csv").read_bytes() == (tmp_path / "local" / "episodes.csv").read_bytes()
 
 
 def test_train_command_with_ray_gives_the_local_checkpoints(env, ray_cluster, local_run, tmp_path, capsys):

@@ -29,3 +29,8 @@ def test_every_module_the_readme_runs_exists():
     assert {"bench", "analyses.tsne"} <= modules
     missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
     assert not missing, missing
+
+
+def test_the_readme_shows_the_example_plugin_as_it_is():
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert (ROOT / "examples" / "plugin_method.py").read_text() in blocks

@@ -3,7 +3,8 @@
 Each field of `RunConfig`, `TrainingOptions`, `RuntimeOptions` and `ScoringProtocol` becomes the flag
 `--<field-name>` with its type, default, choices and help text taken from the field: the options of
 `bench run`, `bench train` and the analyses cannot drift apart. A list field without a default (files,
-patterns: `--weights`, `--episodes-from`) may be repeated, its values adding up.
+patterns: `--weights`, `--episodes-from`) may be repeated, its values adding up. Every parser of the
+commands uses `Parser`, whose help shows each option's default.
 """
 from __future__ import annotations
 
@@ -11,6 +12,38 @@ import argparse
 import typing
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Iterable, List, Optional, Sequence, Type
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's help ends with its default (unless it is unset or off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS or default == []
+        if "(default" in text or unset or not action.option_strings:  # 0 is a default worth showing
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser with `HelpFormatter` (its sub-commands' parsers too)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+class OffsetAlias(argparse.Action):
+    """`--folds 0 1` stores `splits = [1, 2]`: another numbering of a list option, recorded as the option."""
+
+    def __init__(self, option_strings, dest, offset: int = 0, **kwargs):
+        self.offset = offset
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [v + self.offset for v in values])
 
 
 def _flag(name: str) -> str:
@@ -47,11 +80,7 @@ def add_options(parser: argparse.ArgumentParser, cls: Type, names: Optional[Iter
             continue
         base, many = _unwrap(kind)
         default = _default(f)
-        text = f.metadata.get("help", "")
-        if default not in (None, False, []):
-            shown = " ".join(map(str, default)) if isinstance(default, list) else default
-            text += f" (default: {shown})"
-        kwargs = {"help": text, "dest": f.name}
+        kwargs = {"help": f.metadata.get("help", ""), "dest": f.name}
         if f.name in required:
             kwargs["required"] = True
         if base is bool:
@@ -63,7 +92,13 @@ def add_options(parser: argparse.ArgumentParser, cls: Type, names: Optional[Iter
             kwargs["metavar"] = f.metadata["metavar"]
         if many and default is None:  # a list without a default (files, patterns) grows when the flag repeats
             kwargs["action"] = "extend"
-        parser.add_argument(_flag(f.name), type=base, default=default, nargs="+" if many else None, **kwargs)
+        alias = f.metadata.get("alias")
+        target = parser.add_mutually_exclusive_group() if alias else parser
+        target.add_argument(_flag(f.name), type=base, default=default, nargs="+" if many else None, **kwargs)
+        if alias:  # the same option in another numbering, e.g. --folds 0..3 for --splits 1..4
+            target.add_argument(_flag(alias["name"]), type=base, nargs="+", dest=f.name, default=argparse.SUPPRESS,
+                                action=OffsetAlias, offset=alias["offset"], help=alias["help"],
+                                metavar=kwargs.get("metavar"))
 
 
 def build(cls: Type, args: argparse.Namespace, **overrides):

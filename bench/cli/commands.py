@@ -2,21 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import List, Optional
 
-from bench.cli.arguments import add_options, build
+from bench.cli.arguments import Parser, add_options, build
 from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
 from bench.cli.prepare import add_prepare_parser, prepare_command
 from bench.cli.train import TRAIN_FIELDS, train_command
 from bench.core.memory import pin_mmap_threshold
 from bench.cli.weights import weights_command
+from bench.core.environment import package_versions
 from bench.data.catalog import DATASETS
 from bench.runs.config import RunConfig
 from bench.runs.run import run
 from bench.runs.verify import verify_command
 from bench.training.profiles import PROFILES
 from methods import METHODS
+from methods.plugins import load_plugins
 from methods.weights import WEIGHTS
 from reports.check import check
 from reports.compare import compare_runs, print_comparison
@@ -26,9 +30,11 @@ ANALYSES = ("identical", "similarity", "error_regions", "error_overlap", "tsne",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench", description="Few-shot segmentation benchmark harness.",
-        epilog="analyses: " + ", ".join(f"python -m analyses.{name}" for name in ANALYSES))
+    parser = Parser(
+        prog="fss-bench" if Path(sys.argv[0]).name == "fss-bench" else "python -m bench",
+        description="Few-shot segmentation benchmark harness.",
+        epilog="analyses (each with --help):\n" + "\n".join(f"  python -m analyses.{name}" for name in ANALYSES))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_versions()['fss-bench']}")
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="evaluate methods on fixed-seed episode sets")
     add_options(run_parser, RunConfig, required=("methods",))
@@ -37,28 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser = sub.add_parser("check", help="regression check of a run's mIoU against a committed baseline")
     check_parser.add_argument("--run", required=True, help="finished run directory")
     check_parser.add_argument("--baseline", required=True, help="baseline JSON (reports/baselines/*.json)")
-    check_parser.add_argument("--tolerance", type=float, default=1.0, help="allowed drop in mIoU points (default 1.0)")
+    check_parser.add_argument("--tolerance", type=float, default=1.0, help="allowed drop in mIoU points")
     check_parser.add_argument("--update", action="store_true", help="rewrite the baseline from the run (after showing the diff)")
     report_parser = sub.add_parser("report", help="render a run directory as one self-contained HTML page")
     report_parser.add_argument("--run", required=True, help="finished run directory")
     report_parser.add_argument("--out", help="output HTML file (default <run>/report.html)")
-    report_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    report_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     compare_parser = sub.add_parser("compare", help="paired comparison of two runs on identical episodes")
     compare_parser.add_argument("run_a", help="run directory A (e.g. before a change)")
     compare_parser.add_argument("run_b", help="run directory B (e.g. after it)")
-    compare_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    compare_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     verify_parser = sub.add_parser("verify", help="a run's published-weights cells against the authors' reported "
                                    "mIoU / FB-IoU (exit 1 on a miss)")
     verify_parser.add_argument("--run", required=True, help="finished run directory (bench run --weights ...)")
     verify_parser.add_argument("--tolerance", type=float, default=1.0,
-                               help="allowed difference in points, either way (default 1.0)")
+                               help="allowed difference in points, either way")
     weights_parser = sub.add_parser("weights", help="list registered published checkpoints (where to get them, "
                                     "reported numbers)")
     weights_parser.add_argument("pattern", nargs="?", help="fnmatch pattern on method.tag, or a substring")
     datasets_parser = sub.add_parser("datasets", help="list registered datasets (layout, sources, conventions)")
     datasets_parser.add_argument("name", nargs="?", help="show this dataset's whole card")
     add_prepare_parser(sub)
-    sub.add_parser("list", help="list registered methods, training profiles and datasets")
+    list_parser = sub.add_parser("list", help="list registered methods (plugins included), training profiles and "
+                                 "datasets")
+    add_options(list_parser, RunConfig, names=("plugin",))
     return parser
 
 
@@ -67,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
+    load_plugins(args.plugin)
     print("methods:")
     for name in METHODS.names():
         print(f"  {name:<24}{METHODS.card(name).summary}")

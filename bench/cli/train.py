@@ -22,10 +22,11 @@ from bench.training import distributed
 from bench.training.checkpoints import read_record
 from bench.training.models import ModelProvider, is_trainable
 from bench.training.options import TrainingOptions
+from methods.plugins import load_plugins
 
 #: the `bench run` fields that `bench train` takes (its training options included)
-TRAIN_FIELDS = ("methods", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet", "log_file",
-                "executor", "address", "cpus_per_task", *(f.name for f in fields(TrainingOptions)))
+TRAIN_FIELDS = ("methods", "plugin", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet",
+                "log_file", "executor", "address", "cpus_per_task", *(f.name for f in fields(TrainingOptions)))
 
 
 def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> None:
@@ -37,6 +38,7 @@ def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> 
 
 def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
     methods, splits = list(dict.fromkeys(args.methods)), list(dict.fromkeys(args.splits))
+    load_plugins(args.plugin)
     # a pattern or `all` selects the trainable methods it matches; a training-free method named is an error
     methods = [m for m in check_methods(methods) if is_trainable(m) or m in args.methods]
     for name in methods:
@@ -53,7 +55,8 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
         ray_executor.require_ray()
         models = open_models(args, training, "cpu", quiet=args.quiet)  # the tasks pick their own device
         ray_executor.train_grid(models, [(name, split) for name in methods for split in splits], args.data_root,
-                                args.lists, args.device, args.address, args.cpus_per_task, args.quiet, hook)
+                                args.lists, args.device, args.address, args.cpus_per_task, args.quiet, hook,
+                                args.plugin)
         for name in methods:
             for split in splits:
                 report(models, name, split)

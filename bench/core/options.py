@@ -6,13 +6,14 @@ option's default and help text are written once, beside the field.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Optional
+from typing import Dict, Optional
 
 
 def option(default, help: str, *, identity: bool = True, choices=None, metavar: Optional[str] = None,
-           cli: bool = True):
-    """A dataclass field with its flag's metadata; `identity=False`: it never changes a result."""
-    meta = {"help": help, "identity": identity, "choices": choices, "metavar": metavar, "cli": cli}
+           cli: bool = True, alias: Optional[Dict] = None):
+    """A dataclass field with its flag's metadata; `identity=False`: it never changes a result; `alias`:
+    {"name", "offset", "help"} of a second flag giving the values in another numbering (exclusive with it)."""
+    meta = {"help": help, "identity": identity, "choices": choices, "metavar": metavar, "cli": cli, "alias": alias}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)

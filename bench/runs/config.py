@@ -67,6 +67,9 @@ class RunConfig:
 
     methods: List[str] = option([], "registered method names (see `bench list`), shell-style patterns ('simpropnet*') or all",
                                 metavar="M")
+    plugin: Optional[List[str]] = option(None, "a Python file registering methods (repeatable; recorded with its "
+                                         "sha256 in config.json); installed plugins (entry points "
+                                         "fss_bench.methods) are always loaded", identity=False, metavar="FILE")
     dataset: str = option("synthetic", "a registered dataset: synthetic (generated locally), synthetic-tiny, pascal5i, "
                           "coco20i, fss1000, deepglobe, isic2018, chest-xray (`python -m bench datasets` shows each)")
     fold_convention: Optional[str] = option(None, "COCO-20i folds: interleaved (fold k tests classes k, k+4, ..., "
@@ -76,7 +79,9 @@ class RunConfig:
                                       "$FSS_BENCH_CACHE or ~/.cache/fss-bench)", identity=False)
     lists: Optional[str] = option(None, "folder of split lists laid out like the shipped ones (trn/fold0.txt .. "
                                   "val/fold3.txt)", identity=False)
-    splits: List[int] = option([1, 2, 3, 4], "splits 1..4 (the paper's numbering)", metavar="K")
+    splits: List[int] = option([1, 2, 3, 4], "splits 1..4 (the paper's numbering)", metavar="K",
+                               alias={"name": "folds", "offset": 1, "help": "the same splits in the codebases' "
+                                      "numbering 0..3 (--folds 0 = --splits 1; recorded as splits)"})
     shots: List[int] = option([1, 5], "support images per episode", metavar="K")
     seeds: List[int] = option([0, 1, 2], "one episode set per seed (the paper's three random sets of test pairs)",
                               metavar="S")

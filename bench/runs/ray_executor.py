@@ -11,6 +11,9 @@ Faults: a task whose worker dies is retried by Ray (`max_retries`); every attemp
 in `<out>/.attempts/` (or `<checkpoints>/.attempts/` for `bench train`), from which the progress bar
 counts retries. A `TaskHook` given by the caller runs in the workers at fixed points of each attempt;
 the tests use one to kill workers mid-write and mid-training (`tests/ray_faults.py`).
+
+Plugins: every task loads the installed plugins and the run's `--plugin` files (by absolute path, so on a
+cluster they too must be on the shared filesystem) before it looks a method up.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from bench.training.models import ModelProvider, is_trainable, training_dataset
 from bench.training.published import PublishedModels, PublishedOptions
 from bench.training.train import train
 from methods import MethodError
+from methods.plugins import load_plugins
 
 INSTALL_HINT = 'pip install "fss-bench[ray]"'
 MAX_RETRIES = 3  # attempts after a worker died (or an OSError, e.g. a shared filesystem hiccup)
@@ -176,18 +180,25 @@ def _absolute(path: Optional[str]) -> Optional[str]:
     return str(Path(path).absolute()) if path else None
 
 
-def train_tasks(models: ModelProvider, pairs, data_root: Optional[str], lists: Optional[str], device: str) -> List[Task]:
+def plugin_paths(plugins: Optional[List[str]]) -> Optional[List[str]]:
+    """The --plugin files as absolute paths, for the workers."""
+    return [_absolute(p) for p in plugins] if plugins else None
+
+
+def train_tasks(models: ModelProvider, pairs, data_root: Optional[str], lists: Optional[str], device: str,
+                plugins: Optional[List[str]] = None) -> List[Task]:
     """Tasks for the (method, split) pairs whose checkpoint is missing or unfinished."""
     spec = dataset_spec(models.dataset, data_root, lists)
     return [Task(f"train__{name}__split{split}", _train_task,
-                 (spec, models.request(name, split), str(models.root.absolute()), device))
+                 (spec, models.request(name, split), str(models.root.absolute()), device, plugin_paths(plugins)))
             for name, split in dict.fromkeys(pairs) if models.checkpoint_sha256(name, split) is None]
 
 
 def train_grid(models: ModelProvider, pairs: List[Tuple[str, int]], data_root: Optional[str], lists: Optional[str],
-               device: str, address: Optional[str], cpus: int, quiet: bool, hook: Optional[TaskHook] = None) -> None:
+               device: str, address: Optional[str], cpus: int, quiet: bool, hook: Optional[TaskHook] = None,
+               plugins: Optional[List[str]] = None) -> None:
     """`bench train --executor ray`: train the missing checkpoints of (method, split) pairs as Ray tasks."""
-    tasks = train_tasks(models, pairs, data_root, lists, device)
+    tasks = train_tasks(models, pairs, data_root, lists, device, plugins)
     if not tasks:
         return
     with cluster(address, quiet) as ray:
@@ -210,7 +221,7 @@ def evaluate_grid(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str,
     cross = models.dataset.name != config.dataset  # trained on another dataset (cross-domain)
     spec = ({"data_root": _absolute(config.data_root), "lists": _absolute(config.lists)} if cross
             else dataset_spec(models.dataset, config.data_root, config.lists))
-    worker = replace(config, data_root=spec["data_root"], lists=spec["lists"],
+    worker = replace(config, data_root=spec["data_root"], lists=spec["lists"], plugin=plugin_paths(config.plugin),
                      runtime=replace(runtime, quiet=True, out=str(Path(runtime.out).absolute())),
                      training=replace(training, no_train=True, checkpoints=str(Path(training.checkpoints).absolute()),
                                       train_data_root=_absolute(training.train_data_root),
@@ -220,7 +231,7 @@ def evaluate_grid(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str,
     payload = json.dumps(worker.to_dict(), sort_keys=True)
     with cluster(runtime.address, runtime.quiet) as ray:
         trains = train_tasks(models, pairs, training.train_data_root if cross else config.data_root,
-                             None if cross else config.lists, runtime.device)
+                             None if cross else config.lists, runtime.device, config.plugin)
         waits = {task.key.split("__", 1)[1]: task.key for task in trains}
         tasks = trains + [Task(cell.key, _evaluate_task, (payload, cell, manifest_hashes[cell.manifest]),
                                after=waits.get(f"{cell.method}__split{cell.split}")) for cell in todo]
@@ -255,7 +266,9 @@ def _attempt(markers: Path, key: str) -> int:
             attempt += 1
 
 
-def _train_task(spec: Dict, request, root: str, device: str, key: str, attempt: int, hook: TaskHook) -> str:
+def _train_task(spec: Dict, request, root: str, device: str, plugins: Optional[List[str]], key: str, attempt: int,
+                hook: TaskHook) -> str:
+    load_plugins(plugins)
     return str(train(open_dataset(**spec), request, Path(root), resolve_device(device), quiet=True,
                      after_epoch=lambda epoch: hook.after_epoch(key, attempt, epoch)))
 
@@ -271,6 +284,7 @@ def _evaluate_task(payload: str, cell: Cell, manifest_sha256: str, key: str, att
 def _runner(payload: str) -> CellRunner:
     """This worker's runner for a run (decoded images, feature cache, loaded model), built once per run."""
     config = RunConfig.from_dict(json.loads(payload))
+    load_plugins(config.plugin)
     dataset = open_dataset(config.dataset, config.data_root, config.lists, fold_convention=config.fold_convention)
     device = resolve_device(config.runtime.device)
     published = None

@@ -39,6 +39,7 @@ from bench.training.options import SELECT_ON, TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
 from methods import METHODS, MethodError, RegistryError
+from methods.plugins import load_plugins
 
 MIN_INPUT_SIZE = 16
 
@@ -216,6 +217,7 @@ def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path
 
 
 def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
+    plugins = load_plugins(config.plugin)  # before any method name is checked
     config = with_dataset_defaults(replace(config, methods=check_methods(config.methods)))
     validate(config)
     runtime = config.runtime
@@ -258,7 +260,7 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
             "manifests": manifest_hashes,
             "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
             **({"weights": published.record()} if published is not None else {}),
-            "environment": describe_environment(device),
+            "environment": {**describe_environment(device), "plugins": plugins},
         })
         for name, manifest in manifests.items():
             write_manifest(manifest, run_dir.manifest_path(name))
@@ -274,9 +276,9 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
         summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
     log(f"run finished: {out}")
     print(f"run directory: {out}")
-    print(format_table(summary, "miou"))
+    print(format_table(summary, "miou", config.methods))
     print()
-    print(format_table(summary, "fbiou"))
+    print(format_table(summary, "fbiou", config.methods))
     print()
     print(format_times(time_per_method(run_dir.cell_metas(), config.methods)))
     if weights:

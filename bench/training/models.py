@@ -68,6 +68,12 @@ class ModelProvider:
                 self._backbone = {"backbone": self.profile.backbone, "backbone_weights": self.user_weights}
         return self._backbone
 
+    def untrained_options(self, name: str) -> Dict:
+        """A training-free method's options: its entry for the profile and, if it takes one, the profile's
+        frozen backbone (as a learned method gets it: never a backbone of the method's own choosing)."""
+        options = self.profile.options_for(name)
+        return {**options, **self.backbone_options()} if METHODS.card(name).takes_backbone else options
+
     def request(self, name: str, split: int) -> TrainRequest:
         if split not in self._train_hashes:
             self._train_hashes[split] = self.dataset.fingerprint([split], parts=("train", "test"))
@@ -91,7 +97,7 @@ class ModelProvider:
         if self._published(name, split):
             return self.published.load(name, split, self.device)
         if not is_trainable(name):
-            return build_method(name), {}
+            return build_method(name, **self.untrained_options(name)), {}
         request = self.request(name, split)
         best = request.folder(self.root, self.dataset.name) / "best.pt"
         if read_record(best) is None:  # not finished; load_trained verifies the file's hash

@@ -99,8 +99,9 @@ def collapse_warnings(summary: pd.DataFrame, methods, floor: str = "all-foregrou
     lines = []
     for method in [m for m in dict.fromkeys(methods) if m in set(cells.method)]:
         rows = cells[cells.method == method]
-        where = "; ".join(f"{shot}-shot split {' '.join(part.split)}" for shot, part in rows.groupby("shot", sort=True))
+        where = "; ".join(f"{shot}-shot split {' '.join(part.split)}"
+                          for shot, part in rows.groupby("shot", sort=True))
         worst = rows.loc[(rows.miou - rows.floor_miou).idxmin()]
-        lines.append(f"warning: {method} is at or below {floor}'s mIoU on {where} (split-{worst.split} {worst.shot}-shot: "
-                     f"{worst.miou:.2f} vs {worst.floor_miou:.2f}); its training may have collapsed")
+        lines.append(f"warning: {method} is at or below {floor}'s mIoU on {where} (split-{worst.split} "
+                     f"{worst.shot}-shot: {worst.miou:.2f} vs {worst.floor_miou:.2f}); its training may have collapsed")
     return lines

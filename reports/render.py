@@ -57,8 +57,9 @@ def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool,
                 mean = cells[f"{metric}_mean"].get(split, np.nan)
                 std = cells[f"{metric}_std"].get(split, np.nan)
                 paper = paper_value(table, method, metric, shot, split) if on_pascal else None
-                row["cells"].append({"mean": mean, "std": std, "paper": paper, "collapsed": (method, split, shot) in flagged,
-                                     "diff": None if paper is None or np.isnan(mean) else mean - paper})
+                row["cells"].append({"mean": mean, "std": std, "paper": paper,
+                                     "diff": None if paper is None or np.isnan(mean) else mean - paper,
+                                     "collapsed": (method, split, shot) in flagged})
             rows.append(row)
     return {"splits": splits, "rows": rows}
 
@@ -90,10 +91,9 @@ def qualitative_sections(run: Dict, methods: List[str], per_class: int = len(KIN
     the best, worst and random episodes that `bench run` saved (qualitative/*.npz), drawn over the
     dataset's images (a note instead if the dataset is not available)."""
     run_dir = RunDir(run["dir"])
-    cells = sorted((Cell.of(m["method"], m["cell"]) for m in run["metas"]),
-                   key=lambda c: (c.split, methods.index(c.method) if c.method in methods else len(methods), c.method))
-    metas = {(m["method"], m["cell"]): m for m in run["metas"]}
-    saved = [metas[(c.method, c.manifest)] for c in cells if run_dir.qualitative_path(c).is_file()]
+    rank = {method: k for k, method in enumerate(methods)}
+    saved = sorted((m for m in run["metas"] if run_dir.qualitative_path(Cell.of(m["method"], m["cell"])).is_file()),
+                   key=lambda m: (Cell.of(m["method"], m["cell"]).split, rank.get(m["method"], len(rank)), m["method"]))
     if not saved or per_class == 0:
         return []
     config, dataset_info = run["config"]["config"], run["config"]["dataset"]
@@ -112,7 +112,8 @@ def qualitative_sections(run: Dict, methods: List[str], per_class: int = len(KIN
     sections = []
     for meta in saved:
         table, masks = checked_qualitative(run_dir, meta)
-        order = table.assign(rank=table.kind.map({kind: k for k, kind in enumerate(KINDS)})).sort_values(["class_id", "rank"], kind="stable")
+        order = table.assign(rank=table.kind.map({kind: k for k, kind in enumerate(KINDS)}))
+        order = order.sort_values(["class_id", "rank"], kind="stable")
         cards = []
         for k in order.groupby("class_id", sort=True).head(per_class).index:
             row = table.loc[k]
@@ -198,7 +199,8 @@ def reference_method(methods: List[str], reference: Optional[str] = None) -> str
     SimPropNet, else the first learned method, else the first one."""
     if reference is not None:
         if reference not in methods:
-            raise BenchError(f"--reference {reference} is not a method of this run (its methods: {', '.join(methods)})")
+            raise BenchError(f"--reference {reference} is not a method of this run "
+                             f"(its methods: {', '.join(methods)})")
         return reference
     learned = [m for m in methods if is_trainable(m)]
     return "simpropnet" if "simpropnet" in methods else (learned[0] if learned else methods[0])

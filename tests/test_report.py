@@ -188,7 +188,8 @@ def test_interval_section_shows_the_tables_numbers_in_methods_order(report):
                 f'<td>{row.miou_mean:.2f}</td>') in stats, (row.method, row.split, row.shot)
     assert "(query image, class) pairs" in stats
     # --methods support-copy all-foreground: that order everywhere, not the alphabetical one
-    for start, end in (('id="tables"', 'id="classes"'), ('id="classes"', 'id="stats"'), ('id="stats"', "<h3>Paired differences")):
+    for start, end in (('id="tables"', 'id="classes"'), ('id="classes"', 'id="stats"'),
+                       ('id="stats"', "<h3>Paired differences")):
         part = _section(html, start, end)
         assert part.index('<td class="name">support-copy') < part.index('<td class="name">all-foreground'), start
 

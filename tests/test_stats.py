@@ -84,7 +84,8 @@ def test_paired_difference_is_the_difference_of_the_tables_values():
     rows = pd.concat([episodes("a", seeds=(0, 1)), episodes("b", quality=0.6, seeds=(0, 1))])
     summary = summarize(rows).set_index(["method", "split"])
     result = paired_difference(rows[rows.method == "b"], rows[rows.method == "a"], 100)
-    assert result["difference"] == pytest.approx(summary.loc[("b", "1"), "miou_mean"] - summary.loc[("a", "1"), "miou_mean"])
+    expected = summary.loc[("b", "1"), "miou_mean"] - summary.loc[("a", "1"), "miou_mean"]
+    assert result["difference"] == pytest.approx(expected)
 
 
 def test_paired_difference_of_a_method_with_itself_is_zero():

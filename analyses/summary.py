@@ -81,3 +81,32 @@ def format_table(summary: pd.DataFrame, metric: str = "miou", methods: Optional[
             row += f"{text:>16}"
         lines.append(row)
     return "\n".join(lines)
+
+
+def collapsed_cells(summary: pd.DataFrame, methods, floor: str = "all-foreground") -> pd.DataFrame:
+    """(method, split, shot, miou, floor_miou) of every split where one of `methods` has a mean mIoU at or
+    below `floor`'s (a learned method there has likely collapsed, e.g. to foreground everywhere); empty when
+    `floor` is not in the summary."""
+    columns = ["method", "split", "shot", "miou", "floor_miou"]
+    splits = summary[summary.split != "mean"]
+    reference = splits[splits.method == floor].set_index(["split", "shot"]).miou_mean
+    records = []
+    for row in splits[splits.method.isin([m for m in methods if m != floor])].itertuples():
+        bound = reference.get((row.split, row.shot))
+        if bound is not None and row.miou_mean <= bound:
+            records.append((row.method, row.split, row.shot, row.miou_mean, bound))
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def collapse_warnings(summary: pd.DataFrame, methods, floor: str = "all-foreground") -> list:
+    """One footnote line per method of `methods` at or below `floor` on some split (see collapsed_cells)."""
+    cells = collapsed_cells(summary, methods, floor)
+    lines = []
+    for method in [m for m in dict.fromkeys(methods) if m in set(cells.method)]:
+        rows = cells[cells.method == method]
+        where = "; ".join(f"{shot}-shot split {' '.join(part.split)}"
+                          for shot, part in rows.groupby("shot", sort=True))
+        worst = rows.loc[(rows.miou - rows.floor_miou).idxmin()]
+        lines.append(f"warning: {method} is at or below {floor}'s mIoU on {where} (split-{worst.split} "
+                     f"{worst.shot}-shot: {worst.miou:.2f} vs {worst.floor_miou:.2f}); its training may have collapsed")
+    return lines

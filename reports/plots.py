@@ -1,4 +1,5 @@
-"""Matplotlib figures of a report, returned as base64 PNG data URIs (self-contained HTML)."""
+"""Figures of a report as base64 data URIs (self-contained HTML): matplotlib charts as PNG, qualitative
+panels as JPEG at display size with outlined masks."""
 from __future__ import annotations
 
 import base64
@@ -6,6 +7,15 @@ import io
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from scipy import ndimage
+
+#: height in pixels of a qualitative panel, as displayed (the JPEG is encoded at that size)
+PANEL_HEIGHT = 96
+JPEG_QUALITY = 60
+JPEG_SUBSAMPLING = 2  # 4:2:0
+#: outline colours (saturated, each drawn over a dark halo so that it stays visible on any image)
+OUTLINES = {"support": (0, 220, 255), "truth": (255, 225, 0), "prediction": (255, 40, 210)}
 
 
 def _pyplot():
@@ -54,23 +64,48 @@ def miou_bars(boot: pd.DataFrame) -> str:
     return data_uri(fig)
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
-    out = image.astype(float).copy()
-    out[mask] = 0.45 * out[mask] + 0.55 * np.array(colour, dtype=float)
-    return out.astype(np.uint8)
+def _band(mask: np.ndarray, outside: bool, width: int = 2) -> np.ndarray:
+    """The `width`-pixel boundary band of `mask`, just outside it or just inside it."""
+    if outside:
+        return ndimage.binary_dilation(mask, iterations=width) & ~mask
+    return mask & ~ndimage.binary_erosion(mask, iterations=width)
 
 
-def qualitative_figure(items) -> str:
-    """items: (title, support image, support mask, query image, ground truth, prediction) rows."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(items), 3, figsize=(7.5, 2.5 * len(items)), squeeze=False)
-    for row, (title, s_img, s_mask, q_img, gt, pred) in enumerate(items):
-        panels = [(overlay(s_img, s_mask, (30, 144, 255)), "support + mask"),
-                  (overlay(q_img, gt, (50, 205, 50)), "query + ground truth"),
-                  (overlay(q_img, pred, (255, 140, 0)), f"prediction ({title})")]
-        for col, (picture, label) in enumerate(panels):
-            axes[row][col].imshow(picture)
-            axes[row][col].set_title(label, fontsize=8)
-            axes[row][col].axis("off")
-    fig.tight_layout()
-    return data_uri(fig)
+def outlined(image: np.ndarray, layers) -> np.ndarray:
+    """`image` with the boundary of each (mask, colour, outside) of `layers` drawn as a 2-pixel line in
+    `colour` over a dark 1-pixel halo. A mask drawn outside and one drawn inside stay side by side where
+    their boundaries coincide (ground truth outside, prediction inside)."""
+    lines = [(_band(mask.astype(bool), outside), colour) for mask, colour, outside in layers]
+    out = image.copy()
+    for line, _ in lines:
+        out[ndimage.binary_dilation(line)] = (20, 20, 20)
+    for line, colour in lines:
+        out[line] = colour
+    return out
+
+
+def _resized(image: np.ndarray, masks, height: int):
+    """The image (bilinear) and its masks (nearest) at `height` pixels, aspect ratio kept."""
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    picture = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return picture, [np.asarray(Image.fromarray(m.astype(np.uint8)).resize((width, height), Image.NEAREST)) > 0
+                     for m in masks]
+
+
+def jpeg_uri(picture: np.ndarray, quality: int = JPEG_QUALITY) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="JPEG", quality=quality, optimize=True, subsampling=JPEG_SUBSAMPLING)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def qualitative_strip(support: np.ndarray, support_mask: np.ndarray, query: np.ndarray, truth: np.ndarray,
+                      prediction: np.ndarray, height: int = PANEL_HEIGHT) -> str:
+    """One episode as a JPEG strip of two panels: the support with its mask, the query with the ground
+    truth (outside the object) and the prediction (inside the predicted region), masks drawn as outlines
+    in the colours of OUTLINES."""
+    s_img, (s_mask,) = _resized(support, [support_mask], height)
+    q_img, (gt, pred) = _resized(query, [truth, prediction], height)
+    gap = np.full((height, 4, 3), 255, dtype=np.uint8)
+    panels = [outlined(s_img, [(s_mask, OUTLINES["support"], True)]), gap,
+              outlined(q_img, [(gt, OUTLINES["truth"], True), (pred, OUTLINES["prediction"], False)])]
+    return jpeg_uri(np.concatenate(panels, axis=1))

@@ -9,19 +9,22 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader
 
-from analyses.summary import class_iou_table, summarize
+from analyses.summary import class_iou_table, collapse_warnings, collapsed_cells, summarize
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_text, sha256_file
 from bench.data.catalog import open_dataset
 from bench.data.episodes import read_manifest, support_ids
-from bench.evaluation.qualitative import load_qualitative
+from bench.evaluation.qualitative import KINDS, load_qualitative
 from bench.runs.cells import Cell
 from bench.runs.results import load_results
 from bench.runs.rundir import RERUN, RunDir, time_per_method
+from bench.training.models import is_trainable
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
 
+#: the floor a learned method must beat: a learned method at or below it on a split is flagged
+FLOOR = "all-foreground"
 ABLATIONS = ["canet", "simpropnet-dpr", "simpropnet-fbaf", "simpropnet-dpr-fbaf", "simpropnet"]
 ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP vectors (Figure 6)",
             "error_regions": "Error-region similarity (Section 3.1)", "error_overlap": "Error overlap (Table 1)",
@@ -37,8 +40,11 @@ def load_run(run_dir: Path) -> Dict:
             "class_iou": class_iou_table(episodes), "metas": results.metas}
 
 
-def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool, methods: List[str]) -> Dict:
-    """Rows of the Table 3 / 4 layout: ours (mean +/- std) and, on PASCAL-5i, the paper's with the difference."""
+def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool, methods: List[str],
+                collapsed: Optional[pd.DataFrame] = None) -> Dict:
+    """Rows of the Table 3 / 4 layout: ours (mean +/- std) and, on PASCAL-5i, the paper's with the difference;
+    cells of `collapsed` (method, split, shot) are flagged."""
+    flagged = set() if collapsed is None else {(r.method, str(r.split), r.shot) for r in collapsed.itertuples()}
     splits = sorted(s for s in summary.split.unique() if s != "mean") + ["mean"]
     rows = []
     for shot in sorted(summary.shot.unique()):
@@ -52,13 +58,14 @@ def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool,
                 std = cells[f"{metric}_std"].get(split, np.nan)
                 paper = paper_value(table, method, metric, shot, split) if on_pascal else None
                 row["cells"].append({"mean": mean, "std": std, "paper": paper,
-                                     "diff": None if paper is None or np.isnan(mean) else mean - paper})
+                                     "diff": None if paper is None or np.isnan(mean) else mean - paper,
+                                     "collapsed": (method, split, shot) in flagged})
             rows.append(row)
     return {"splits": splits, "rows": rows}
 
 
-def ablation_table(summary: pd.DataFrame, on_pascal: bool) -> Optional[Dict]:
-    present = [m for m in ABLATIONS if m in set(summary.method)]
+def ablation_table(summary: pd.DataFrame, on_pascal: bool, methods: List[str]) -> Optional[Dict]:
+    present = [m for m in methods if m in ABLATIONS and m in set(summary.method)]
     if len(present) < 2 or 1 not in set(summary.shot):
         return None
     table = paper_table(summary[summary.shot == 1], "miou", "table5", on_pascal, present)
@@ -67,42 +74,57 @@ def ablation_table(summary: pd.DataFrame, on_pascal: bool) -> Optional[Dict]:
     return table
 
 
-def class_tables(class_iou: Optional[pd.DataFrame], names: Dict[str, str]) -> List[Dict]:
+def class_tables(class_iou: Optional[pd.DataFrame], names: Dict[str, str], methods: List[str]) -> List[Dict]:
     if class_iou is None or class_iou.empty:
         return []
     out = []
     for (split, shot), group in class_iou.groupby(["split", "shot"], sort=True):
         wide = group.pivot(index="method", columns="class_id", values="iou")
+        wide = wide.reindex([m for m in methods if m in wide.index] + sorted(set(wide.index) - set(methods)))
         out.append({"split": split, "shot": shot, "classes": [names.get(str(c), str(c)) for c in wide.columns],
                     "rows": [{"method": m, "values": list(wide.loc[m])} for m in wide.index]})
     return out
 
 
-def qualitative_sections(run: Dict, limit: int = 6) -> List[Dict]:
-    """Figures 4/5-style panels from qualitative/*.npz and the dataset's images (skipped if unavailable)."""
+def qualitative_sections(run: Dict, methods: List[str], per_class: int = len(KINDS)) -> List[Dict]:
+    """Figures 4/5-style panels, split by split and methods in order: per class, the first `per_class` of
+    the best, worst and random episodes that `bench run` saved (qualitative/*.npz), drawn over the
+    dataset's images (a note instead if the dataset is not available)."""
     run_dir = RunDir(run["dir"])
-    saved = [m for m in run["metas"] if run_dir.qualitative_path(Cell.of(m["method"], m["cell"])).is_file()]
-    if not saved:
+    rank = {method: k for k, method in enumerate(methods)}
+    saved = sorted((m for m in run["metas"] if run_dir.qualitative_path(Cell.of(m["method"], m["cell"])).is_file()),
+                   key=lambda m: (Cell.of(m["method"], m["cell"]).split, rank.get(m["method"], len(rank)), m["method"]))
+    if not saved or per_class == 0:
         return []
     config, dataset_info = run["config"]["config"], run["config"]["dataset"]
     try:
         dataset = open_dataset(dataset_info["name"], dataset_info.get("root") or config.get("data_root"), config.get("lists"))
     except BenchError as exc:
         return [{"title": "qualitative results", "error": f"dataset not available to draw images: {exc}"}]
+    names = dataset_info.get("class_names", {})
+    images: Dict[str, np.ndarray] = {}
+
+    def picture(image_id: str) -> np.ndarray:  # a query or support shown for several methods is decoded once
+        if image_id not in images:
+            images[image_id] = dataset.read_image(image_id)
+        return images[image_id]
+
     sections = []
     for meta in saved:
-        method, cell = meta["method"], meta["cell"]
         table, masks = checked_qualitative(run_dir, meta)
-        order = table.assign(rank=table.kind.map({"best": 0, "worst": 1, "random": 2})).sort_values(["rank", "class_id"])
-        items = []
-        for k in list(order.index)[:limit]:
+        order = table.assign(rank=table.kind.map({kind: k for k, kind in enumerate(KINDS)}))
+        order = order.sort_values(["class_id", "rank"], kind="stable")
+        cards = []
+        for k in order.groupby("class_id", sort=True).head(per_class).index:
             row = table.loc[k]
-            support = support_ids(row.supports)[0]
-            items.append((f"{row.kind}, IoU {100 * row.iou:.0f}", dataset.read_image(support),
-                          dataset.binary_mask(dataset.read_label(support), int(row.class_id)) == 1,
-                          dataset.read_image(row.query),
-                          dataset.binary_mask(dataset.read_label(row.query), int(row.class_id)) == 1, masks[k]))
-        sections.append({"title": f"{method}, {cell}", "image": plots.qualitative_figure(items)})
+            support, class_id = support_ids(row.supports)[0], int(row.class_id)
+            strip = plots.qualitative_strip(
+                picture(support), dataset.binary_mask(dataset.read_label(support), class_id) == 1, picture(row.query),
+                dataset.binary_mask(dataset.read_label(row.query), class_id) == 1, masks[k])
+            cards.append({"class": names.get(str(class_id), str(class_id)), "kind": row.kind, "iou": 100 * row.iou,
+                          "image": strip})
+        cell = Cell.of(meta["method"], meta["cell"])
+        sections.append({"title": f"split {cell.split}: {cell.method}", "cell": cell.manifest, "cards": cards})
     return sections
 
 
@@ -172,33 +194,56 @@ def provenance(run: Dict) -> Dict:
             "selection": policies or ["(no learned method)"], "checkpoints": checkpoints}
 
 
-def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 1000) -> Path:
+def reference_method(methods: List[str], reference: Optional[str] = None) -> str:
+    """The method every other one is compared with: `reference` if given (one of the run's methods), else
+    SimPropNet, else the first learned method, else the first one."""
+    if reference is not None:
+        if reference not in methods:
+            raise BenchError(f"--reference {reference} is not a method of this run "
+                             f"(its methods: {', '.join(methods)})")
+        return reference
+    learned = [m for m in methods if is_trainable(m)]
+    return "simpropnet" if "simpropnet" in methods else (learned[0] if learned else methods[0])
+
+
+def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 1000, reference: Optional[str] = None,
+                  qualitative: int = len(KINDS)) -> Path:
+    """Write the report of a run (default <run>/report.html) and print its warnings (a collapsed training)."""
     if resamples < 1:
         raise BenchError(f"--resamples must be >= 1, got {resamples}")
+    if not 0 <= qualitative <= len(KINDS):
+        raise BenchError(f"--qualitative must be 0 to {len(KINDS)} (bench run saves the {', '.join(KINDS)} episode of "
+                         f"each class), got {qualitative}")
     out = Path(out or Path(run_dir) / "report.html")
     if out.is_dir():
         raise BenchError(f"--out {out} is a folder; give the report's file name, e.g. {out / 'report.html'}")
     run = load_run(run_dir)
     summary, episodes = run["summary"], run["episodes"]
     methods = list(dict.fromkeys(run["config"]["config"]["methods"]))
+    reference = reference_method(methods, reference)
     on_pascal = run["config"]["dataset"]["name"] == "pascal5i"
     identical = bool(run["config"]["config"].get("identical_input"))
-    boot = bootstrap_table(episodes, resamples)
-    learned = [m for m in methods if m not in ("support-copy", "all-foreground")]
-    reference = "simpropnet" if "simpropnet" in methods else (learned[0] if learned else methods[0])
-    paired = paired_table(episodes, reference, resamples) if len(methods) > 1 else pd.DataFrame()
+    learned = [m for m in methods if is_trainable(m)]
+    collapsed = collapsed_cells(summary, learned, FLOOR)
+    warnings = collapse_warnings(summary, learned, FLOOR)
+    boot = bootstrap_table(episodes, resamples, methods)
+    paired = paired_table(episodes, reference, resamples, methods) if len(methods) > 1 else pd.DataFrame()
     # every string from data (paths, names, config values) is escaped; only our own markup is marked safe
     env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         run_dir=str(run["dir"]), config=run["config"], methods=methods, on_pascal=on_pascal, identical=identical,
-        table3=paper_table(summary, "miou", "table6" if identical else "table3", on_pascal, methods),
+        table3=paper_table(summary, "miou", "table6" if identical else "table3", on_pascal, methods, collapsed),
         table4=None if identical else paper_table(summary, "fbiou", "table4", on_pascal, methods),
-        table5=None if identical else ablation_table(summary, on_pascal),
-        class_tables=class_tables(run["class_iou"], run["config"]["dataset"].get("class_names", {})),
+        table5=None if identical else ablation_table(summary, on_pascal, methods),
+        class_tables=class_tables(run["class_iou"], run["config"]["dataset"].get("class_names", {}), methods),
         boot=boot.to_dict("records"), bars=plots.miou_bars(boot), paired=paired.to_dict("records"),
-        reference=reference, qualitative=qualitative_sections(run), analyses=analyses_sections(run["dir"]),
-        provenance=provenance(run), fmt=_fmt, resamples=resamples)
+        reference=reference, qualitative=qualitative_sections(run, methods, qualitative), per_class=qualitative,
+        kinds=KINDS[:qualitative], outlines=plots.OUTLINES, panel_height=plots.PANEL_HEIGHT,
+        analyses=analyses_sections(run["dir"]), provenance=provenance(run), fmt=_fmt, resamples=resamples,
+        warnings=warnings, floor=FLOOR, floor_present=FLOOR in methods, learned=learned)
     atomic_write_text(out, html)
+    for line in warnings:
+        print(line)
     return out
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from analyses.metrics import FSSEvaluator, episode_counts, evaluate_rows, mean_std
-from analyses.summary import cell_metrics, summarize
+from analyses.summary import cell_metrics, collapse_warnings, collapsed_cells, summarize
 
 
 def counts_from_confusion(tp, fp, fn, tn):
@@ -115,6 +115,24 @@ def test_summary_mean_row_averages_splits():
     summary = summarize(pd.concat([frame, other]))
     rows = summary.set_index("split")
     assert rows.loc["mean", "miou_mean"] == pytest.approx((rows.loc["1", "miou_mean"] + rows.loc["2", "miou_mean"]) / 2)
+
+
+def test_a_method_at_or_below_all_foreground_on_a_split_is_flagged():
+    frame = _episodes_frame()
+    floor = frame.assign(method="all-foreground")
+    equal = frame.assign(method="collapsed")  # exactly the floor's numbers, as a collapsed training scores
+    better = frame.assign(method="good", fg_inter=frame.fg_union)
+    rows = pd.concat([floor, floor.assign(split=2), equal, equal.assign(split=2), better, better.assign(split=2),
+                      frame.assign(method="odd", fg_inter=frame.fg_union),
+                      frame.assign(method="odd", split=2, fg_inter=0)])
+    summary = summarize(rows)
+    cells = collapsed_cells(summary, ["good", "collapsed", "odd"])
+    assert sorted(zip(cells.method, cells.split)) == [("collapsed", "1"), ("collapsed", "2"), ("odd", "2")]
+    lines = collapse_warnings(summary, ["odd", "good", "collapsed"])
+    assert [line.split()[1] for line in lines] == ["odd", "collapsed"]  # in the given order, one line per method
+    assert lines[0].startswith("warning: odd is at or below all-foreground's mIoU on 1-shot split 2 (split-2 1-shot: "
+                               "0.00 vs ")
+    assert collapsed_cells(summary[summary.method != "all-foreground"], ["collapsed"]).empty  # no floor, no flag
 
 
 def test_class_with_zero_union_is_excluded_and_listed_never_nan():

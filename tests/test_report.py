@@ -1,4 +1,6 @@
 """`bench report`: a self-contained page rendered from saved files only, checked in headless Chromium."""
+import base64
+import io
 import re
 import shutil
 
@@ -6,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from markupsafe import escape
 
 from bench.cli.commands import main
 from bench.runs.rundir import format_times, time_per_method
@@ -14,13 +17,16 @@ from reports.paper import paper_value
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def run_args(voc_root, out):
+    return ["run", "--methods", "support-copy", "all-foreground", "--dataset", "pascal5i", "--data-root", str(voc_root),
+            "--lists", str(voc_root / "lists"), "--splits", "1", "2", "--shots", "1", "3", "--seeds", "0", "1",
+            "--episodes", "20", "--out", str(out), "--quiet"]
+
+
 @pytest.fixture(scope="module")
 def report(voc_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
-    args = ["run", "--methods", "support-copy", "all-foreground", "--dataset", "pascal5i", "--data-root", str(voc_root),
-            "--lists", str(voc_root / "lists"), "--splits", "1", "2", "--shots", "1", "3", "--seeds", "0", "1",
-            "--episodes", "20", "--out", str(out), "--quiet"]
-    assert main(args) == 0
+    assert main(run_args(voc_root, out)) == 0
     assert main(["report", "--run", str(out), "--resamples", "200"]) == 0
     return out / "report.html"
 
@@ -32,7 +38,8 @@ def test_report_has_every_section_and_is_self_contained(report):
                     "Wall time per method"):
         assert heading in html, heading
     assert not re.search(r'(src|href)="https?://', html)  # viewable with no network
-    assert html.count('src="data:image/png;base64,') >= 3
+    assert html.count('src="data:image/png;base64,') == 1  # the bars; qualitative panels are JPEG
+    assert html.count('src="data:image/jpeg;base64,') >= 3
 
 
 def test_report_numbers_come_from_the_episodes_at_full_precision(report, tmp_path):
@@ -161,3 +168,114 @@ def test_no_element_is_created_from_data_in_the_browser(hostile_report):
             text: document.body.innerText.includes('<b>pwned') && document.body.innerText.includes('onerror=')})""")
         browser.close()
     assert found == {"xss": False, "bold": 0, "handlers": 0, "text": True}
+
+
+def _section(html, start, end):
+    return html[html.index(start):html.index(end)]
+
+
+def test_interval_section_shows_the_tables_numbers_in_methods_order(report):
+    """One point estimate per cell: the statistics section's mIoU is Table 3's mean over seeds."""
+    from analyses.summary import summarize
+    from bench.runs.results import load_results
+
+    html = report.read_text()
+    stats = _section(html, 'id="stats"', 'id="qualitative"')
+    summary = summarize(load_results(report.parent).episodes)
+    for row in summary[summary.split != "mean"].itertuples():
+        assert f"{row.miou_mean:.2f} &plusmn; {row.miou_std:.2f}" in html
+        assert (f'<td class="name">{row.method}</td><td>{row.split}</td><td>{row.shot}</td>'
+                f'<td>{row.miou_mean:.2f}</td>') in stats, (row.method, row.split, row.shot)
+    assert "(query image, class) pairs" in stats
+    # --methods support-copy all-foreground: that order everywhere, not the alphabetical one
+    for start, end in (('id="tables"', 'id="classes"'), ('id="classes"', 'id="stats"'),
+                       ('id="stats"', "<h3>Paired differences")):
+        part = _section(html, start, end)
+        assert part.index('<td class="name">support-copy') < part.index('<td class="name">all-foreground'), start
+
+
+def _saved_tables(run_dir):
+    from bench.evaluation.qualitative import load_qualitative
+
+    return [load_qualitative(p)[0] for p in sorted((run_dir / "qualitative").glob("*.npz"))]
+
+
+def test_qualitative_panels_are_small_jpegs_of_every_saved_kind(report):
+    from PIL import Image
+
+    from reports.plots import PANEL_HEIGHT
+
+    html = report.read_text()
+    panels = re.findall(r'<img src="data:image/jpeg;base64,([^"]+)"', html)
+    tables = _saved_tables(report.parent)
+    assert len(tables) == 4 and len(panels) == sum(len(t) for t in tables)  # best, worst and random of each class
+    for kind in ("best", "worst", "random"):
+        assert html.count(f": {kind}, IoU") == sum((t.kind == kind).sum() for t in tables)
+    sizes = [Image.open(io.BytesIO(base64.b64decode(p))).size for p in panels]
+    assert {h for _, h in sizes} == {PANEL_HEIGHT} and all(w < 3 * PANEL_HEIGHT for w, _ in sizes)
+    # the fixture's images are random noise, the worst case for JPEG: still well under 10 kB a panel
+    assert sum(len(p) for p in panels) / len(panels) < 10_000
+    for label in ("support mask", "ground truth", "prediction"):
+        assert label in _section(html, 'id="qualitative"', 'id="provenance"')
+
+
+def test_qualitative_option_chooses_panels_per_class(report, tmp_path, capsys):
+    tables = _saved_tables(report.parent)
+    assert main(["report", "--run", str(report.parent), "--out", str(tmp_path / "one.html"), "--resamples", "20",
+                 "--qualitative", "1"]) == 0
+    html = (tmp_path / "one.html").read_text()
+    assert html.count("data:image/jpeg") == sum((t.kind == "best").sum() for t in tables)
+    assert ": worst, IoU" not in html and ": random, IoU" not in html
+    assert main(["report", "--run", str(report.parent), "--out", str(tmp_path / "none.html"), "--resamples", "20",
+                 "--qualitative", "0"]) == 0
+    assert "data:image/jpeg" not in (tmp_path / "none.html").read_text()
+    capsys.readouterr()
+    assert main(["report", "--run", str(report.parent), "--out", str(tmp_path / "x.html"), "--qualitative", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --qualitative must be 0 to 3")
+
+
+def test_reference_option_sets_the_paired_comparisons(report, tmp_path, capsys):
+    assert main(["report", "--run", str(report.parent), "--out", str(tmp_path / "r.html"), "--resamples", "20",
+                 "--reference", "all-foreground"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "Paired differences: all-foreground minus each method" in html
+    paired = _section(html, "Paired differences", 'id="qualitative"')
+    assert '<td class="name">support-copy</td>' in paired and '<td class="name">all-foreground</td>' not in paired
+    for name in ("canet", "no-such-method"):  # registered but not in the run; unknown
+        capsys.readouterr()
+        assert main(["report", "--run", str(report.parent), "--out", str(tmp_path / "x.html"), "--reference", name]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0] == (f"error: --reference {name} is not a method of this run (its methods: "
+                                            "support-copy, all-foreground)")
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_a_learned_method_at_or_below_all_foreground_is_flagged(report, voc_root, tmp_path, monkeypatch, capsys):
+    """The fixture's support-copy is below all-foreground on split 2; taken for a learned method it is flagged in
+    the tables `bench run` prints, in what `bench report` prints and in the report."""
+    import bench.runs.run
+    import reports.render
+
+    monkeypatch.setattr(bench.runs.run, "is_trainable", lambda name: name == "support-copy")
+    monkeypatch.setattr(reports.render, "is_trainable", lambda name: name == "support-copy")
+    run = tmp_path / "run"
+    shutil.copytree(report.parent, run)
+    capsys.readouterr()
+    assert main(run_args(voc_root, run)) == 0  # every cell finished: prints the tables again
+    printed = capsys.readouterr().out
+    mious, rest = printed.split("FB-IoU (%)")
+    warning = [line for line in mious.splitlines() if line.startswith("warning:")]
+    assert warning == [line for line in rest.splitlines() + mious.splitlines() if "warning" in line]
+    assert len(warning) == 1 and warning[0].startswith(
+        "warning: support-copy is at or below all-foreground's mIoU on 1-shot split 2; 3-shot split 2 (split-2 ")
+    assert main(["report", "--run", str(run), "--resamples", "20"]) == 0
+    assert capsys.readouterr().out.startswith(warning[0])
+    html = (run / "report.html").read_text()
+    assert "Collapsed training?" in html and str(escape(warning[0])) in html
+    table3 = _section(html, 'id="tables"', "Table 4 layout")
+    assert table3.count('class="collapsed"') == 2  # split 2 at 1 and 3 shots
+    # only learned methods are checked (all-foreground is the floor they must beat, support-copy is not learned)
+    monkeypatch.setattr(reports.render, "is_trainable", lambda name: False)
+    assert main(["report", "--run", str(run), "--resamples", "20"]) == 0
+    assert "Collapsed training?" not in (run / "report.html").read_text()

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--run", required=True, help="finished run directory")
     report_parser.add_argument("--out", help="output HTML file (default <run>/report.html)")
     report_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    report_parser.add_argument("--reference", metavar="METHOD", help="the method of the paired comparisons (unset: "
+                               "simpropnet, else the first learned method of the run)")
+    report_parser.add_argument("--qualitative", type=int, default=3, metavar="N",
+                               help="qualitative panels per class: best, worst, random, in that order (0 = none)")
     compare_parser = sub.add_parser("compare", help="paired comparison of two runs on identical episodes")
     compare_parser.add_argument("run_a", help="run directory A (e.g. before a change)")
     compare_parser.add_argument("run_b", help="run directory B (e.g. after it)")
@@ -95,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    print(f"report written to {render_report(args.run, args.out, args.resamples)}")
+    print(f"report written to {render_report(args.run, args.out, args.resamples, args.reference, args.qualitative)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

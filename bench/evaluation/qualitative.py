@@ -21,6 +21,9 @@ from bench.core.fileio import atomic_write_bytes, sha256_bytes
 from bench.data.images import ImageStore
 from bench.evaluation.loop import forward_episodes
 
+#: the episodes saved per class, in this order
+KINDS = ("best", "worst", "random")
+
 
 def pick_episodes(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Best, worst and one random episode per class (by foreground IoU), labelled by `kind`."""
@@ -28,9 +31,9 @@ def pick_episodes(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     picks = []
     rng = np.random.default_rng(seed)
     for class_id, group in rows.assign(iou=iou).groupby("class_id", sort=True):
-        picks.append(group.loc[[group.iou.idxmax()]].assign(kind="best"))
-        picks.append(group.loc[[group.iou.idxmin()]].assign(kind="worst"))
-        picks.append(group.iloc[[int(rng.integers(len(group)))]].assign(kind="random"))
+        picks.append(group.loc[[group.iou.idxmax()]].assign(kind=KINDS[0]))
+        picks.append(group.loc[[group.iou.idxmin()]].assign(kind=KINDS[1]))
+        picks.append(group.iloc[[int(rng.integers(len(group)))]].assign(kind=KINDS[2]))
     return pd.concat(picks, ignore_index=True)
 
 

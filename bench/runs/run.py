@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
 
-from analyses.summary import format_table
+from analyses.summary import collapse_warnings, format_table
 from bench.core.environment import describe_environment, resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
@@ -34,7 +34,7 @@ from bench.runs.results import write_results
 from bench.runs.rundir import RunDir, format_times, time_per_method
 from bench.runs.runner import CellRunner
 from bench.training import distributed
-from bench.training.models import ModelProvider, training_dataset
+from bench.training.models import ModelProvider, is_trainable, training_dataset
 from bench.training.options import SELECT_ON, TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
@@ -277,6 +277,8 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     log(f"run finished: {out}")
     print(f"run directory: {out}")
     print(format_table(summary, "miou", config.methods))
+    for line in collapse_warnings(summary, [m for m in config.methods if is_trainable(m)]):
+        print(line)
     print()
     print(format_table(summary, "fbiou", config.methods))
     print()

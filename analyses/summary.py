@@ -12,43 +12,66 @@ import pandas as pd
 from analyses.metrics import evaluate_rows, mean_std
 
 CELL_KEYS = ["method", "split", "shot", "seed"]
+TRAIN = "train_seed"  # present when a method was trained with several seeds (empty for the other methods' rows)
 
 
 def cell_metrics(episodes: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, split, shot, seed): mIoU and FB-IoU in percent."""
+    """One row per (method, split, shot, seed[, train_seed]): mIoU and FB-IoU in percent."""
+    keys = CELL_KEYS + ([TRAIN] if TRAIN in episodes.columns else [])
     records = []
-    for key, rows in episodes.groupby(CELL_KEYS, sort=True):
+    for key, rows in episodes.groupby(keys, sort=True, dropna=False):
         metrics = evaluate_rows(rows)
         records.append(
-            dict(zip(CELL_KEYS, key), miou=100 * metrics["miou"], fbiou=100 * metrics["fbiou"],
+            dict(zip(keys, key), miou=100 * metrics["miou"], fbiou=100 * metrics["fbiou"],
                  episodes=metrics["episodes"])
         )
-    return pd.DataFrame.from_records(records, columns=CELL_KEYS + ["miou", "fbiou", "episodes"])
+    return pd.DataFrame.from_records(records, columns=keys + ["miou", "fbiou", "episodes"])
+
+
+def _spread(cells: pd.DataFrame, metric: str):
+    """(mean, std over episode sets, std over training seeds) of cells [seed, _train, metric]: the std over
+    seeds is taken of each seed's mean over training seeds, the std over training seeds of each training
+    seed's mean over episode sets (NaN with one of them)."""
+    by_seed = cells.groupby("seed")[metric].mean()
+    by_train = cells.groupby("_train")[metric].mean()
+    mean, seed_std = mean_std(by_seed)
+    return mean, seed_std, mean_std(by_train)[1]
 
 
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, split, shot): mean and std over seeds; plus split == "mean" rows.
+    """Per (method, split, shot): mean, std over seeds (episode sets) and std over training seeds; plus
+    split == "mean" rows.
 
-    The "mean" row averages the per-split means; its std is taken over seeds of the
-    per-seed average over splits (only seeds present in every split are used).
+    The "mean" row averages the per-split means; its stds are taken of the per-(seed, training seed)
+    average over splits (only those present in every split are used). With one training seed per method
+    the std over training seeds is NaN and the rest is the summary over seeds alone.
     """
     cells = cell_metrics(episodes)
+    cells["_train"] = cells[TRAIN].fillna(-1) if TRAIN in cells.columns else 0
     records = []
     for (method, shot), group in cells.groupby(["method", "shot"], sort=True):
         for split, rows in group.groupby("split", sort=True):
-            miou_mean, miou_std = mean_std(rows["miou"])
-            fbiou_mean, fbiou_std = mean_std(rows["fbiou"])
+            miou_mean, miou_std, miou_train_std = _spread(rows, "miou")
+            fbiou_mean, fbiou_std, fbiou_train_std = _spread(rows, "fbiou")
             records.append(dict(method=method, split=str(split), shot=shot, miou_mean=miou_mean,
                                 miou_std=miou_std, fbiou_mean=fbiou_mean, fbiou_std=fbiou_std,
-                                seeds=len(rows), episodes=int(rows["episodes"].sum())))
-        per_seed = group.pivot(index="seed", columns="split", values=["miou", "fbiou"]).dropna()
+                                seeds=rows.seed.nunique(), episodes=int(rows["episodes"].sum()),
+                                miou_train_std=miou_train_std, fbiou_train_std=fbiou_train_std,
+                                train_seeds=rows._train.nunique()))
+        per_cell = group.pivot_table(index=["seed", "_train"], columns="split", values=["miou", "fbiou"],
+                                     dropna=False).dropna()
         split_means = [r for r in records if r["method"] == method and r["shot"] == shot]
-        _, miou_std = mean_std(per_seed["miou"].mean(axis=1)) if len(per_seed) else (0, np.nan)
-        _, fbiou_std = mean_std(per_seed["fbiou"].mean(axis=1)) if len(per_seed) else (0, np.nan)
+        averaged = pd.DataFrame({"miou": per_cell["miou"].mean(axis=1), "fbiou": per_cell["fbiou"].mean(axis=1)}
+                                ).reset_index() if len(per_cell) else None
+        _, miou_std, miou_train_std = _spread(averaged, "miou") if averaged is not None else (0, np.nan, np.nan)
+        _, fbiou_std, fbiou_train_std = _spread(averaged, "fbiou") if averaged is not None else (0, np.nan, np.nan)
         records.append(dict(method=method, split="mean", shot=shot,
                             miou_mean=float(np.mean([r["miou_mean"] for r in split_means])), miou_std=miou_std,
                             fbiou_mean=float(np.mean([r["fbiou_mean"] for r in split_means])), fbiou_std=fbiou_std,
-                            seeds=len(per_seed), episodes=int(sum(r["episodes"] for r in split_means))))
+                            seeds=0 if averaged is None else averaged.seed.nunique(),
+                            episodes=int(sum(r["episodes"] for r in split_means)),
+                            miou_train_std=miou_train_std, fbiou_train_std=fbiou_train_std,
+                            train_seeds=0 if averaged is None else averaged._train.nunique()))
     return pd.DataFrame.from_records(records)
 
 
@@ -63,10 +86,16 @@ def class_iou_table(episodes: pd.DataFrame) -> pd.DataFrame:
 
 def format_table(summary: pd.DataFrame, metric: str = "miou", methods: Optional[Sequence[str]] = None) -> str:
     """Paper-style text table: one line per (method, shot), columns split-1..4 and mean; methods in the order
-    given (as on the command line), others after them alphabetically."""
+    given (as on the command line), others after them alphabetically; where a method was trained with
+    several seeds, each entry also gives the std over training seeds (after a slash)."""
     splits = [s for s in sorted(summary["split"].unique(), key=lambda s: (s == "mean", s))]
-    header = f"{'method':<22}{'shot':>5}" + "".join(f"{('split-' + s) if s != 'mean' else 'mean':>16}" for s in splits)
-    lines = [f"{metric.upper().replace('MIOU', 'mIoU').replace('FBIOU', 'FB-IoU')} (%), mean +/- std over seeds", header]
+    train_std = f"{metric}_train_std"
+    trained = train_std in summary.columns and bool(np.isfinite(summary[train_std].astype(float)).any())
+    width = 24 if trained else 16
+    title = metric.upper().replace("MIOU", "mIoU").replace("FBIOU", "FB-IoU")
+    lines = [f"{title} (%), mean +/- std over seeds" + (" / std over training seeds" if trained else ""),
+             f"{'method':<22}{'shot':>5}" + "".join(f"{('split-' + s) if s != 'mean' else 'mean':>{width}}"
+                                                   for s in splits)]
     rank = {name: i for i, name in enumerate(methods or [])}
     groups = sorted(summary.groupby(["method", "shot"], sort=True), key=lambda g: (rank.get(g[0][0], len(rank)), g[0]))
     for (method, shot), group in groups:
@@ -74,11 +103,13 @@ def format_table(summary: pd.DataFrame, metric: str = "miou", methods: Optional[
         row = f"{method:<22}{shot:>5}"
         for split in splits:
             if split not in cells.index:
-                row += f"{'-':>16}"
+                row += f"{'-':>{width}}"
                 continue
             mean, std = cells.loc[split, f"{metric}_mean"], cells.loc[split, f"{metric}_std"]
             text = f"{mean:.2f}" + (f" +/- {std:.2f}" if np.isfinite(std) else "")
-            row += f"{text:>16}"
+            if trained and np.isfinite(cells.loc[split, train_std]):
+                text += f" / {cells.loc[split, train_std]:.2f}"
+            row += f"{text:>{width}}"
         lines.append(row)
     return "\n".join(lines)
 

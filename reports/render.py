@@ -16,7 +16,7 @@ from bench.data.catalog import open_dataset
 from bench.data.episodes import read_manifest, support_ids
 from bench.evaluation.qualitative import KINDS, load_qualitative
 from bench.runs.cells import Cell
-from bench.runs.results import load_results
+from bench.runs.results import load_results, load_runs
 from bench.runs.rundir import RERUN, RunDir, time_per_method
 from bench.training.models import is_trainable
 from reports import plots
@@ -34,7 +34,7 @@ ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP
 def load_run(run_dir: Path) -> Dict:
     """The run's verified results, with summaries recomputed at full precision from its episodes, as
     `bench run` prints them (summary.csv is rounded to 4 decimals and is not read)."""
-    results = load_results(run_dir)
+    results = load_runs(run_dir) if isinstance(run_dir, list) else load_results(run_dir)  # --runs: merged
     episodes = results.episodes
     return {"dir": results.path, "config": results.config, "summary": summarize(episodes), "episodes": episodes,
             "class_iou": class_iou_table(episodes), "metas": results.metas}

@@ -65,7 +65,7 @@ def test_run_records_the_weights_and_trains_nothing(published_run):
         sha256 = sha256_file(folder / e.file_name)
         assert config["weights"][f"panet/split{split}"] == {
             "weights": e.name, "file": str(folder / e.file_name), "sha256": sha256, "url": URL, "input_size": SIZE}
-        assert config["identity"]["weights"][f"panet/split{split}"] == e.name
+        assert config["methods"]["panet"]["weights"][f"panet/split{split}"] == e.name
         meta = RunDir(out).cell_meta(Cell("panet", split, 1, 0))
         assert (meta["weights"], meta["weights_sha256"], meta["checkpoint_sha256"]) == (e.name, sha256, sha256)
         assert meta["checkpoint"] == f"published/{e.name}"
@@ -130,7 +130,7 @@ def test_weights_variant_chooses_among_several(registered, voc_root, tmp_path, c
     assert len(err.splitlines()) == 1
     assert main(args + ["--weights-variant", "panet.fold?-wide", "panet.fold1", "hsnet.*"]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["identity"]["weights"] == {"panet/split1": "panet.fold0-wide", "panet/split2": "panet.fold1"}
+    assert config["methods"]["panet"]["weights"] == {"panet/split1": "panet.fold0-wide", "panet/split2": "panet.fold1"}
 
 
 def drop_key(state):

@@ -14,6 +14,7 @@ from bench.cli.train import TRAIN_FIELDS, train_command
 from bench.core.memory import pin_mmap_threshold
 from bench.cli.weights import weights_command
 from bench.core.environment import package_versions
+from bench.core.errors import BenchError
 from bench.data.catalog import DATASETS
 from bench.runs.config import RunConfig
 from bench.runs.run import run
@@ -46,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.add_argument("--tolerance", type=float, default=1.0, help="allowed drop in mIoU points")
     check_parser.add_argument("--update", action="store_true", help="rewrite the baseline from the run (after showing the diff)")
     report_parser = sub.add_parser("report", help="render a run directory as one self-contained HTML page")
-    report_parser.add_argument("--run", required=True, help="finished run directory")
+    which = report_parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="finished run directory (every method present)")
+    which.add_argument("--runs", nargs="+", metavar="DIR", help="finished run directories of one protocol (identical "
+                       "manifests), merged into one report (needs --out)")
     report_parser.add_argument("--out", help="output HTML file (default <run>/report.html)")
     report_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     report_parser.add_argument("--reference", metavar="METHOD", help="the method of the paired comparisons (unset: "
@@ -99,7 +103,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    print(f"report written to {render_report(args.run, args.out, args.resamples, args.reference, args.qualitative)}")
+    if args.runs and not args.out:
+        raise BenchError("--runs merges several runs: give the report's file with --out")
+    runs = list(dict.fromkeys(args.runs)) if args.runs else None
+    print(f"report written to {render_report(runs or args.run, args.out, args.resamples, args.reference, args.qualitative)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

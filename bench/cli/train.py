@@ -17,7 +17,7 @@ from bench.core.log import log, log_session
 from bench.data.catalog import open_dataset
 from bench.runs import ray_executor
 from bench.runs.ray_executor import TaskHook
-from bench.runs.run import check_methods, check_training
+from bench.runs.run import check_methods, check_training, checkpoints_line
 from bench.training import distributed
 from bench.training.checkpoints import read_record
 from bench.training.models import ModelProvider, is_trainable
@@ -44,16 +44,21 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
     for name in methods:
         if not is_trainable(name):
             raise BenchError(f"{name} has no parameters to train")
-    training = build(TrainingOptions, args)
+    training = build(TrainingOptions, args).normalized()
     check_training(training, args.dataset)
-    log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}")
+    seeds = training.seeds()
+    log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}, "
+        f"training seeds {' '.join(map(str, seeds))}")
     if args.cpus_per_task < 1:
         raise BenchError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
     if args.executor == "ray":
         if distributed.from_env().enabled:
             raise BenchError("torchrun runs one training on several processes; run `--executor ray` without torchrun")
+        if len(seeds) > 1:
+            raise BenchError("--executor ray trains one training seed: give --train-seeds one seed at a time")
         ray_executor.require_ray()
         models = open_models(args, training, "cpu", quiet=args.quiet)  # the tasks pick their own device
+        print(checkpoints_line(models))
         ray_executor.train_grid(models, [(name, split) for name in methods for split in splits], args.data_root,
                                 args.lists, args.device, args.address, args.cpus_per_task, args.quiet, hook,
                                 args.plugin)
@@ -64,11 +69,14 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
     with distributed.session(resolve_device(args.device)) as (info, device):
         with distributed.main_first(info):  # rank 0 generates the dataset and pretrains a backbone if needed
             models = open_models(args, training, device, quiet=args.quiet or not info.is_main)
-        for name in methods:
-            for split in splits:
-                models.get(name, split)
-                if info.is_main:
-                    report(models, name, split)
+        if info.is_main:
+            print(checkpoints_line(models))
+        for seed in seeds:
+            for name in methods:
+                for split in splits:
+                    models.for_seed(seed).get(name, split)
+                    if info.is_main:
+                        report(models.for_seed(seed), name, split)
 
 
 def open_models(args: argparse.Namespace, training: TrainingOptions, device: str, quiet: bool) -> ModelProvider:

@@ -45,6 +45,16 @@ def git_revision() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+HOME_VARIABLE = "FSS_BENCH_HOME"
+
+
+def home_path(name: str) -> Path:
+    """A default location: `$FSS_BENCH_HOME/<name>` when FSS_BENCH_HOME is set, else `<name>` in the current
+    folder (`runs`, `checkpoints`)."""
+    home = os.environ.get(HOME_VARIABLE)
+    return Path(home) / name if home else Path(name)
+
+
 def resolve_device(requested: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an unknown or unavailable device is a BenchError."""
     if requested == "auto":

@@ -5,9 +5,12 @@ its metadata; `bench.cli.arguments` builds the command lines of `bench run`, `be
 analyses from these fields, so a default or a help text is written once. Configurations are frozen:
 resolving dataset-dependent defaults returns a new object (`dataclasses.replace`).
 
-The identity of a run (what a resumed run must match) is every field not marked `identity=False`:
-those change where files are, how fast or how verbosely, never a result. Published weights enter it as
-the entries each (method, split) uses (`bench run` adds them), not as the paths that found them.
+The identity of a configuration is every field not marked `identity=False`: those change where files
+are, how fast or how verbosely, never a result. It has two parts. The protocol (`protocol()`: dataset,
+splits, shots, seeds, episodes, sampling, size filter, scoring, input size) is what a run directory is;
+the method identity (`method_identity`: the method, for learned methods the training options, the
+published weights it uses) is what each method's cells are, so a run directory can grow by methods.
+Published weights enter it as the entries each (method, split) uses, not as the paths that found them.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Dict, List, Optional
 
 from bench.core.options import option
 from bench.evaluation.protocol import ScoringProtocol
+from bench.training.models import is_trainable
 from bench.training.options import TrainingOptions
 from bench.training.published import PublishedOptions
 
@@ -116,6 +120,10 @@ class RunConfig:
     def identity(self) -> Dict:
         return _identity(self)
 
+    def protocol(self) -> Dict:
+        """The identity of the run directory: everything but the methods and how they got their weights."""
+        return protocol_of(self.identity())
+
     @classmethod
     def from_dict(cls, data: Dict) -> "RunConfig":
         """The inverse of `to_dict` (a Ray payload, a config.json's "config")."""
@@ -137,3 +145,37 @@ def _identity(obj) -> Dict:
                 continue
         out[f.name] = value
     return out
+
+
+#: the keys of an identity that belong to the methods, not to the protocol (`weights`: the published entries)
+METHOD_KEYS = ("methods", "training", "published", "weights")
+
+
+def protocol_of(identity: Dict) -> Dict:
+    """The protocol part of a run identity (also of a config.json written when the identity held the methods)."""
+    return {k: v for k, v in identity.items() if k not in METHOD_KEYS}
+
+
+def method_identity(method: str, training: Dict, weights: Dict[str, str]) -> Dict:
+    """What makes a method's cells: its name, its training options' identity (learned methods) and the
+    published entries it uses (`weights`: {"<method>/split<k>": entry} of the run, filtered here)."""
+    mine = {k: v for k, v in sorted(weights.items()) if k.split("/", 1)[0] == method}
+    training = {k: v for k, v in training.items() if v is not None}  # an option added later is unset in old records
+    return {"method": method, **({"training": training} if is_trainable(method) else {}),
+            **({"weights": mine} if mine else {})}
+
+
+def method_identities(config: "RunConfig", weights: Dict[str, str]) -> Dict[str, Dict]:
+    """The method identity of each of the config's methods, in the config's order."""
+    training = _identity(config.training)
+    return {m: method_identity(m, training, weights) for m in config.methods}
+
+
+def recorded_methods(record: Dict) -> Dict[str, Dict]:
+    """The method identities a config.json records: its `methods` map, or for a run directory written before
+    runs could grow, the identities derived from its identity (methods, training options, weights)."""
+    if isinstance(record.get("methods"), dict):
+        return dict(record["methods"])
+    identity = record.get("identity", {})
+    training, weights = identity.get("training", {}), identity.get("weights", {})
+    return {m: method_identity(m, training, weights) for m in identity.get("methods", [])}

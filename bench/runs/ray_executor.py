@@ -217,13 +217,13 @@ def evaluate_grid(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str,
         missing = [p for p in dict.fromkeys(pairs) if models.checkpoint_sha256(*p) is None]
         if missing:
             raise BenchError(f"no trained checkpoint for {missing[0][0]} split {missing[0][1]} under "
-                             f"{training.checkpoints} (run without --no-train to train it)")
+                             f"{models.root} (run without --no-train to train it)")
     cross = models.dataset.name != config.dataset  # trained on another dataset (cross-domain)
     spec = ({"data_root": _absolute(config.data_root), "lists": _absolute(config.lists)} if cross
             else dataset_spec(models.dataset, config.data_root, config.lists))
     worker = replace(config, data_root=spec["data_root"], lists=spec["lists"], plugin=plugin_paths(config.plugin),
                      runtime=replace(runtime, quiet=True, out=str(Path(runtime.out).absolute())),
-                     training=replace(training, no_train=True, checkpoints=str(Path(training.checkpoints).absolute()),
+                     training=replace(training, no_train=True, checkpoints=str(models.root.absolute()),
                                       train_data_root=_absolute(training.train_data_root),
                                       backbone_weights=_absolute(models.backbone_options()["backbone_weights"])),
                      published=PublishedOptions(weights=models.published.arguments() or None)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import pandas as pd
 
 from analyses.summary import collapse_warnings, format_table
-from bench.core.environment import describe_environment, resolve_device
+from bench.core.environment import HOME_VARIABLE, describe_environment, home_path, resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
 from bench.core.log import log, log_session
@@ -28,8 +28,8 @@ from bench.data.episodes import (
 )
 from bench.data.images import ImageStore
 from bench.runs import local, ray_executor
-from bench.runs.cells import Cell
-from bench.runs.config import EXECUTORS, RunConfig, cache_budgets
+from bench.runs.cells import Cell, method_cells
+from bench.runs.config import EXECUTORS, RunConfig, cache_budgets, method_identities, recorded_methods
 from bench.runs.results import write_results
 from bench.runs.rundir import RunDir, format_times, time_per_method
 from bench.runs.runner import CellRunner
@@ -58,6 +58,9 @@ def check_methods(names: List[str]) -> List[str]:
 def check_training(options: TrainingOptions, dataset: str) -> None:
     if options.train_seed < 0:
         raise BenchError(f"--train-seed must be >= 0, got {options.train_seed}")
+    negative = [s for s in options.train_seeds or [] if s < 0]
+    if negative:
+        raise BenchError(f"--train-seeds must be >= 0, got {negative[0]}")
     if options.select_on not in SELECT_ON:
         raise BenchError(f"unknown --select-on '{options.select_on}'; choose from {', '.join(SELECT_ON)}")
     if options.epochs is not None and options.epochs < 1:
@@ -101,6 +104,9 @@ def validate(config: RunConfig) -> None:
     check_training(config.training, config.dataset)
     if config.published.weights_variant and not config.published.weights:
         raise BenchError("--weights-variant chooses among published weights: give --weights DIR as well")
+    if runtime.executor == "ray" and len(config.training.seeds()) > 1:
+        raise BenchError("--executor ray evaluates one training seed: give --train-seeds one seed at a time, or run "
+                         "several seeds with the local executor")
 
 
 def with_dataset_defaults(config: RunConfig) -> RunConfig:
@@ -115,7 +121,7 @@ def with_dataset_defaults(config: RunConfig) -> RunConfig:
         raise BenchError("--queries every-image samples new manifests: leave out --episodes-from (a replayed "
                          "manifest keeps its own queries)")
     return replace(
-        config, queries=queries,
+        config, queries=queries, training=config.training.normalized(),
         fold_convention=config.fold_convention or (card.fold_conventions[0] if card.fold_conventions else None),
         class_sampling=config.class_sampling or defaults.get("class_sampling", card.class_sampling),
         episodes=_given(config.episodes, None if queries == "every-image" else defaults.get("episodes", 1000)),
@@ -140,11 +146,13 @@ def protocol_header(config: RunConfig, dataset: FSSDataset) -> str:
 
 
 def default_out(config: RunConfig, weights: Optional[Dict[str, str]] = None) -> Path:
-    """runs/<dataset>-<hash of the config identity (and the published weights used)>: the same command
-    resumes the same directory."""
-    identity = {**config.identity(), **({"weights": weights} if weights else {})}
+    """runs/<dataset>-<hash of the config identity but the methods (and the published weights used)>, under
+    $FSS_BENCH_HOME when it is set: the same command resumes the same directory, and a command with other
+    methods and the same options adds them to it."""
+    identity = {k: v for k, v in config.identity().items() if k != "methods"}
+    identity.update({"weights": weights} if weights else {})
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
-    return Path("runs") / f"{config.dataset}-{digest}"
+    return home_path("runs") / f"{config.dataset}-{digest}"
 
 
 def replayed_manifests(config: RunConfig, dataset: FSSDataset) -> Dict[str, pd.DataFrame]:
@@ -244,16 +252,21 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     check_episode_data(store, manifests, runtime.quiet)
     train_set = training_dataset(config.training, dataset, config.methods, progress=not runtime.quiet)
     models = ModelProvider(train_set, config.training, device=device, quiet=runtime.quiet, published=published)
-    checkpoint_ids = {f"{m}/split{s}": models.checkpoint_id(m, s) for m in config.methods for s in config.splits}
-    checkpoint_hashes = {(m, s): models.verify_checkpoint(m, s) for m in config.methods for s in config.splits}
-    identity = {**config.identity(), "dataset_hash": dataset_hash, "manifests": manifest_hashes,
-                **({"weights": weights} if weights else {})}
+    if any(is_trainable(m) for m in config.methods):
+        print(checkpoints_line(models))
+    identities = method_identities(config, weights)
+    cells = run_cells_of(identities, manifest_hashes)
+    checkpoint_ids = {c.checkpoint_key: models.for_seed(c.train_seed).checkpoint_id(c.method, c.split) for c in cells}
+    checkpoint_hashes = {c.checkpoint_key: models.for_seed(c.train_seed).verify_checkpoint(c.method, c.split)
+                         for c in cells}
+    protocol = {**config.protocol(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
     with run_dir.lock(runtime.wait):
-        run_dir.prepare(identity, runtime.overwrite)
-        atomic_write_json(run_dir.config_path, {
+        existing = run_dir.prepare(protocol, identities, runtime.overwrite)
+        record = merged_record(existing, {
             "format": RunDir.FORMAT,
-            "identity": identity,
+            "identity": protocol,
             "config": config.to_dict(),
+            "methods": identities,
             "protocol": header,
             "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
                         "class_names": {str(k): v for k, v in dataset.class_names().items()}},
@@ -262,9 +275,10 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
             **({"weights": published.record()} if published is not None else {}),
             "environment": {**describe_environment(device), "plugins": plugins},
         })
+        atomic_write_json(run_dir.config_path, record)
         for name, manifest in manifests.items():
             write_manifest(manifest, run_dir.manifest_path(name))
-        todo = pending_cells(config, run_dir, manifest_hashes, models, checkpoint_hashes)
+        todo = pending_cells(cells, run_dir, manifest_hashes, models, checkpoint_hashes)
         log(f"{len(todo)} cells to evaluate ({', '.join(config.methods)}; executor {runtime.executor}, device "
             f"{device}) into {out}")
         if runtime.executor == "ray":
@@ -273,16 +287,17 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
             runner = CellRunner(config, dataset, models, device, store)
             local.evaluate_cells(runner, run_dir, manifest_hashes, todo, runtime.quiet)
         run_dir.remove_stale_temporaries()  # every writer of this run has finished
-        summary = write_results(run_dir, config.methods, sorted(manifest_hashes))
+        summary = write_results(run_dir, record)
     log(f"run finished: {out}")
     print(f"run directory: {out}")
-    print(format_table(summary, "miou", config.methods))
-    for line in collapse_warnings(summary, [m for m in config.methods if is_trainable(m)]):
+    present = record["config"]["methods"]  # every method of the run directory, in order of addition
+    print(format_table(summary, "miou", present))
+    for line in collapse_warnings(summary, [m for m in present if is_trainable(m)]):
         print(line)
     print()
-    print(format_table(summary, "fbiou", config.methods))
+    print(format_table(summary, "fbiou", present))
     print()
-    print(format_times(time_per_method(run_dir.cell_metas(), config.methods)))
+    print(format_times(time_per_method(run_dir.cell_metas(), present)))
     if weights:
         print(f"\npublished weights evaluated; compare with the reported numbers: python -m bench verify --run {out}")
     return out
@@ -300,15 +315,41 @@ def check_episode_data(store: ImageStore, manifests: Dict[str, pd.DataFrame], qu
     log(f"checked the {len(ids)} images and labels the episodes use")
 
 
-def pending_cells(config: RunConfig, run_dir: RunDir, manifest_hashes: Dict[str, str], models: ModelProvider,
-                  checkpoint_hashes: Dict[Tuple[str, int], Optional[str]]) -> List[Cell]:
-    """The cells with no finished result for their current manifest and checkpoint (its folder and,
-    where the checkpoint is here, its content hash), method by method and split by split."""
+def checkpoints_line(models: ModelProvider) -> str:
+    """The line `bench run` and `bench train` print first: where checkpoints are read from and written to."""
+    return (f"checkpoints: {models.root.absolute()} (read from and written to; set with --checkpoints, or "
+            f"{HOME_VARIABLE} for runs/ and checkpoints/ together)")
+
+
+def run_cells_of(identities: Dict[str, Dict], manifest_hashes: Dict[str, str]) -> List[Cell]:
+    """The command's cells, method by method, split by split."""
     names = sorted(manifest_hashes, key=lambda name: (Cell.of("-", name).split, name))
-    cells = [Cell.of(m, name) for m in config.methods for name in names]
+    return [cell for identity in identities.values() for cell in method_cells(identity, names)]
+
+
+def merged_record(existing: Optional[Dict], record: Dict) -> Dict:
+    """The config.json of a run that extends `existing` (same protocol): every method present, in order of
+    addition, with its identity, checkpoints and published weights; the rest is this command's."""
+    if existing is None:
+        return record
+    recorded = {**recorded_methods(existing), **record["methods"]}
+    order = dict.fromkeys([*existing.get("config", {}).get("methods", []), *recorded])  # json keys come back sorted
+    methods = {m: recorded[m] for m in order if m in recorded}
+    merged = {**record, "methods": methods, "config": {**record["config"], "methods": list(methods)}}
+    for key in ("checkpoints", "weights"):
+        kept = {k: v for k, v in existing.get(key, {}).items() if k.split("/", 1)[0] not in record["methods"]}
+        if kept or key in record:
+            merged[key] = {**kept, **record.get(key, {})}
+    return merged
+
+
+def pending_cells(cells: List[Cell], run_dir: RunDir, manifest_hashes: Dict[str, str], models: ModelProvider,
+                  checkpoint_hashes: Dict[str, Optional[str]]) -> List[Cell]:
+    """The cells with no finished result for their current manifest and checkpoint (its folder and,
+    where the checkpoint is here, its content hash)."""
     todo = [c for c in cells if not run_dir.cell_done(c, manifest_hashes[c.manifest],
-                                                      models.checkpoint_id(c.method, c.split),
-                                                      checkpoint_hashes[(c.method, c.split)])]
+                                                      models.for_seed(c.train_seed).checkpoint_id(c.method, c.split),
+                                                      checkpoint_hashes[c.checkpoint_key])]
     if len(todo) < len(cells):
         print(f"resuming {run_dir.path}: {len(cells) - len(todo)} finished cells kept, {len(todo)} to run",
               file=sys.stderr)

@@ -2,14 +2,17 @@
 
 Layout::
 
-    config.json                    resolved config, environment, dataset and manifest hashes
+    config.json                    resolved config, environment, dataset and manifest hashes, the identity
+                                   of every method present
     manifests/<cell>.csv           episodes of each (split, shot, seed)
     episodes/<method>__<cell>.csv  per-episode pixel counts of one finished cell
-    episodes/<method>__<cell>.json the cell's wall time, device and the sha256 of its CSV
+    episodes/<method>__<cell>.json the cell's wall time, device, method identity and the sha256 of its CSV
+                                   (<cell>_train<t>: one training seed of several, --train-seeds)
     qualitative/<method>__<cell>.npz predictions of the best, worst and a random episode per class
                                    (first seed, smallest shot), for reports
     episodes.csv                   all per-episode rows (gathered from the cells)
     summary.csv, class_iou.csv     metrics recomputed from episodes.csv
+    results.json                   the versioned results file (`bench.runs.results_file`)
 
 Every file is written atomically, so a cell either finished (CSV and matching JSON) or is redone.
 """
@@ -38,9 +41,10 @@ from bench.core.fileio import (
     sha256_file,
 )
 from bench.runs.cells import Cell
+from bench.runs.config import protocol_of, recorded_methods
 
-RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "report.html")
-CELL_FILE = re.compile(r"^[^/\\]+__split\d+_shot\d+_seed\d+\.(csv|json|npz)$")
+RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "results.json", "report.html")
+CELL_FILE = re.compile(r"^[^/\\]+__split\d+_shot\d+_seed\d+(_train\d+)?\.(csv|json|npz)$")
 MANIFEST_FILE = re.compile(r"^split\d+_shot\d+_seed\d+\.csv$")
 ANALYSIS_FILE = re.compile(r"^[^/\\]+\.(csv|png|svg|json)$")
 #: the harness's files in each of its folders (anything else is the user's and is never removed)
@@ -48,6 +52,17 @@ HARNESS_FILES = {"manifests": MANIFEST_FILE, "episodes": CELL_FILE, "qualitative
 
 
 RERUN = "re-run the same `bench run` command on it to redo what is missing or damaged"
+
+
+def _flat(record: Dict, prefix: str = "") -> Dict:
+    """A nested record as {"a.b": value} (for one-line differences)."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _diff(old: Dict, new: Dict) -> List[str]:
@@ -117,35 +132,65 @@ class RunDir:
             raise BenchError(f"--out {self.path} is a folder that is not an fss-bench run directory (no config.json; "
                              f"it holds {shown}): choose a new or empty folder")
 
-    def prepare(self, identity: Dict, overwrite: bool) -> None:
-        """Refuse a directory that holds a different run (unless `overwrite`), clear it if asked; called
-        under `lock`, which has created the folder.
+    def prepare(self, protocol: Dict, methods: Dict[str, Dict], overwrite: bool) -> Optional[Dict]:
+        """Check the directory against the protocol and the methods of a run about to write into it; called
+        under `lock`, which has created the folder. Returns the config.json record that the run extends
+        (None: a new or replaced run).
 
-        A run that differs but has no finished cell (a start that failed) is replaced without asking:
-        it holds nothing but what the same command writes again.
+        Another protocol is refused unless `overwrite` (which then removes every harness file). Under the
+        same protocol a method not recorded yet is added; one recorded with another identity (training
+        options, published weights) is refused unless `overwrite`, which removes that method's cells only,
+        as it does for every method of the command. A run that differs but has no finished cell (a start
+        that failed) is replaced without asking: it holds nothing but what the same command writes again.
         """
         self.check_writable()
+        replaced = False
         try:
             existing = self.read_config()
         except BenchError:
             if not overwrite:
                 raise BenchError(f"{self.config_path} is damaged; use --overwrite to start over") from None
-            existing = None
-        if existing is not None and existing.get("identity") != identity and not overwrite:
-            changes = _diff(existing.get("identity", {}), identity)
-            if self.finished_cells():
+            existing, replaced = None, True
+        if existing is not None and protocol_of(existing.get("identity", {})) != protocol:
+            changes = _diff(protocol_of(existing.get("identity", {})), protocol)
+            if not overwrite and self.finished_cells():
                 raise BenchError(
                     f"{self.path} holds a run with a different config ({'; '.join(changes[:4])}); "
                     "use --overwrite to replace it or choose another --out"
                 )
-            print(f"replacing the unfinished run in {self.path} (no cell had finished; {'; '.join(changes[:2])})",
-                  file=sys.stderr)
-            overwrite = True
-        if overwrite:
-            self.remove_harness_files()
+            if not overwrite:
+                print(f"replacing the unfinished run in {self.path} (no cell had finished; {'; '.join(changes[:2])})",
+                      file=sys.stderr)
+            existing, replaced = None, True
+        if existing is None:
+            if replaced:
+                self.remove_harness_files()
+            return None
+        recorded = recorded_methods(existing)
+        for method, identity in methods.items():
+            finished = self.finished_cells(method)
+            if overwrite:
+                self.remove_cells(method)
+            elif method in recorded and recorded[method] != identity and finished:
+                changes = _diff(_flat(recorded[method]), _flat(identity))
+                raise BenchError(
+                    f"{self.path} holds {len(finished)} cells of {method} with other method options "
+                    f"({'; '.join(changes[:3])}); use --overwrite to replace that method's cells or choose another --out"
+                )
+        return existing
 
-    def finished_cells(self) -> List[Path]:
-        return sorted((self.path / "episodes").glob("*__*.json"))
+    def finished_cells(self, method: Optional[str] = None) -> List[Path]:
+        """The records of the finished cells (of one method)."""
+        return sorted(p for p in (self.path / "episodes").glob("*__*.json")
+                      if method is None or p.name.rpartition("__")[0] == method)
+
+    def remove_cells(self, method: str) -> None:
+        """Delete one method's cells and their predictions."""
+        for folder in ("episodes", "qualitative"):
+            path = self.path / folder
+            for cell in sorted(path.glob("*__*")) if path.is_dir() else []:
+                if CELL_FILE.match(cell.name) and cell.name.rpartition("__")[0] == method:
+                    cell.unlink()
 
     def remove_harness_files(self) -> None:
         """Delete what the harness wrote here (run files, manifests, cells, predictions, analysis outputs,

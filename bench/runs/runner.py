@@ -13,7 +13,7 @@ from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.qualitative import save_qualitative
 from bench.runs.cells import Cell
-from bench.runs.config import RunConfig, cache_budgets
+from bench.runs.config import RunConfig, cache_budgets, method_identities
 from bench.runs.rundir import RunDir
 from bench.training.models import ModelProvider
 from methods import FewShotSegmenter
@@ -36,11 +36,11 @@ class CellRunner:
         if self.features is not None:
             self.features.close()
 
-    def model(self, name: str, split: int) -> Tuple[FewShotSegmenter, Dict]:
-        if (name, split) not in self._loaded:
+    def model(self, name: str, split: int, train_seed: Optional[int] = None) -> Tuple[FewShotSegmenter, Dict]:
+        if (name, split, train_seed) not in self._loaded:
             self._loaded.clear()  # one learned model in memory at a time
-            self._loaded[(name, split)] = self.models.get(name, split)
-        return self._loaded[(name, split)]
+            self._loaded[(name, split, train_seed)] = self.models.for_seed(train_seed).get(name, split)
+        return self._loaded[(name, split, train_seed)]
 
     def evaluate(self, run_dir: RunDir, cell: Cell, manifest_sha256: str, quiet: bool,
                  extra_meta: Optional[Dict] = None, before_write: Optional[Callable] = None) -> Dict:
@@ -49,7 +49,9 @@ class CellRunner:
         `before_write(csv_path, rows)` is called once the rows exist, before any file is written.
         """
         config = self.config
-        method, checkpoint = self.model(cell.method, cell.split)
+        method, checkpoint = self.model(cell.method, cell.split, cell.train_seed)
+        published = self.models.published
+        identity = method_identities(config, published.identity() if published is not None else {})[cell.method]
         manifest = read_manifest(run_dir.manifest_path(cell.manifest))
         start = time.perf_counter()
         # a native-resolution method sees every image at its own size: nothing to cache at the input size
@@ -59,7 +61,8 @@ class CellRunner:
                                  quiet=quiet)
         meta = {"method": cell.method, "cell": cell.manifest, "seconds": round(time.perf_counter() - start, 3),
                 "device": self.device, "options": method.options(), "manifest_sha256": manifest_sha256,
-                "checkpoint": self.models.checkpoint_id(cell.method, cell.split),
+                "method_identity": identity, **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
+                "checkpoint": self.models.for_seed(cell.train_seed).checkpoint_id(cell.method, cell.split),
                 "checkpoint_sha256": checkpoint.get("sha256"), "checkpoint_val_miou": checkpoint.get("val_miou"),
                 "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),
                 "checkpoint_best_epoch": checkpoint.get("best_epoch"),

@@ -47,7 +47,7 @@ class ModelProvider:
 
     def __init__(self, dataset: FSSDataset, options: TrainingOptions, *, device: str = "cpu", quiet: bool = False,
                  published: Optional[PublishedModels] = None):
-        self.dataset, self.options, self.root = dataset, options, Path(options.checkpoints)
+        self.dataset, self.options, self.root = dataset, options, options.checkpoint_root()
         self.published = published
         profile = get_profile(options.profile, dataset.name)
         self.profile = replace(profile, backbone=options.backbone) if options.backbone else profile
@@ -56,6 +56,18 @@ class ModelProvider:
         self.no_train, self.device, self.quiet = options.no_train, device, quiet
         self._backbone: Optional[Dict] = None
         self._train_hashes: Dict[int, str] = {}
+        self._seeds: Dict[int, "ModelProvider"] = {}
+
+    def for_seed(self, seed: Optional[int]) -> "ModelProvider":
+        """The provider of one training seed's checkpoints (`--train-seeds`); None: this one."""
+        if seed is None or seed == self.seed:
+            return self
+        if seed not in self._seeds:
+            sibling = ModelProvider(self.dataset, self.options.with_seed(seed), device=self.device, quiet=self.quiet,
+                                    published=self.published)
+            sibling._backbone, sibling._train_hashes = self.backbone_options(), self._train_hashes  # seed-independent
+            self._seeds[seed] = sibling
+        return self._seeds[seed]
 
     def backbone_options(self) -> Dict:
         """Backbone of the profile with its weights resolved (pretraining synthnet once if needed)."""

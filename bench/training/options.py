@@ -1,9 +1,11 @@
 """The training options of a run or of `bench train`: one source of truth for their flags."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import List, Optional
 
+from bench.core.environment import home_path
 from bench.core.options import option
 from methods.backbones import BACKBONES
 
@@ -17,6 +19,9 @@ class TrainingOptions:
     profile: Optional[str] = option(None, "training profile (see `bench list`; default: the dataset's)")
     epochs: Optional[int] = option(None, "override the profile's number of epochs")
     train_seed: int = option(0, "seed of training episodes and initialisation")
+    train_seeds: Optional[List[int]] = option(None, "train one checkpoint per seed and evaluate each (replaces "
+                                              "--train-seed; cells gain a train_seed coordinate when more than one "
+                                              "is given)", metavar="S")
     select_on: str = option("held-out", "checkpoint selection: held-out images of the training classes, or the "
                             "split's test classes (the paper's practice, recorded in the run)", choices=SELECT_ON)
     backbone: Optional[str] = option(None, "override the profile's frozen backbone (vgg16: the original of PANet, "
@@ -28,8 +33,26 @@ class TrainingOptions:
                                             identity=False, metavar="DIR")
     train_lists: Optional[str] = option(None, "split lists of --train-dataset (default: its shipped ones)",
                                         identity=False, metavar="DIR")
-    checkpoints: str = option("checkpoints", "checkpoint root folder", identity=False)
+    checkpoints: Optional[str] = option(None, "checkpoint root folder (default: $FSS_BENCH_HOME/checkpoints when "
+                                        "FSS_BENCH_HOME is set, else ./checkpoints)", identity=False, metavar="DIR")
     no_train: bool = option(False, "fail instead of training a missing checkpoint", identity=False)
     backbone_weights: Optional[str] = option(None, "local backbone weights file (default: torchvision's "
                                              "IMAGENET1K_V1 from the torch hub cache)", identity=False,
                                              metavar="PATH")
+
+    def seeds(self) -> List[int]:
+        """The training seeds: --train-seeds, else --train-seed."""
+        return list(dict.fromkeys(self.train_seeds)) if self.train_seeds else [self.train_seed]
+
+    def normalized(self) -> "TrainingOptions":
+        """One seed as `train_seed` (the single-seed layout, as before --train-seeds), several as `train_seeds`."""
+        seeds = self.seeds()
+        return replace(self, train_seed=seeds[0], train_seeds=seeds if len(seeds) > 1 else None)
+
+    def with_seed(self, seed: int) -> "TrainingOptions":
+        """The options of one training seed's checkpoints."""
+        return replace(self, train_seed=seed, train_seeds=None)
+
+    def checkpoint_root(self) -> Path:
+        """--checkpoints, else $FSS_BENCH_HOME/checkpoints, else ./checkpoints."""
+        return Path(self.checkpoints) if self.checkpoints else home_path("checkpoints")

@@ -53,7 +53,8 @@ def miou_bars(boot: pd.DataFrame) -> str:
             part = boot[(boot.method == method) & (boot.shot == shot)].set_index("split").reindex(splits)
             x = np.arange(len(splits)) + (k - (len(methods) - 1) / 2) * width
             ax.bar(x, part.miou, width, label=method, color=palette[k % len(palette)])
-            ax.errorbar(x, part.miou, yerr=[part.miou - part.ci_low, part.ci_high - part.miou], fmt="none",
+            below, above = (part.miou - part.ci_low).clip(lower=0), (part.ci_high - part.miou).clip(lower=0)
+            ax.errorbar(x, part.miou, yerr=[below, above], fmt="none",
                         ecolor="black", elinewidth=0.8, capsize=2)
         ax.set_xticks(range(len(splits)))
         ax.set_xticklabels([f"split-{s}" for s in splits])

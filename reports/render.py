@@ -56,8 +56,9 @@ def paper_table(summary: pd.DataFrame, metric: str, table: str, on_pascal: bool,
             for split in splits:
                 mean = cells[f"{metric}_mean"].get(split, np.nan)
                 std = cells[f"{metric}_std"].get(split, np.nan)
+                train_std = cells[f"{metric}_train_std"].get(split, np.nan) if f"{metric}_train_std" in cells else np.nan
                 paper = paper_value(table, method, metric, shot, split) if on_pascal else None
-                row["cells"].append({"mean": mean, "std": std, "paper": paper,
+                row["cells"].append({"mean": mean, "std": std, "train_std": float(train_std), "paper": paper,
                                      "diff": None if paper is None or np.isnan(mean) else mean - paper,
                                      "collapsed": (method, split, shot) in flagged})
             rows.append(row)
@@ -92,8 +93,8 @@ def qualitative_sections(run: Dict, methods: List[str], per_class: int = len(KIN
     dataset's images (a note instead if the dataset is not available)."""
     run_dir = RunDir(run["dir"])
     rank = {method: k for k, method in enumerate(methods)}
-    saved = sorted((m for m in run["metas"] if run_dir.qualitative_path(Cell.of(m["method"], m["cell"])).is_file()),
-                   key=lambda m: (Cell.of(m["method"], m["cell"]).split, rank.get(m["method"], len(rank)), m["method"]))
+    saved = sorted((m for m in run["metas"] if run_dir.qualitative_path(Cell.of(m["method"], m["cell"], m.get("train_seed"))).is_file()),
+                   key=lambda m: (Cell.of(m["method"], m["cell"], m.get("train_seed")).split, rank.get(m["method"], len(rank)), m["method"]))
     if not saved or per_class == 0:
         return []
     config, dataset_info = run["config"]["config"], run["config"]["dataset"]
@@ -123,15 +124,16 @@ def qualitative_sections(run: Dict, methods: List[str], per_class: int = len(KIN
                 dataset.binary_mask(dataset.read_label(row.query), class_id) == 1, masks[k])
             cards.append({"class": names.get(str(class_id), str(class_id)), "kind": row.kind, "iou": 100 * row.iou,
                           "image": strip})
-        cell = Cell.of(meta["method"], meta["cell"])
-        sections.append({"title": f"split {cell.split}: {cell.method}", "cell": cell.manifest, "cards": cards})
+        cell = Cell.of(meta["method"], meta["cell"], meta.get("train_seed"))
+        trained = "" if cell.train_seed is None else f" (training seed {cell.train_seed})"
+        sections.append({"title": f"split {cell.split}: {cell.method}{trained}", "cell": cell.manifest, "cards": cards})
     return sections
 
 
 def checked_qualitative(run_dir: RunDir, meta: Dict):
     """A cell's saved predictions, refused unless they are the ones the cell recorded and show episodes of
     its manifest (so a replaced file cannot make the report read other images)."""
-    path = run_dir.qualitative_path(Cell.of(meta["method"], meta["cell"]))
+    path = run_dir.qualitative_path(Cell.of(meta["method"], meta["cell"], meta.get("train_seed")))
     recorded = meta.get("qualitative_sha256")
     if recorded is not None and sha256_file(path) != recorded:
         raise BenchError(f"{path} does not match the hash its cell recorded (changed or damaged): {RERUN}")

@@ -34,21 +34,48 @@ def _miou_samples(class_ids: np.ndarray, inter: np.ndarray, union: np.ndarray, w
     return 100.0 * np.nanmean(np.stack(per_class, axis=1), axis=1)
 
 
-def _estimate(seeds: np.ndarray, class_ids: np.ndarray, inter: np.ndarray, union: np.ndarray,
-              weights: np.ndarray) -> np.ndarray:
-    """Mean over seeds of each seed's pooled mIoU, for each row of episode weights [B, N]."""
-    per_seed = [_miou_samples(class_ids[seeds == s], inter[seeds == s], union[seeds == s], weights[:, seeds == s])
-                for s in np.unique(seeds)]
+def _train_codes(rows: pd.DataFrame) -> np.ndarray:
+    """0..T-1 per row: the training seed of the checkpoint that produced it (0 for one or none)."""
+    if "train_seed" not in rows.columns:
+        return np.zeros(len(rows), dtype=int)
+    return rows["train_seed"].fillna(-1).rank(method="dense").to_numpy(int) - 1
+
+
+def _estimate(rows: pd.DataFrame, weights: np.ndarray, train_weights: Optional[np.ndarray] = None,
+              suffix: str = "") -> np.ndarray:
+    """The tables' estimate for each row of episode weights [B, N]: per episode set (seed) and training seed
+    the pooled mIoU, averaged over training seeds (weighted by `train_weights` [B, T] when resampled), then
+    over seeds."""
+    seeds, trains, class_ids = rows.seed.to_numpy(), _train_codes(rows), rows.class_id.to_numpy()
+    inter, union = rows[f"fg_inter{suffix}"].to_numpy(float), rows[f"fg_union{suffix}"].to_numpy(float)
+    per_seed = []
+    for s in np.unique(seeds):
+        in_seed = seeds == s
+        ts = np.unique(trains[in_seed])
+        per_train = np.stack([_miou_samples(class_ids[m], inter[m], union[m], weights[:, m])
+                              for m in (in_seed & (trains == t) for t in ts)], axis=1)  # [B, T]
+        w = np.ones_like(per_train) if train_weights is None else train_weights[:, ts]
+        per_seed.append((per_train * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12))
     return np.mean(np.stack(per_seed, axis=1), axis=1)
 
 
-def _cluster_weights(rows: pd.DataFrame, cluster: Sequence[str], resamples: int, seed: int) -> np.ndarray:
-    """Episode weights [B, N]: how often each episode's cluster was drawn in each of `resamples` draws."""
-    codes = rows.groupby(list(cluster), sort=True).ngroup().to_numpy()
+def _draw_clusters(codes: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Counts [B, n]: how often each of the n clusters was drawn in each of `resamples` draws."""
     n = int(codes.max()) + 1
-    rng = np.random.default_rng(seed)
-    drawn = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
-    return drawn[:, codes]
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
+
+
+def _train_draws(rows: pd.DataFrame, resamples: int, rng: np.random.Generator) -> Optional[np.ndarray]:
+    """Training seeds resampled with replacement [B, T] when a method was trained with several, else None."""
+    count = int(_train_codes(rows).max(initial=0)) + 1
+    return None if count < 2 else _draw_clusters(np.arange(count), resamples, rng)
+
+
+def _cluster_codes(rows: pd.DataFrame, cluster: Sequence[str], reference: Optional[pd.DataFrame] = None) -> np.ndarray:
+    """Each row's cluster number; clusters numbered over `reference` (default `rows`) so two frames agree."""
+    keys = (reference if reference is not None else rows)[list(cluster)].drop_duplicates().sort_values(list(cluster))
+    numbers = {tuple(k): i for i, k in enumerate(keys.itertuples(index=False))}
+    return np.array([numbers[tuple(k)] for k in rows[list(cluster)].itertuples(index=False)], dtype=int)
 
 
 def clusters(rows: pd.DataFrame, cluster: Sequence[str] = CLUSTER) -> int:
@@ -56,34 +83,36 @@ def clusters(rows: pd.DataFrame, cluster: Sequence[str] = CLUSTER) -> int:
     return int(rows.groupby(list(cluster)).ngroups)
 
 
-def _columns(rows: pd.DataFrame, suffix: str = "") -> Tuple[np.ndarray, ...]:
-    return (rows.seed.to_numpy(), rows.class_id.to_numpy(), rows[f"fg_inter{suffix}"].to_numpy(float),
-            rows[f"fg_union{suffix}"].to_numpy(float))
-
-
 def bootstrap_miou(rows: pd.DataFrame, resamples: int = 1000, seed: int = 0,
                    cluster: Sequence[str] = CLUSTER) -> Tuple[float, float, float]:
-    """(mIoU, lower, upper): the mean over seeds of the pooled mIoU of `rows` (one method, split and shot)
-    with a 95% percentile cluster-bootstrap interval."""
-    columns = _columns(rows)
-    point = _estimate(*columns, np.ones((1, len(rows))))[0]
-    samples = _estimate(*columns, _cluster_weights(rows, cluster, resamples, seed))
+    """(mIoU, lower, upper): the tables' mIoU of `rows` (one method, split and shot) with a 95% percentile
+    bootstrap interval over clusters and, where the method was trained with several seeds, training seeds."""
+    rng = np.random.default_rng(seed)
+    codes = _cluster_codes(rows, cluster)
+    point = _estimate(rows, np.ones((1, len(rows))))[0]
+    samples = _estimate(rows, _draw_clusters(codes, resamples, rng)[:, codes], _train_draws(rows, resamples, rng))
     return float(point), float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
 
 
 def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = 1000, seed: int = 0,
                       cluster: Sequence[str] = CLUSTER) -> Dict[str, float]:
-    """mIoU(a) - mIoU(b) on the episodes both were evaluated on, with a paired 95% cluster-bootstrap interval."""
-    merged = rows_a.merge(rows_b, on=KEYS + ["class_id", "query"], suffixes=("_a", "_b"))
-    if merged.empty:
+    """mIoU(a) - mIoU(b) on the episodes both were evaluated on, with a paired 95% bootstrap interval: the same
+    clusters drawn for both; each method's training seeds (where several) resampled on their own, since two
+    methods' trainings are independent."""
+    episode = KEYS + ["class_id", "query"]
+    common = rows_a[episode].drop_duplicates().merge(rows_b[episode].drop_duplicates(), on=episode)
+    if common.empty:
         raise ValueError("the two methods share no episodes")
-    weights = _cluster_weights(merged, cluster, resamples, seed)
-    ones = np.ones((1, len(merged)))
-    a, b = _columns(merged, "_a"), _columns(merged, "_b")
-    point = (_estimate(*a, ones) - _estimate(*b, ones))[0]
-    low, high = np.percentile(_estimate(*a, weights) - _estimate(*b, weights), [2.5, 97.5])
-    return {"difference": float(point), "lower": float(low), "upper": float(high), "episodes": len(merged),
-            "clusters": clusters(merged, cluster), "significant": bool(low > 0 or high < 0)}
+    a, b = (rows.merge(common, on=episode) for rows in (rows_a, rows_b))
+    rng = np.random.default_rng(seed)
+    drawn = _draw_clusters(_cluster_codes(common, cluster), resamples, rng)
+    codes_a, codes_b = _cluster_codes(a, cluster, common), _cluster_codes(b, cluster, common)
+    point = _estimate(a, np.ones((1, len(a))))[0] - _estimate(b, np.ones((1, len(b))))[0]
+    samples = (_estimate(a, drawn[:, codes_a], _train_draws(a, resamples, rng))
+               - _estimate(b, drawn[:, codes_b], _train_draws(b, resamples, rng)))
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return {"difference": float(point), "lower": float(low), "upper": float(high), "episodes": len(common),
+            "clusters": clusters(common, cluster), "significant": bool(low > 0 or high < 0)}
 
 
 def _ordered(names, order: Optional[List[str]]) -> List[str]:

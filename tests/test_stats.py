@@ -110,3 +110,32 @@ def test_tables_follow_the_given_method_order():
 def test_paired_needs_shared_episodes():
     with pytest.raises(ValueError):
         paired_difference(episodes("a"), episodes("b").assign(episode=lambda f: f.episode + 10_000))
+
+
+def _trained(rows: pd.DataFrame, shifts) -> pd.DataFrame:
+    """`rows` repeated once per training seed, each copy's intersections scaled (a different checkpoint)."""
+    copies = []
+    for t, scale in enumerate(shifts):
+        copy = rows.copy()
+        copy["train_seed"] = t
+        copy["fg_inter"] = (copy["fg_inter"] * scale).round()
+        copies.append(copy)
+    return pd.concat(copies, ignore_index=True)
+
+
+def test_training_seeds_widen_the_interval_and_the_estimate_averages_them():
+    rows = repeated_queries()
+    one = bootstrap_miou(_trained(rows, [1.0, 1.0, 1.0]), 500)
+    spread = bootstrap_miou(_trained(rows, [0.6, 1.0, 1.0]), 500)
+    point = np.mean([bootstrap_miou(_trained(rows, [s]), 10)[0] for s in (0.6, 1.0, 1.0)])
+    assert spread[0] == pytest.approx(point)
+    assert spread[2] - spread[1] > 1.5 * (one[2] - one[1])
+
+
+def test_paired_difference_with_training_seeds_pairs_each_episode_once():
+    rows = repeated_queries()
+    a, b = _trained(rows, [0.9, 1.0, 1.1]), rows.assign(method="b")
+    result = paired_difference(a, b, 300)
+    assert result["episodes"] == len(rows)
+    single = paired_difference(_trained(rows, [1.0]), b, 300)
+    assert single["difference"] == pytest.approx(0.0)

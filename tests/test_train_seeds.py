@@ -110,3 +110,11 @@ def test_fss_bench_home_sets_both_defaults(seeded, tmp_path, monkeypatch, capsys
     assert len(runs) == 1 and runs[0].name.startswith("synthetic-tiny-") and (runs[0] / "results.json").is_file()
     assert "checkpoints:" not in capsys.readouterr().out  # no learned method: no checkpoint is read
     assert not (tmp_path / "runs").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_report_shows_the_training_seed_spread_and_each_seeds_panels(seeded):
+    out = seeded / "report.html"
+    assert main(["report", "--run", str(seeded / "run"), "--out", str(out), "--resamples", "50"]) == 0
+    html = out.read_text()
+    assert 'title="std over training seeds"' in html
+    assert "panet (training seed 0)" in html and "panet (training seed 1)" in html

@@ -47,8 +47,6 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
     training = build(TrainingOptions, args).normalized()
     check_training(training, args.dataset)
     seeds = training.seeds()
-    log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}, "
-        f"training seeds {' '.join(map(str, seeds))}")
     if args.cpus_per_task < 1:
         raise BenchError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
     if args.executor == "ray":
@@ -57,6 +55,10 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
         if len(seeds) > 1:
             raise BenchError("--executor ray trains one training seed: give --train-seeds one seed at a time")
         ray_executor.require_ray()
+    # after the checks: an error in the arguments stays one line on stderr
+    log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}, "
+        f"training seeds {' '.join(map(str, seeds))}")
+    if args.executor == "ray":
         models = open_models(args, training, "cpu", quiet=args.quiet)  # the tasks pick their own device
         print(checkpoints_line(models))
         ray_executor.train_grid(models, [(name, split) for name in methods for split in splits], args.data_root,

@@ -14,8 +14,8 @@ same recipe, checkpoints selected on held-out images of the training classes) an
 mIoU with a paired 95% bootstrap interval over the same episodes (mIoU pooled over the seeds' episodes).
 Each level is a resumable `bench run` directory and a similarity folder under --out/level-<LEVEL>.
 
-Outputs (in --out): context.csv (one row per level and shot), context.png / .svg (gain and BG - FG
-similarity gap against the level).
+Outputs (in --out, rewritten after each level): context.csv (one row per level and shot), context.png /
+.svg (gain and BG - FG similarity gap against the level).
 """
 from __future__ import annotations
 
@@ -99,6 +99,7 @@ def plot(result: pd.DataFrame, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    result = result.sort_values("level", kind="stable")  # levels may be given in any order
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for shot, group in result.groupby("shot"):
         ax.errorbar(group.level, group.gain, yerr=[group.gain - group.gain_low, group.gain_high - group.gain],
@@ -124,16 +125,17 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     out = Path(args.out or (Path(args.run) / "analyses" / "context" if args.run else
                             Path("runs") / "analyses" / f"context-{args.dataset}-split{args.split}"))
     rows: List[dict] = []
+    writer = Analysis("context", args, None, None, out, "cpu")
     for level, name in zip(levels, names):
-        rows += run_level(args, level, out)
-        done = [r for r in rows if r["level"] == level]
+        done = run_level(args, level, out)
+        rows += done
         print(f"level {format_level(level)} ({name}): BG - FG cosine {done[0]['bg_minus_fg']:+.3f}; "
               + "; ".join(f"{r['shot']}-shot FBAF gain {r['gain']:+.2f} [{r['gain_low']:+.2f}, {r['gain_high']:+.2f}]"
-                          for r in done) + f"; {done[0]['wall_s']:.0f} s")
-    result = pd.DataFrame(rows)
-    writer = Analysis("context", args, None, None, out, "cpu")
-    writer.save_table(result, "context")
-    writer.save_figure(plot(result, f"FBAF gain vs background context ({args.dataset}, split {args.split})"), "context")
+                          for r in done) + f"; {done[0]['wall_s']:.0f} s", flush=True)
+        result = pd.DataFrame(rows)  # written after every level: an interrupted sweep shows what it measured
+        writer.save_table(result, "context")
+        writer.save_figure(plot(result, f"FBAF gain vs background context ({args.dataset}, split {args.split})"),
+                           "context")
     columns = ["level", "shot", "fg_cosine", "bg_cosine", "bg_minus_fg", "miou_dpr", "miou_dpr_fbaf", "gain",
                "gain_low", "gain_high", "wall_s"]
     print(result[columns].round(3).to_string(index=False))

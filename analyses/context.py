@@ -90,7 +90,8 @@ def run_level(args: argparse.Namespace, level: float, out: Path) -> List[dict]:
             "classes": len(classes)}
     wall = {"wall_s": time.perf_counter() - start, "training_s": times.training_s.sum(min_count=1),
             "evaluation_s": times.evaluation_s.sum()}
-    return [{**base, **row, **wall} for row in gain_rows(results.episodes, args.split, list(args.shots), args.resamples)]
+    gains = gain_rows(results.episodes, args.split, list(args.shots), args.resamples)
+    return [{**base, **row, **wall} for row in gains]
 
 
 def plot(result: pd.DataFrame, title: str):
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", nargs="+", type=int, default=[1])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=1000)
-    parser.add_argument("--pairs", type=int, default=4000, help="same-class image pairs for the similarity (paper: 4000)")
+    parser.add_argument("--pairs", type=int, default=4000,
+                        help="same-class image pairs for the similarity (paper: 4000)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the paired interval")
     return parser
 

@@ -149,7 +149,8 @@ def test_sweep_end_to_end_resumes_and_shows_in_the_report(cache_env, tmp_path):
     assert context.main(argv) == 0
     out = tmp_path / "analyses" / "context"
     table = pd.read_csv(out / "context.csv")
-    assert list(table.level) == [1.0, 0.0] and list(table.dataset) == ["synthetic-tiny-context1", "synthetic-tiny-context0"]
+    assert list(table.level) == [1.0, 0.0]
+    assert list(table.dataset) == ["synthetic-tiny-context1", "synthetic-tiny-context0"]
     assert np.allclose(table.gain, table.miou_dpr_fbaf - table.miou_dpr)
     assert np.allclose(table.bg_minus_fg, table.bg_cosine - table.fg_cosine, atol=1e-5)  # CSV: 6 digits
     assert (table.episodes == 8).all() and (table.training_s > 0).all()

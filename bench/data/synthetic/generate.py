@@ -66,8 +66,8 @@ class SyntheticSpec:
             raise BenchError(f"synthetic pools need at least {N_CLASSES} images each")
         if not 32 <= self.min_size <= self.max_size:
             raise BenchError(f"synthetic sizes need 32 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
-        if self.context is not None and not (isinstance(self.context, (int, float)) and not isinstance(self.context, bool)
-                                             and 0 <= self.context <= 1
+        number = isinstance(self.context, (int, float)) and not isinstance(self.context, bool)
+        if self.context is not None and not (number and 0 <= self.context <= 1
                                              and float(format_level(self.context)) == self.context):
             raise BenchError(f"synthetic context level must be a number in [0, 1] with at most 6 significant "
                              f"digits, got {self.context!r}")

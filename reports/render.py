@@ -28,7 +28,8 @@ FLOOR = "all-foreground"
 ABLATIONS = ["canet", "simpropnet-dpr", "simpropnet-fbaf", "simpropnet-dpr-fbaf", "simpropnet"]
 ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP vectors (Figure 6)",
             "error_regions": "Error-region similarity (Section 3.1)", "error_overlap": "Error overlap (Table 1)",
-            "identical": "Identical input (Tables 2 and 6)", "protocol": "Protocol sensitivity"}
+            "identical": "Identical input (Tables 2 and 6)", "protocol": "Protocol sensitivity",
+            "context": "FBAF gain vs background context (Figure 3's premise)"}
 
 
 def load_run(run_dir: Path) -> Dict:

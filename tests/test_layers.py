@@ -9,7 +9,7 @@ Layers, bottom up (a module may import its own layer and those listed for it):
   bench.training               core, data, evaluation, methods, the metrics
   bench.runs                   everything of bench below it, methods, metrics and summary
   reports                      bench (not its CLI), methods, analyses.metrics / summary
-  analyses (the experiments)   bench, methods, analyses
+  analyses (the experiments)   bench, methods, analyses, reports.stats (the bootstrap: numpy and pandas only)
   bench.cli, bench.benchmarks  everything
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ ALLOWED = {
     "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
                 "analyses.metrics", "analyses.summary", "reports"},
     "analyses": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.cli",
-                 "methods", "analyses"},
+                 "methods", "analyses", "reports.stats"},
     "bench.cli": {"bench", "methods", "analyses", "reports"},
     "bench.benchmarks": {"bench", "methods", "analyses", "reports"},
     "bench": {"bench"},  # bench/__init__.py and bench/__main__.py

@@ -8,13 +8,15 @@ the layout and where to get each part (`DatasetCard.missing`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, List, Mapping, Tuple
 
 from bench.core.errors import BenchError
 from methods.registry import Registry
 
 DATASETS = Registry("dataset")
 CARDS: Dict[str, "DatasetCard"] = {}
+#: resolvers of parametrised dataset names (`register_family`)
+FAMILIES: List[Callable[[str], bool]] = []
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,20 @@ def register_dataset(card: DatasetCard) -> Callable[[Callable], Callable]:
     return decorate
 
 
+def register_family(resolver: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Decorator on `resolver(name) -> bool` that registers a dataset of a parametrised family (such as
+    `synthetic-context0.25`) when its name is first looked up, and returns False for other names."""
+    FAMILIES.append(resolver)
+    return resolver
+
+
+def resolve(name: str):
+    """The builder registered under `name`, registering a family's member first where one claims it."""
+    if name not in CARDS:
+        any(family(name) for family in FAMILIES)
+    return DATASETS.get(name)  # an unknown name: the registry's error listing the known ones
+
+
 def card_of(name: str) -> DatasetCard:
-    DATASETS.get(name)  # an unknown name: the registry's error listing the known ones
+    resolve(name)
     return CARDS[name]

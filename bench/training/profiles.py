@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, Optional
 
 from bench.core.errors import BenchError
+from bench.data.catalog import split_context_name
 from methods import METHODS
 
 
@@ -87,7 +88,7 @@ DEFAULT_PROFILE = {"synthetic": "synthetic", "synthetic-tiny": "tiny", "pascal5i
 
 def get_profile(name: Optional[str], dataset: str) -> TrainProfile:
     """The named profile, or the dataset's default one."""
-    name = name or DEFAULT_PROFILE.get(dataset, "paper-pascal")
+    name = name or DEFAULT_PROFILE.get(split_context_name(dataset)[0], "paper-pascal")
     if name not in PROFILES:
         raise BenchError(f"unknown training profile '{name}'; known profiles: {', '.join(sorted(PROFILES))}")
     return PROFILES[name]

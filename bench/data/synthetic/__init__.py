@@ -7,7 +7,7 @@ from bench.data.synthetic.classes import CLASSES, SCENES, check_class_table, fol
 
 _GENERATE_API = (
     "CLASS_NAMES", "GENERATOR_VERSION", "TINY_SPEC", "SyntheticSpec", "default_cache_dir",
-    "ensure_synthetic", "synthetic_content_hash", "verify_synthetic",
+    "ensure_synthetic", "format_level", "synthetic_content_hash", "verify_synthetic",
 )
 
 __all__ = ["CLASSES", "SCENES", "check_class_table", "fold_classes", *_GENERATE_API]

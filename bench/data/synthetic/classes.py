@@ -99,12 +99,21 @@ P_PRIMARY_SCENE = 0.50
 P_SECONDARY_SCENE = 0.25
 
 
-def scene_distribution(c: ClassDef) -> np.ndarray:
+def scene_distribution(c: ClassDef, context: float | None = None) -> np.ndarray:
+    """P(scene | anchor class `c`): the default benchmark's (context None), or at a context level in [0, 1]
+    the mixture that moves from uniform (0: scenes independent of the class) through the default's
+    (0.5) to the primary scene only (1), linearly on each half."""
     others = len(SCENES) - 2
     p = np.full(len(SCENES), (1.0 - P_PRIMARY_SCENE - P_SECONDARY_SCENE) / others)
     p[SCENES.index(c.primary_scene)] = P_PRIMARY_SCENE
     p[SCENES.index(c.secondary_scene)] = P_SECONDARY_SCENE
-    return p
+    if context is None:
+        return p
+    if context <= 0.5:
+        start, end, t = np.full(len(SCENES), 1.0 / len(SCENES)), p, 2.0 * context
+    else:
+        start, end, t = p, np.eye(len(SCENES))[SCENES.index(c.primary_scene)], 2.0 * context - 1.0
+    return (1.0 - t) * start + t * end
 
 
 

@@ -5,7 +5,7 @@
     <root>/lists/{trn,val}/fold{0..3}.txt         "<id>__<class 01..20>", sorted
     <root>/synthetic.json                         stamp (version, spec, classes, content hash, timing)
 
-Usage: python -m bench.data.synthetic.generate --out DIR [--seed N] [--tiny] [--workers N]
+Usage: python -m bench.data.synthetic.generate --out DIR [--seed N] [--tiny] [--context LEVEL] [--workers N]
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json, hash_files
@@ -48,11 +49,15 @@ _CHUNK = 25
 
 @dataclass(frozen=True)
 class SyntheticSpec:
+    """What the generated benchmark depends on. `context`: None for the default benchmark, or a level in
+    [0, 1] of how strongly backgrounds follow the image's main class (see `render_image`)."""
+
     seed: int = 0
     n_train: int = 3000
     n_val: int = 1000
     min_size: int = 96
     max_size: int = 128
+    context: Optional[float] = None
 
     def __post_init__(self):
         if not (isinstance(self.seed, int) and self.seed >= 0):
@@ -61,11 +66,29 @@ class SyntheticSpec:
             raise BenchError(f"synthetic pools need at least {N_CLASSES} images each")
         if not 32 <= self.min_size <= self.max_size:
             raise BenchError(f"synthetic sizes need 32 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
+        number = isinstance(self.context, (int, float)) and not isinstance(self.context, bool)
+        if self.context is not None and not (number and 0 <= self.context <= 1
+                                             and float(format_level(self.context)) == self.context):
+            raise BenchError(f"synthetic context level must be a number in [0, 1] with at most 6 significant "
+                             f"digits, got {self.context!r}")
 
     @property
     def name(self) -> str:
+        context = "" if self.context is None else f"-context{format_level(self.context)}"
         return (f"synthetic-v{GENERATOR_VERSION}-s{self.seed}-{self.n_train}x{self.n_val}"
-                f"-{self.min_size}to{self.max_size}")
+                f"-{self.min_size}to{self.max_size}{context}")
+
+    def as_dict(self) -> dict:
+        """The spec as stamped; without `context` when it is None, so the default spec reads as before."""
+        out = asdict(self)
+        if self.context is None:
+            del out["context"]
+        return out
+
+
+def format_level(level: float) -> str:
+    """The canonical text of a context level in names: 0, 0.25, 1."""
+    return f"{float(level):g}"
 
 
 TINY_SPEC = SyntheticSpec(n_train=240, n_val=160)
@@ -95,7 +118,7 @@ def _generate_into(root: Path, spec: SyntheticSpec, progress: bool, workers: int
         anchors = pool_anchors(spec.seed, pool_id, n)
         for start in range(0, n, _CHUNK):
             tasks.append((str(root), spec.seed, pool_id, prefix, n, start, anchors[start:start + _CHUNK].tolist(),
-                          spec.min_size, spec.max_size))
+                          spec.min_size, spec.max_size, spec.context))
     results = []
     if workers == 1:
         chunks = map(render_chunk, tasks)
@@ -117,7 +140,7 @@ def _generate_into(root: Path, spec: SyntheticSpec, progress: bool, workers: int
     content_hash = synthetic_content_hash(root)
     seconds = time.perf_counter() - t0
     stamp = {
-        "generator": GENERATOR_ID, "version": GENERATOR_VERSION, "name": spec.name, "spec": asdict(spec),
+        "generator": GENERATOR_ID, "version": GENERATOR_VERSION, "name": spec.name, "spec": spec.as_dict(),
         "class_names": CLASS_NAMES, "classes": [c.attributes() for c in CLASSES], "scenes": list(SCENES),
         "min_pixels": MIN_PIXELS, "ignore_label": IGNORE,
         "jpeg": {"quality": JPEG_QUALITY, "subsampling": "4:2:0"},
@@ -164,7 +187,7 @@ def verify_synthetic(root: Path) -> str:
 
 def _is_current(root: Path, spec: SyntheticSpec) -> bool:
     stamp = _read_stamp(root)
-    if stamp is None or stamp.get("version") != GENERATOR_VERSION or stamp.get("spec") != asdict(spec):
+    if stamp is None or stamp.get("version") != GENERATOR_VERSION or stamp.get("spec") != spec.as_dict():
         return False
     try:
         return synthetic_content_hash(root) == stamp.get("content_hash")
@@ -212,7 +235,7 @@ def ensure_synthetic(root: Path | None = None, spec: SyntheticSpec = SyntheticSp
         _remove_leftovers(root)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
         try:
-            (tmp / OWNER_MARKER).write_text(json.dumps({"pid": os.getpid(), "spec": asdict(spec)}) + "\n")
+            (tmp / OWNER_MARKER).write_text(json.dumps({"pid": os.getpid(), "spec": spec.as_dict()}) + "\n")
             log(f"generating the {spec.name} dataset (once, cached): {spec.n_train + spec.n_val} images into {root}")
             stamp = _generate_into(tmp, spec, progress, workers)
             log(f"generated {spec.name} in {stamp['generation_seconds']:.1f} s")
@@ -234,12 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="dataset folder (default: cache/<spec name>)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="the small test spec")
+    parser.add_argument("--context", type=float, default=None, metavar="LEVEL",
+                        help="background context level in [0, 1] (default: the default benchmark's backgrounds)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     base = TINY_SPEC if args.tiny else SyntheticSpec()
-    spec = SyntheticSpec(args.seed, base.n_train, base.n_val, base.min_size, base.max_size)
     try:
+        spec = SyntheticSpec(args.seed, base.n_train, base.n_val, base.min_size, base.max_size, args.context)
         t0 = time.perf_counter()
         root = ensure_synthetic(args.out, spec, progress=args.progress, workers=args.workers)
         total = time.perf_counter() - t0

@@ -48,12 +48,12 @@ def pool_anchors(seed: int, pool_id: int, n: int) -> np.ndarray:
 
 
 def render_chunk(task) -> list[tuple]:
-    root, seed, pool_id, prefix, n, start, anchors, min_size, max_size = task
+    root, seed, pool_id, prefix, n, start, anchors, min_size, max_size, context = task
     root = Path(root)
     out = []
     for k, anchor in enumerate(anchors):
         index = start + k
-        rgb, label, meta = render_image(seed, pool_id, index, int(anchor), min_size, max_size)
+        rgb, label, meta = render_image(seed, pool_id, index, int(anchor), min_size, max_size, context=context)
         name = image_id(prefix, index, n)
         buf = io.BytesIO()
         Image.fromarray(rgb, "RGB").save(buf, "JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)

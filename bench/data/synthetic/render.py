@@ -6,7 +6,7 @@ from scipy.ndimage import gaussian_filter
 
 from bench.data.base import IGNORE
 from bench.data.synthetic.classes import CLASSES, SCENES, ClassDef, confusers, scene_distribution
-from bench.data.synthetic.scenes import render_background, sample_clutter
+from bench.data.synthetic.scenes import class_clutter, render_background, sample_clutter
 from bench.data.synthetic.shapes import rasterize, sample_pose, sample_shape_params
 from bench.data.synthetic.textures import render_object_colour, sample_palette, sample_texture_params
 
@@ -79,18 +79,31 @@ def camera(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 
 def render_image(seed: int, pool_id: int, index: int, anchor: int, min_size: int, max_size: int,
-                 table: tuple[ClassDef, ...] = CLASSES):
-    """Returns (rgb uint8 (H, W, 3), label uint8 (H, W), meta dict); labels index into `table`."""
+                 table: tuple[ClassDef, ...] = CLASSES, context: float | None = None):
+    """Returns (rgb uint8 (H, W, 3), label uint8 (H, W), meta dict); labels index into `table`.
+
+    `context` (a level in [0, 1], or None for the default benchmark): how strongly the background
+    follows the anchor class: the scene distribution (`scene_distribution`) and the fraction of
+    clutter items drawn from the anchor's own clutter table instead of the scene's.
+    """
     rng = image_rng(seed, pool_id, index)
     h, w = (int(x) for x in rng.integers(min_size, max_size + 1, 2))
-    scene = int(rng.choice(len(SCENES), p=scene_distribution(table[anchor - 1])))
+    scene = int(rng.choice(len(SCENES), p=scene_distribution(table[anchor - 1], context)))
     classes = choose_classes(rng, anchor, scene, table)
     order = rng.permutation(len(classes))
     light_angle = rng.uniform(0, 2 * np.pi)  # one light per image, in image coordinates (y up)
 
     img, clutter = render_background(SCENES[scene], rng, h, w)
+    drawn = []                           # per clutter item: from the anchor's own table?
+
+    def clutter_table():
+        # no draw at all without a context level, so that the default benchmark stays byte-identical
+        own = context is not None and rng.random() < context
+        drawn.append(own)
+        return class_clutter(anchor) if own else clutter
+
     for _ in range(int(rng.integers(2, 9))):
-        item = sample_clutter(rng, clutter, h, w)
+        item = sample_clutter(rng, clutter_table(), h, w)
         if item is not None:
             colour, fp = item
             box = img[fp.y0:fp.y1, fp.x0:fp.x1]
@@ -136,7 +149,7 @@ def render_image(seed: int, pool_id: int, index: int, anchor: int, min_size: int
         truncation.append(truncated)
 
     if rng.random() < P_FOREGROUND_CLUTTER:
-        item = sample_clutter(rng, clutter, h, w, foreground=True)
+        item = sample_clutter(rng, clutter_table(), h, w, foreground=True)
         if item is not None:
             colour, fp = item
             sl = (slice(fp.y0, fp.y1), slice(fp.x0, fp.x1))
@@ -158,5 +171,6 @@ def render_image(seed: int, pool_id: int, index: int, anchor: int, min_size: int
         "scene": SCENES[scene], "anchor": anchor, "classes": classes, "n_objects": len(classes),
         "visible": {int(i + 1): int(n) for i, n in enumerate(counts) if n > 0},
         "size": (h, w), "truncated": truncation, "occluded": occluded,
+        "clutter": len(drawn), "class_clutter": int(sum(drawn)),
     }
     return rgb, label, meta

@@ -6,6 +6,8 @@ and stay label 0. Some clutter borrows class palette colours so that colour alon
 """
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 
 from bench.data.synthetic.classes import PALETTES, SCENES
@@ -158,6 +160,14 @@ _RENDERERS = {"meadow": _meadow, "sky": _sky, "water": _water, "sand": _sand, "w
 assert tuple(_RENDERERS) == SCENES
 
 _PALETTE_COLOURS = [c for pair in PALETTES.values() for c in pair]
+_GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def class_clutter(index: int) -> list:
+    """The clutter colour table of class `index` in the context variants: its own hue (spread over the
+    classes by the golden ratio), as a bright blob and a darker stick."""
+    hue = (index * _GOLDEN) % 1.0
+    return [(colorsys.hsv_to_rgb(hue, 0.75, 0.9), "blob"), (colorsys.hsv_to_rgb(hue, 0.6, 0.5), "stick")]
 
 
 def render_background(scene: str, rng: np.random.Generator, h: int, w: int):

@@ -27,7 +27,7 @@ from reports.check import check
 from reports.compare import compare_runs, print_comparison
 from reports.render import render_report
 
-ANALYSES = ("identical", "similarity", "error_regions", "error_overlap", "tsne", "protocol")
+ANALYSES = ("identical", "similarity", "error_regions", "error_overlap", "tsne", "protocol", "context")
 
 
 def build_parser() -> argparse.ArgumentParser:

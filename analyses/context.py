@@ -29,6 +29,7 @@ import pandas as pd
 
 from analyses import similarity
 from analyses.common import Analysis, add_arguments, cli, run_config
+from bench.cli.arguments import Parser
 from analyses.metrics import evaluate_rows
 from bench.core.errors import BenchError
 from bench.data.catalog import context_name
@@ -145,14 +146,13 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analyses.context", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m analyses.context", description=__doc__)
     add_arguments(parser)
     parser.add_argument("--levels", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0], metavar="LEVEL",
                         help="background context levels in [0, 1]")
-    parser.add_argument("--shots", nargs="+", type=int, default=[1])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--shots", nargs="+", type=int, default=[1], help="support images per episode")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one episode set per seed")
+    parser.add_argument("--episodes", type=int, default=1000, help="episodes per seed and level")
     parser.add_argument("--pairs", type=int, default=4000,
                         help="same-class image pairs for the similarity (paper: 4000)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the paired interval")

@@ -2,8 +2,8 @@
 
 A baseline is a JSON file (under reports/baselines/) listing, per (method, dataset, split, shot), the
 mIoU (mean over seeds, percent) of a reference run, with the identity of what produced it: the protocol
-(dataset and its hash, grid, manifests' sha256, scoring, training profile), each method's checkpoint
-and the CPU numerics settings. A run of another protocol is refused in one line (exit 2) instead of
+(dataset and its hash, grid, manifests' sha256, scoring), each method's checkpoint id (its training
+recipe) and the CPU numerics settings. A run of another protocol is refused in one line (exit 2) instead of
 being listed entry by entry; other numerics or another training recipe are said before the table.
 The check fails (exit 1) if any entry of the baseline is missing from the run or lower by more than the
 tolerance (default 1.0 mIoU), and prints a table of every entry. `--update` rewrites the baseline from

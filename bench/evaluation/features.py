@@ -67,7 +67,6 @@ class CodeCache:
             self._model = method
             self._codes.clear()
             self._clear_spill()
-            self._wanted = {}
 
     @torch.no_grad()
     def prepare(self, method: BackboneMethod, manifest: pd.DataFrame, quiet: bool = True) -> None:

@@ -16,6 +16,7 @@ from bench.cli.guard import exit_status
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
+from bench.core.log import log_session
 from bench.data.catalog import FSSDataset, open_dataset
 from bench.data.episodes import images_by_class
 from bench.runs.config import RunConfig, RuntimeOptions
@@ -25,10 +26,11 @@ from bench.training.options import TrainingOptions
 from methods.backbones import FrozenBackbone, build_backbone
 from methods.common import masked_average_pool
 from methods.plugins import load_plugins
+from methods.registry import MethodError
 
 #: the options of `bench run` the analyses share (the same flags, defaults and help)
 SHARED_OPTIONS = ("plugin", "dataset", "data_root", "lists", "profile", "backbone", "backbone_weights", "checkpoints", "no_train",
-                  "device", "quiet")
+                  "device", "quiet", "log_file")
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, methods: str = "none", splits: str = "one") -> None:
@@ -132,9 +134,16 @@ def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Anal
 
 def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[argparse.Namespace], None],
         argv: Optional[List[str]] = None) -> int:
-    """Run an analysis command: BenchError or MethodError -> one `error:` line and exit status 2."""
-    args = build_parser().parse_args(argv)
-    return exit_status(lambda: body(args), interrupted="interrupted")
+    """Run an analysis command: BenchError or MethodError -> one `error:` line and exit status 2. Its log
+    lines (generating, pretraining, training, evaluating) go to stderr in a batch job and to --log-file."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def logged():
+        with log_session(args.log_file, args.quiet, parser.prog, (BenchError, MethodError)):
+            return body(args)
+
+    return exit_status(logged, interrupted="interrupted")
 
 
 @torch.no_grad()

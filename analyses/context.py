@@ -32,6 +32,7 @@ from analyses.common import Analysis, add_arguments, cli, run_config
 from bench.cli.arguments import Parser
 from analyses.metrics import evaluate_rows
 from bench.core.errors import BenchError
+from bench.core.log import log
 from bench.data.catalog import context_name
 from bench.data.synthetic import format_level
 from bench.runs.results import load_results
@@ -79,6 +80,7 @@ def run_level(args: argparse.Namespace, level: float, out: Path) -> List[dict]:
     start = time.perf_counter()
     dataset = context_name(args.dataset, level)
     folder = out / f"level-{format_level(level)}"
+    log(f"context level {format_level(level)} ({dataset}): Figure 3's similarity, then {WITHOUT} and {WITH}")
     inner = level_args(args, dataset, folder)
     summary = similarity.run(inner)
     overall, classes = summary.iloc[-1], summary.iloc[:-1]

@@ -145,8 +145,12 @@ def test_help_names_the_paper_counterpart(capsys):
 def test_sweep_end_to_end_resumes_and_shows_in_the_report(cache_env, tmp_path):
     argv = ["--dataset", "synthetic-tiny", "--profile", "tiny", "--split", "1", "--levels", "1", "0",
             "--seeds", "0", "--episodes", "8", "--pairs", "20", "--resamples", "50", "--quiet",
-            "--run", str(tmp_path), "--checkpoints", str(tmp_path / "ckpt")]
+            "--run", str(tmp_path), "--checkpoints", str(tmp_path / "ckpt"), "--log-file", str(tmp_path / "sweep.log")]
     assert context.main(argv) == 0
+    lines = [line[20:] for line in (tmp_path / "sweep.log").read_text().splitlines()]
+    assert lines[0].startswith("python -m analyses.context started")
+    assert sum(line.startswith("generating the synthetic-tiny") for line in lines) == 2  # the variants, once each
+    assert sum(line.startswith("bench run: ") for line in lines) == 2  # written once, not by both sessions
     out = tmp_path / "analyses" / "context"
     table = pd.read_csv(out / "context.csv")
     assert list(table.level) == [1.0, 0.0]

@@ -184,3 +184,18 @@ def test_run_logs_cells_to_the_file_even_when_quiet(cache_env, tmp_path, capsys)
     assert main(args[:-1] + [str(tmp_path)]) == 2  # a folder is no log file
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write the log file") and len(err.splitlines()) == 1
+
+
+def test_a_session_inside_another_writes_each_line_once(tmp_path, capsys):
+    path = tmp_path / "analysis.log"
+    with log_session(str(path), title="python -m analyses.context"):
+        log("outer")
+        with log_session(str(path), title="bench run"):  # the analysis' own `bench run`
+            log("inner")
+        log("after")
+    assert log_lines(capsys.readouterr().err) == ["outer", "inner", "after"]
+    lines = log_lines(path.read_text())
+    assert lines[0].startswith("python -m analyses.context started") and lines[1:] == ["outer", "inner", "after"]
+    with log_session():
+        log("a new session")
+    assert log_lines(capsys.readouterr().err) == ["a new session"]

@@ -1,6 +1,6 @@
 """Plain, timestamped log lines for batch jobs (SLURM, nohup, CI), where progress bars show nothing.
 
-`bench run` and `bench train` open a `log_session`: its lines go to stderr when stderr is not a terminal
+`bench run`, `bench train` and the analyses' commands open a `log_session`: its lines go to stderr when stderr is not a terminal
 (a terminal has the bars) unless quiet, and always to the log file if one is given (appended). Outside
 a session (the library, Ray workers) `log` writes nothing.
 """
@@ -20,6 +20,7 @@ LOGGER.propagate = False  # never into an application's root logger (pytest's, R
 LOGGER.setLevel(logging.INFO)
 LOGGER.addHandler(logging.NullHandler())
 FORMAT = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+_OPEN: List[str] = []  # the titles of the sessions open now (at most one: nested ones are no-ops)
 
 
 def log(message: str) -> None:
@@ -79,8 +80,12 @@ def log_session(log_file: Optional[str] = None, quiet: bool = False, title: str 
 
     The file alone also gets `<title> started (pid N)` (it is appended to) and how the block ended when
     it raised: `error: ...` for the `expected` (user's) errors, as the command prints it on stderr, an
-    interrupt, or the type of any other exception.
+    interrupt, or the type of any other exception. A session opened inside another (an analysis command
+    that calls `bench run`) changes nothing: the outer one's destinations hold, so no line is written twice.
     """
+    if _OPEN:
+        yield
+        return
     handlers: List[logging.Handler] = [] if quiet else [StderrLines()]
     to_file = _file_handler(Path(log_file)) if log_file else None
     if to_file is not None:
@@ -88,6 +93,7 @@ def log_session(log_file: Optional[str] = None, quiet: bool = False, title: str 
         _only_to(to_file, f"{title or 'fss-bench'} started (pid {os.getpid()})")
     for handler in handlers:
         LOGGER.addHandler(handler)
+    _OPEN.append(title)
     try:
         yield
     except BaseException as exc:
@@ -95,6 +101,7 @@ def log_session(log_file: Optional[str] = None, quiet: bool = False, title: str 
             _only_to(to_file, _ending(exc, expected))
         raise
     finally:
+        _OPEN.pop()
         for handler in handlers:
             LOGGER.removeHandler(handler)
             handler.close()

@@ -83,13 +83,19 @@ def clusters(rows: pd.DataFrame, cluster: Sequence[str] = CLUSTER) -> int:
     return int(rows.groupby(list(cluster)).ngroups)
 
 
+def miou_estimate(rows: pd.DataFrame) -> float:
+    """The tables' mIoU (percent) of `rows` (one method, split and shot): per episode set and training seed
+    pooled over its episodes, averaged over training seeds, then over episode sets."""
+    return float(_estimate(rows, np.ones((1, len(rows))))[0])
+
+
 def bootstrap_miou(rows: pd.DataFrame, resamples: int = 1000, seed: int = 0,
                    cluster: Sequence[str] = CLUSTER) -> Tuple[float, float, float]:
     """(mIoU, lower, upper): the tables' mIoU of `rows` (one method, split and shot) with a 95% percentile
     bootstrap interval over clusters and, where the method was trained with several seeds, training seeds."""
     rng = np.random.default_rng(seed)
     codes = _cluster_codes(rows, cluster)
-    point = _estimate(rows, np.ones((1, len(rows))))[0]
+    point = miou_estimate(rows)
     samples = _estimate(rows, _draw_clusters(codes, resamples, rng)[:, codes], _train_draws(rows, resamples, rng))
     return float(point), float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
 
@@ -107,7 +113,7 @@ def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int
     rng = np.random.default_rng(seed)
     drawn = _draw_clusters(_cluster_codes(common, cluster), resamples, rng)
     codes_a, codes_b = _cluster_codes(a, cluster, common), _cluster_codes(b, cluster, common)
-    point = _estimate(a, np.ones((1, len(a))))[0] - _estimate(b, np.ones((1, len(b))))[0]
+    point = miou_estimate(a) - miou_estimate(b)
     samples = (_estimate(a, drawn[:, codes_a], _train_draws(a, resamples, rng))
                - _estimate(b, drawn[:, codes_b], _train_draws(b, resamples, rng)))
     low, high = np.percentile(samples, [2.5, 97.5])

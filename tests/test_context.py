@@ -124,6 +124,19 @@ def test_gain_is_the_paired_difference_of_pooled_miou():
         context.gain_rows(pd.concat([without, with_fbaf]), split=1, shots=[5], resamples=10)
 
 
+def test_gain_with_several_training_seeds_averages_them_and_says_how_many():
+    union = [100] * 40
+    parts = []
+    for seed, (low, high) in enumerate([(40, 50), (44, 46)]):
+        for method, inter in ((context.WITHOUT, low), (context.WITH, high)):
+            parts.append(episodes_of(method, [inter] * 40, union).assign(train_seed=seed))
+    row = context.gain_rows(pd.concat(parts), split=1, shots=[1], resamples=200)[0]
+    assert row["training_seeds"] == 2
+    assert row["miou_dpr"] == pytest.approx(42.0) and row["miou_dpr_fbaf"] == pytest.approx(48.0)
+    assert row["gain"] == pytest.approx(6.0)
+    assert row["gain_low"] < 5.0 and row["gain_high"] > 7.0  # the training seeds' spread widens the interval
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--levels", "1.5"], "context level must be"),
     (["--levels", "0", "0"], "a level twice"),

@@ -9,6 +9,7 @@ import pytest
 import bench.runs.runner as runner_module
 from bench.cli.commands import main
 from bench.core.environment import home_path
+from bench.runs.cells import Cell
 from bench.runs.results import load_results
 from bench.training.options import TrainingOptions
 
@@ -118,3 +119,8 @@ def test_report_shows_the_training_seed_spread_and_each_seeds_panels(seeded):
     html = out.read_text()
     assert 'title="std over training seeds"' in html
     assert "panet (training seed 0)" in html and "panet (training seed 1)" in html
+
+
+def test_log_lines_name_the_training_seed_of_a_cell():
+    assert Cell.of("simpropnet", "split1_shot1_seed0").label == "simpropnet split1_shot1_seed0"
+    assert Cell.of("simpropnet", "split1_shot1_seed0", 2).label == "simpropnet split1_shot1_seed0 train seed 2"

@@ -34,6 +34,11 @@ class Cell:
         return f"{self.method}__{self.manifest}" + ("" if self.train_seed is None else f"_train{self.train_seed}")
 
     @property
+    def label(self) -> str:
+        """What progress and log lines call it: `<method> <manifest>[ train seed <t>]`."""
+        return f"{self.method} {self.manifest}" + ("" if self.train_seed is None else f" train seed {self.train_seed}")
+
+    @property
     def checkpoint_key(self) -> str:
         """config.json's key of the checkpoint the cell uses: <method>/split<k>[/train<t>]."""
         return f"{self.method}/split{self.split}" + ("" if self.train_seed is None else f"/train{self.train_seed}")

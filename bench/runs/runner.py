@@ -57,7 +57,7 @@ class CellRunner:
         # a native-resolution method sees every image at its own size: nothing to cache at the input size
         features = self.features if CodeCache.supports(method) and not method.native_resolution else None
         rows = evaluate_manifest(method, self.store, manifest, config.scoring, batch_size=config.runtime.batch_size,
-                                 device=self.device, features=features, desc=f"{cell.method} {cell.manifest}",
+                                 device=self.device, features=features, desc=cell.label,
                                  quiet=quiet)
         meta = {"method": cell.method, "cell": cell.manifest, "seconds": round(time.perf_counter() - start, 3),
                 "device": self.device, "options": method.options(), "manifest_sha256": manifest_sha256,
@@ -76,6 +76,6 @@ class CellRunner:
                                                           run_dir.qualitative_path(cell), self.device, features)
         run_dir.write_cell(cell, rows, meta)
         scores = evaluate_rows(rows)
-        log(f"{cell.method} {cell.manifest}: mIoU {100 * scores['miou']:.2f}, FB-IoU {100 * scores['fbiou']:.2f}, "
+        log(f"{cell.label}: mIoU {100 * scores['miou']:.2f}, FB-IoU {100 * scores['fbiou']:.2f}, "
             f"{len(rows)} episodes in {meta['seconds']:.1f} s")
         return meta

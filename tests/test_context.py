@@ -111,7 +111,7 @@ def episodes_of(method: str, inter: list, union: list) -> pd.DataFrame:
                          "fg_union": union, "bg_inter": 0, "bg_union": 1})
 
 
-def test_gain_is_the_paired_difference_of_pooled_miou():
+def test_gain_is_the_paired_difference_of_the_tables_miou():
     union = [100] * 40
     without = episodes_of(context.WITHOUT, [40] * 40, union)
     with_fbaf = episodes_of(context.WITH, [50 + (k % 3) for k in range(40)], union)
@@ -162,7 +162,8 @@ def test_sweep_end_to_end_resumes_and_shows_in_the_report(cache_env, tmp_path):
     assert context.main(argv) == 0
     lines = [line[20:] for line in (tmp_path / "sweep.log").read_text().splitlines()]
     assert lines[0].startswith("python -m analyses.context started")
-    assert sum(line.startswith("generating the synthetic-tiny") for line in lines) == 2  # the variants, once each
+    generated = [line for line in lines if line.startswith("generating the synthetic-")]
+    assert [line.split(" dataset")[0].endswith(("-context1", "-context0")) for line in generated] == [True, True]
     assert sum(line.startswith("bench run: ") for line in lines) == 2  # written once, not by both sessions
     out = tmp_path / "analyses" / "context"
     table = pd.read_csv(out / "context.csv")

@@ -16,8 +16,10 @@ then averaged). One training per method and level by default: the interval then 
 queries, not training noise; `--train-seeds 0 1 2` trains each method three times and resamples those too.
 Each level is a resumable `bench run` directory and a similarity folder under --out/level-<LEVEL>.
 
-Outputs (in --out, rewritten after each level): context.csv (one row per level and shot), context.png /
-.svg (gain and BG - FG similarity gap against the level).
+Outputs (in --out, rewritten after each level): context.csv (one row per level and shot; `wall_s` is this
+invocation's time on the level, a few seconds when it resumed finished cells, `training_s` what the
+checkpoints recorded when they were trained), context.png / .svg (gain and BG - FG similarity gap against
+the level).
 """
 from __future__ import annotations
 
@@ -111,7 +113,7 @@ def plot(result: pd.DataFrame, title: str):
     import matplotlib.pyplot as plt
 
     result = result.sort_values("level", kind="stable")  # levels may be given in any order
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
     for shot, group in result.groupby("shot"):
         ax.errorbar(group.level, group.gain, yerr=[group.gain - group.gain_low, group.gain_high - group.gain],
                     marker="o", capsize=4, label=f"FBAF gain, {shot}-shot (95% CI)")
@@ -124,9 +126,10 @@ def plot(result: pd.DataFrame, title: str):
     gap.axhline(0.0, color="tab:green", lw=0.6, ls=":")
     gap.set_ylabel("BG - FG similarity (Figure 3)", color="tab:green")
     handles = ax.get_legend_handles_labels()[0] + gap.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
-    ax.set_title(title)
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=2, fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+    fig.subplots_adjust(bottom=0.22, right=0.86)  # the legend below the axes: it never hides a point
     return fig
 
 
@@ -145,8 +148,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                           for r in done) + f"; {done[0]['wall_s']:.0f} s", flush=True)
         result = pd.DataFrame(rows)  # written after every level: an interrupted sweep shows what it measured
         writer.save_table(result, "context")
-        writer.save_figure(plot(result, f"FBAF gain vs background context ({args.dataset}, split {args.split})"),
-                           "context")
+        trainings = int(result.training_seeds.max())
+        title = (f"FBAF gain vs background context ({args.dataset}, split {args.split}, "
+                 f"{trainings} training{'s' if trainings > 1 else ''} per method)")
+        writer.save_figure(plot(result, title), "context")
     columns = ["level", "shot", "fg_cosine", "bg_cosine", "bg_minus_fg", "miou_dpr", "miou_dpr_fbaf", "gain",
                "gain_low", "gain_high", "training_seeds", "wall_s"]
     print(result[columns].round(3).to_string(index=False))

@@ -41,6 +41,31 @@ def test_lru_evicts_the_least_recently_used():
     assert "big" not in cache and cache.keys() == ["c", "a", "d"]
 
 
+def test_evictions_hand_the_freed_heap_back_every_few_hundred_mb(monkeypatch):
+    import bench.data.images as images
+
+    trims = []
+    monkeypatch.setattr(images, "release_free_heap", lambda: trims.append(1) or True)
+    monkeypatch.setattr(images, "TRIM_EVERY_BYTES", 3 * 400)
+    cache = LRUCache(budget_bytes=800)
+    for key in range(2):
+        cache.put(key, np.zeros(100, np.float32))   # 400 bytes each: fits, nothing evicted
+    assert trims == []
+    for key in range(2, 5):
+        cache.put(key, np.zeros(100, np.float32))   # evicts 0, 1, 2: 1200 bytes freed
+    assert len(trims) == 1 and cache.evictions == 3
+    cache.put(5, np.zeros(100, np.float32))
+    assert len(trims) == 1                          # counted again from 0
+
+
+def test_release_free_heap_reaches_glibc_where_there_is_one():
+    from bench.core.memory import release_free_heap
+
+    import platform
+    expected = platform.libc_ver()[0] == "glibc"
+    assert release_free_heap() is expected
+
+
 def test_store_under_a_tiny_budget_decodes_again_and_gives_the_same_arrays(tiny):
     ids = sorted({i for i, _ in tiny.pairs(1, "test")})[:6]
     free, small = ImageStore(tiny, SIZE, budget_bytes=None), ImageStore(tiny, SIZE, budget_bytes=1)

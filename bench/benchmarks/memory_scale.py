@@ -118,11 +118,12 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--store-budget", default=None, help="overrides --budget for the ImageStore")
     parser.add_argument("--spill", default=None, help="spill folder for evicted codes")
     parser.add_argument("--precheck", action="store_true", help="decode every label first, as run.check_episode_data")
-    parser.add_argument("--dynamic-mmap", action="store_true",
-                        help="leave glibc's dynamic mmap threshold on (as before bench.core.memory): to measure its cost")
+    parser.add_argument("--mmap", choices=["dynamic", "pinned"], default="dynamic",
+                        help="glibc's mmap threshold: dynamic (as bench runs, the caches trim the heap) or pinned "
+                             "at 128 KiB (bench's first remedy, twice as slow; bench.core.memory)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    pinned = False if args.dynamic_mmap else pin_mmap_threshold()
+    pinned = args.mmap == "pinned" and pin_mmap_threshold()
     dataset, manifest = SyntheticCOCO(args.images), manifest_of(args.images)
     code_budget = parse_budget(args.budget, DEFAULT_CODE_BUDGET)
     store_budget = parse_budget(args.store_budget or args.budget, DEFAULT_STORE_BUDGET)

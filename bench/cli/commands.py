@@ -11,7 +11,6 @@ from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
 from bench.cli.prepare import add_prepare_parser, prepare_command
 from bench.cli.train import TRAIN_FIELDS, train_command
-from bench.core.memory import pin_mmap_threshold
 from bench.cli.weights import weights_command
 from bench.core.environment import package_versions
 from bench.core.errors import BenchError
@@ -131,6 +130,5 @@ COMMANDS = {"run": cmd_run, "train": train_command, "check": cmd_check, "report"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    pin_mmap_threshold()  # evaluation's caches stay within their budgets (bench.core.memory)
     args = build_parser().parse_args(argv)
     return exit_status(lambda: COMMANDS[args.command](args))

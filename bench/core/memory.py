@@ -3,9 +3,13 @@
 glibc serves a block above its mmap threshold (128 KiB at start) with its own mapping, returned to the
 system when freed, but after each such free it raises the threshold to that block's size (up to 32 MiB).
 From then on multi-MB images and codes come from the heap arenas, where a least-recently-used cache's
-free-then-allocate pattern leaves fragmented memory that is not returned: peak RSS then grows with the
-number of images evaluated instead of staying within the caches' budgets. Setting the threshold once
-turns the dynamic raise off (glibc's mallopt(3), M_MMAP_THRESHOLD).
+free-then-allocate pattern leaves free memory in the middle of the heap that is not returned: peak RSS
+then grows with the number of images evaluated instead of staying within the caches' budgets.
+
+The caches call `release_free_heap` (malloc_trim) after evicting a few hundred MB. Fixing the threshold
+instead (`pin_mmap_threshold`, mallopt(3) M_MMAP_THRESHOLD; what bench did at first) also bounds memory
+but gives every activation tensor above 128 KiB its own mapping, zero-filled page by page: training and
+evaluation ran twice as slowly. `python -m bench.benchmarks.memory_scale --mmap pinned` measures it.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ DEFAULT_THRESHOLD = 128 * 1024
 
 
 def pin_mmap_threshold(threshold: int = DEFAULT_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at `threshold` bytes; False where there is no glibc (nothing changed)."""
+    """Fix glibc's mmap threshold at `threshold` bytes for the whole process (benchmarks only, see above);
+    False where there is no glibc (nothing changed)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -26,3 +31,23 @@ def pin_mmap_threshold(threshold: int = DEFAULT_THRESHOLD) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+
+
+_MALLOC_TRIM = None
+
+
+def release_free_heap() -> bool:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim(0), which since glibc 2.8 also
+    releases free pages in the middle of the heap); False where there is no glibc."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim if sys.platform.startswith("linux") else False
+            if _MALLOC_TRIM:
+                _MALLOC_TRIM.argtypes, _MALLOC_TRIM.restype = [ctypes.c_size_t], ctypes.c_int
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if not _MALLOC_TRIM:
+        return False
+    _MALLOC_TRIM(0)
+    return True

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from bench.core.memory import release_free_heap
 from bench.data.base import FSSDataset
 from bench.data.episodes import support_ids
 
@@ -77,6 +78,8 @@ class EpisodeBatch:
 
 # about 1 MB per COCO image for the resized image and its label: ~1500 images; see bench.benchmarks.memory_scale
 DEFAULT_STORE_BUDGET = 3 * 1024 ** 3 // 2
+#: evicted bytes between two trims of the heap (bench.core.memory.release_free_heap)
+TRIM_EVERY_BYTES = 256 * 1024 ** 2
 
 
 def nbytes(value) -> int:
@@ -107,6 +110,7 @@ class LRUCache:
         self.bytes = 0
         self.peak_bytes = 0
         self.evictions = 0
+        self._freed_since_trim = 0
 
     def __contains__(self, key) -> bool:
         return key in self._data
@@ -137,10 +141,16 @@ class LRUCache:
         self.bytes += size
         while self.budget is not None and self.bytes > self.budget:
             old, old_value = self._data.popitem(last=False)
-            self.bytes -= self._sizes.pop(old)
+            freed = self._sizes.pop(old)
+            self.bytes -= freed
+            self._freed_since_trim += freed
             self.evictions += 1
             if self.on_evict is not None:
                 self.on_evict(old, old_value)
+            del old_value
+        if self._freed_since_trim >= TRIM_EVERY_BYTES:
+            release_free_heap()  # evicted blocks freed in the middle of the heap would stay resident
+            self._freed_since_trim = 0
         self.peak_bytes = max(self.peak_bytes, self.bytes)
 
     def pop(self, key):

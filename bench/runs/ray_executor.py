@@ -33,7 +33,6 @@ import torch
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
 from bench.core.log import log
-from bench.core.memory import pin_mmap_threshold
 from bench.core.progress import GridProgress
 from bench.data.catalog import open_dataset
 from bench.runs.cells import Cell
@@ -249,7 +248,6 @@ def _remote(ray):
 def _task(func: Callable, args: Tuple, key: str, markers: str, cpus: int, hook: TaskHook, *deps):
     """One attempt of a task in a worker: number it, call the hook, run it with `cpus` torch threads."""
     torch.set_num_threads(cpus)
-    pin_mmap_threshold()
     attempt = _attempt(Path(markers), key)
     hook.start(key, attempt)
     return func(*args, key=key, attempt=attempt, hook=hook)

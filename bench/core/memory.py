@@ -14,40 +14,40 @@ evaluation ran twice as slowly. `python -m bench.benchmarks.memory_scale --mmap 
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
+from typing import Callable, Optional
 
 M_MMAP_THRESHOLD = -3
 DEFAULT_THRESHOLD = 128 * 1024
 
 
+@functools.lru_cache(maxsize=None)
+def _glibc(name: str, *argtypes) -> Optional[Callable[..., int]]:
+    """glibc's function `name` (returning int), looked up once; None where there is no glibc (musl has
+    neither mallopt nor malloc_trim)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = list(argtypes), ctypes.c_int
+    return function
+
+
 def pin_mmap_threshold(threshold: int = DEFAULT_THRESHOLD) -> bool:
     """Fix glibc's mmap threshold at `threshold` bytes for the whole process (benchmarks only, see above);
     False where there is no glibc (nothing changed)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
-
-
-_MALLOC_TRIM = None
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, threshold) == 1
 
 
 def release_free_heap() -> bool:
     """Hand the heap's free pages back to the system (glibc's malloc_trim(0), which since glibc 2.8 also
     releases free pages in the middle of the heap); False where there is no glibc."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        try:
-            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim if sys.platform.startswith("linux") else False
-            if _MALLOC_TRIM:
-                _MALLOC_TRIM.argtypes, _MALLOC_TRIM.restype = [ctypes.c_size_t], ctypes.c_int
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if not _MALLOC_TRIM:
+    malloc_trim = _glibc("malloc_trim", ctypes.c_size_t)
+    if malloc_trim is None:
         return False
-    _MALLOC_TRIM(0)
+    malloc_trim(0)
     return True

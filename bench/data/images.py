@@ -147,7 +147,7 @@ class LRUCache:
             self.evictions += 1
             if self.on_evict is not None:
                 self.on_evict(old, old_value)
-            del old_value
+            del old_value  # the trim below must not find the last evicted value still referenced
         if self._freed_since_trim >= TRIM_EVERY_BYTES:
             release_free_heap()  # evicted blocks freed in the middle of the heap would stay resident
             self._freed_since_trim = 0

@@ -15,7 +15,7 @@ from bench.cli.arguments import add_options, build
 from bench.cli.guard import exit_status
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
-from bench.core.fileio import atomic_write_bytes
+from bench.core.outputs import write_output
 from bench.core.log import log_session
 from bench.data.catalog import FSSDataset, open_dataset
 from bench.data.episodes import images_by_class
@@ -85,9 +85,8 @@ class Analysis:
         return self.models.profile.input_size
 
     def save_table(self, frame: pd.DataFrame, name: str) -> Path:
-        path = self.out / f"{name}.csv"
-        atomic_write_bytes(path, frame.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode())
-        return path
+        data = frame.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode()
+        return write_output(self.out, f"{name}.csv", data)
 
     def save_figure(self, figure, name: str) -> List[Path]:
         """PNG and SVG of a matplotlib figure."""
@@ -97,9 +96,7 @@ class Analysis:
         for ext in ("png", "svg"):
             buffer = io.BytesIO()
             figure.savefig(buffer, format=ext, dpi=150, bbox_inches="tight")
-            path = self.out / f"{name}.{ext}"
-            atomic_write_bytes(path, buffer.getvalue())
-            paths.append(path)
+            paths.append(write_output(self.out, f"{name}.{ext}", buffer.getvalue()))
         plt.close(figure)
         return paths
 

@@ -38,7 +38,9 @@ def _register(key: str, what: str, load) -> Dict:
     before = set(METHODS.names())
     try:
         load()
-    except Exception as exc:  # a plugin's own code: whatever it raises is reported as the plugin's failure
+    except KeyboardInterrupt:  # Ctrl-C while it loads: the user's interrupt, not the plugin's failure
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a plugin's own code: sys.exit(0) at import is a failure too
         reason = (str(exc).strip().splitlines() or [""])[0]
         raise PluginError(f"plugin {what} failed to load: {type(exc).__name__}: {reason}") from exc
     methods = sorted(set(METHODS.names()) - before)

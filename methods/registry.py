@@ -9,9 +9,21 @@ warn-and-overwrite).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional
+
+
+#: a registered name: it names files and folders (cells, checkpoints, run directories), so it is a plain name
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+NAME_RULE = "letters, digits and . _ + -, starting with a letter or digit, without '__'"
+
+
+def is_method_name(name: object) -> bool:
+    """Whether `name` may be registered (see NAME_RULE); also how names read back from files are checked."""
+    return isinstance(name, str) and bool(NAME.match(name)) and "__" not in name and len(name) <= 100
 
 
 class MethodError(Exception):
@@ -36,6 +48,8 @@ class MethodCard:
     #: per training profile: {"recipe": {...profile fields...}, "options": {...builder options...}}
     profiles: Mapping[str, Mapping] = field(default_factory=dict)
     citation: str = ""
+    #: sha256 of the source file of the module that registered it (None: no file, e.g. typed in a session)
+    code_sha256: Optional[str] = None
 
     @property
     def takes_backbone(self) -> bool:
@@ -64,6 +78,9 @@ class Registry:
         return decorate
 
     def _add(self, name: str, entry) -> None:
+        if not is_method_name(name):
+            raise RegistryError(f"{self.kind} name {name!r} is not a plain name ({NAME_RULE}, at most 100 "
+                                "characters): it names files and folders")
         if name in self._entries:
             raise RegistryError(f"{self.kind} '{name}' is already registered; known {self.kind}s: {', '.join(self.names())}")
         self._entries[name] = entry
@@ -112,15 +129,27 @@ class MethodRegistry(Registry):
         """Decorator on a class or factory; `summary` defaults to the first line of its docstring."""
 
         def decorate(builder: Callable) -> Callable:
-            doc = summary or builder.__doc__ or sys.modules[builder.__module__].__doc__ or ""
+            module = sys.modules[builder.__module__]
+            doc = summary or builder.__doc__ or module.__doc__ or ""
             self._add(name, MethodCard(name, builder, (doc.strip().splitlines() or [""])[0], trainable,
-                                       dict(profiles or {}), citation))
+                                       dict(profiles or {}), citation, module_sha256(module)))
             return builder
 
         return decorate
 
     def card(self, name: str) -> MethodCard:
         return self.get(name)
+
+
+def module_sha256(module) -> Optional[str]:
+    """sha256 of a module's source file (a plugin file, or the built-in method's own file in `methods/`);
+    None for a module without one."""
+    path = getattr(module, "__file__", None)
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except (TypeError, OSError):
+        return None
 
 
 METHODS = MethodRegistry()

@@ -16,9 +16,9 @@ from bench.data.catalog import open_dataset
 from bench.data.episodes import read_manifest, support_ids
 from bench.evaluation.qualitative import KINDS, load_qualitative
 from bench.runs.cells import Cell
+from bench.runs.config import learned_methods
 from bench.runs.results import load_results, load_runs
 from bench.runs.rundir import RERUN, RunDir, time_per_method
-from bench.training.models import is_trainable
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
 from reports.stats import bootstrap_table, paired_table
@@ -197,15 +197,14 @@ def provenance(run: Dict) -> Dict:
             "selection": policies or ["(no learned method)"], "checkpoints": checkpoints}
 
 
-def reference_method(methods: List[str], reference: Optional[str] = None) -> str:
+def reference_method(methods: List[str], learned: List[str], reference: Optional[str] = None) -> str:
     """The method every other one is compared with: `reference` if given (one of the run's methods), else
-    SimPropNet, else the first learned method, else the first one."""
+    SimPropNet, else the first of the `learned` methods, else the first one."""
     if reference is not None:
         if reference not in methods:
             raise BenchError(f"--reference {reference} is not a method of this run "
                              f"(its methods: {', '.join(methods)})")
         return reference
-    learned = [m for m in methods if is_trainable(m)]
     return "simpropnet" if "simpropnet" in methods else (learned[0] if learned else methods[0])
 
 
@@ -223,10 +222,10 @@ def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 10
     run = load_run(run_dir)
     summary, episodes = run["summary"], run["episodes"]
     methods = list(dict.fromkeys(run["config"]["config"]["methods"]))
-    reference = reference_method(methods, reference)
+    learned = learned_methods(run["config"])  # from the record: a plugin's method needs no code here
+    reference = reference_method(methods, learned, reference)
     on_pascal = run["config"]["dataset"]["name"] == "pascal5i"
     identical = bool(run["config"]["config"].get("identical_input"))
-    learned = [m for m in methods if is_trainable(m)]
     collapsed = collapsed_cells(summary, learned, FLOOR)
     warnings = collapse_warnings(summary, learned, FLOOR)
     boot = bootstrap_table(episodes, resamples, methods)

@@ -1,11 +1,15 @@
-"""How every command ends: a user's error is one `error:` line and exit status 2, an interrupt 130."""
+"""How every command ends: a user's error is one `error:` line and exit status 2, an interrupt 130, a
+SIGTERM 143 (both with a line saying what was kept)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from typing import Callable
+import threading
+from typing import Callable, Iterator
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, Terminated
 from methods import MethodError
 
 RESUME_HINT = "interrupted: finished cells are saved; re-run the same command to resume"
@@ -13,17 +17,44 @@ USER_ERRORS = (BenchError, MethodError)  # what a user can cause: one `error:` l
 
 
 def exit_status(command: Callable[[], object], interrupted: str = RESUME_HINT) -> int:
-    """Run `command`; its own status if it returns an int (else 0), 2 after a BenchError or MethodError,
-    130 on Ctrl-C, 0 when the reader of its output closes the pipe."""
+    """Run `command`; its own status if it returns an int (else 0), 2 after a BenchError or MethodError or a
+    SystemExit raised by code it ran (a method's), 130 on Ctrl-C, 143 on SIGTERM, 0 when the reader of its
+    output closes the pipe."""
     try:
-        status = command()
+        with terminate_as_interrupt():
+            status = command()
         return status if isinstance(status, int) else 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(interrupted.replace("interrupted", "terminated (SIGTERM)", 1), file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+    except SystemExit as exc:  # the commands return their status: this came from code they ran
+        print(f"error: the command was ended by SystemExit({exc.code!r}) from code it ran (a method or plugin "
+              "calling sys.exit?)", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `bench weights | head`: the reader left; no traceback, and none at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises `Terminated` (an interrupt) where it would end the process
+    silently: in the main thread, when no other handler is installed."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

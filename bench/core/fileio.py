@@ -198,12 +198,30 @@ def hash_files(root: str | os.PathLike, relpaths: Iterable[str]) -> str:
 
 
 def read_json(path: Path, what: str) -> object:
-    """Parse a JSON file the harness wrote; damage is a BenchError naming the file."""
+    """Parse a JSON file the harness reads (untrusted: damaged, edited or hostile); any damage, a nesting too
+    deep for the parser included, is one BenchError naming the file."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BenchError(f"{what} not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise BenchError(f"{what} {path} is not valid JSON (nested too deeply)") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise BenchError(f"{what} {path} is not valid JSON ({exc})") from None
     except OSError as exc:
         raise BenchError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def json_field(record: object, key: str, kind: type | tuple, path: Path, what: str) -> object:
+    """`record[key]`, checked to be a `kind`; a record that is no object, a missing key or a value of another
+    type is one BenchError naming the file and the key."""
+    if not isinstance(record, dict):
+        raise BenchError(f"{what} {path} is not a JSON object")
+    if key not in record:
+        raise BenchError(f"{what} {path} lacks the key '{key}'")
+    value = record[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise BenchError(f"{what} {path}: '{key}' is not {names} (got {type(value).__name__})")
+    return value

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Type
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, Terminated
 
 LOGGER = logging.getLogger("fss_bench")
 LOGGER.propagate = False  # never into an application's root logger (pytest's, Ray's)
@@ -112,6 +112,8 @@ def _only_to(handler: logging.Handler, message: str) -> None:
 
 
 def _ending(exc: BaseException, expected: Tuple[Type[BaseException], ...]) -> str:
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM): finished work is saved; re-run the same command to resume"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     if isinstance(exc, expected):

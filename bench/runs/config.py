@@ -22,6 +22,7 @@ from bench.evaluation.protocol import ScoringProtocol
 from bench.training.models import is_trainable
 from bench.training.options import TrainingOptions
 from bench.training.published import PublishedOptions
+from methods import METHODS
 
 EXECUTORS = ("local", "ray")
 
@@ -156,13 +157,24 @@ def protocol_of(identity: Dict) -> Dict:
     return {k: v for k, v in identity.items() if k not in METHOD_KEYS}
 
 
-def method_identity(method: str, training: Dict, weights: Dict[str, str]) -> Dict:
+def method_identity(method: str, training: Dict, weights: Dict[str, str], code: bool = True) -> Dict:
     """What makes a method's cells: its name, its training options' identity (learned methods) and the
-    published entries it uses (`weights`: {"<method>/split<k>": entry} of the run, filtered here)."""
+    published entries it uses (`weights`: {"<method>/split<k>": entry} of the run, filtered here).
+
+    A training-free method has no checkpoint whose hash would tell its versions apart, so its identity also
+    holds `code`: the sha256 of the source file of the module that registered it (a plugin file; a built-in
+    method's own file in `methods/`). Editing that file makes its recorded cells another identity's, refused
+    until they are replaced (--overwrite), never reported as the new code's. Shared helpers (methods/common.py,
+    the backbones) are deliberately not hashed: hashing the package would retire every recorded cell at any
+    edit anywhere, while the helpers' numbers are guarded by the regression baselines (reports/baselines).
+    `code=False`: without it (an identity derived from a record written before identities held it).
+    """
     mine = {k: v for k, v in sorted(weights.items()) if k.split("/", 1)[0] == method}
     training = {k: v for k, v in training.items() if v is not None}  # an option added later is unset in old records
-    return {"method": method, **({"training": training} if is_trainable(method) else {}),
-            **({"weights": mine} if mine else {})}
+    learned = is_trainable(method)
+    code = None if learned or not code else METHODS.card(method).code_sha256
+    return {"method": method, **({"training": training} if learned else {}),
+            **({"code": code} if code else {}), **({"weights": mine} if mine else {})}
 
 
 def method_identities(config: "RunConfig", weights: Dict[str, str]) -> Dict[str, Dict]:
@@ -178,4 +190,11 @@ def recorded_methods(record: Dict) -> Dict[str, Dict]:
         return dict(record["methods"])
     identity = record.get("identity", {})
     training, weights = identity.get("training", {}), identity.get("weights", {})
-    return {m: method_identity(m, training, weights) for m in identity.get("methods", [])}
+    return {m: method_identity(m, training, weights, code=False) for m in identity.get("methods", [])}
+
+
+def learned_methods(record: Dict) -> List[str]:
+    """The methods of a config.json whose recorded identity has training options, in the run's order: what a
+    report calls learned, read from the record alone (a plugin's method is known without its code)."""
+    identities = recorded_methods(record)
+    return [m for m in dict.fromkeys(record["config"]["methods"]) if "training" in identities.get(m, {})]

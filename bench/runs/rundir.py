@@ -34,21 +34,27 @@ from bench.core.fileio import (
     atomic_write_json,
     folder_lock,
     is_temporary,
+    json_field,
     make_dirs,
     read_json,
     remove_stale_temporaries,
     sha256_bytes,
     sha256_file,
 )
+from bench.core.outputs import unlink_regular, is_real_folder, remove_outputs, remove_temporaries
 from bench.runs.cells import Cell
 from bench.runs.config import protocol_of, recorded_methods
+from methods.registry import METHODS, is_method_name
 
 RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "results.json", "report.html")
 CELL_FILE = re.compile(r"^[^/\\]+__split\d+_shot\d+_seed\d+(_train\d+)?\.(csv|json|npz)$")
 MANIFEST_FILE = re.compile(r"^split\d+_shot\d+_seed\d+\.csv$")
-ANALYSIS_FILE = re.compile(r"^[^/\\]+\.(csv|png|svg|json)$")
 #: the harness's files in each of its folders (anything else is the user's and is never removed)
 HARNESS_FILES = {"manifests": MANIFEST_FILE, "episodes": CELL_FILE, "qualitative": CELL_FILE}
+#: the keys of a cell record that readers use when present, and their types
+OPTIONAL_CELL_KEYS = {"train_seed": int, "checkpoint": (str, type(None)), "qualitative_sha256": str,
+                      "checkpoint_train_seconds": (int, float, type(None)), "weights": str,
+                      "method_identity": dict}
 
 
 RERUN = "re-run the same `bench run` command on it to redo what is missing or damaged"
@@ -94,12 +100,28 @@ class RunDir:
         return self.path / "qualitative" / f"{cell.key}.npz"
 
     def read_config(self) -> Dict | None:
-        """The run's config.json (None if there is none); damage is one BenchError line."""
+        """The run's config.json (None if there is none), its keys checked; damage, a missing key or a value of
+        another type is one BenchError line naming the file (and the key)."""
         if not self.config_path.is_file():
             return None
-        config = read_json(self.config_path, "run config")
+        path, what = self.config_path, "run config"
+        config = read_json(path, what)
         if not isinstance(config, dict) or not isinstance(config.get("identity"), dict):
-            raise BenchError(f"{self.config_path} is not an fss-bench run config (no identity)")
+            raise BenchError(f"{path} is not an fss-bench run config (no identity)")
+        for key in ("methods", "checkpoints", "weights", "environment"):
+            if key in config:
+                json_field(config, key, dict, path, what)
+        settings = json_field(config, "config", dict, path, what)
+        names = json_field(settings, "methods", list, path, what + " 'config'")
+        identities = config.get("methods", {})
+        if not all(is_method_name(m) for m in [*names, *identities]):
+            raise BenchError(f"{what} {path}: 'config.methods' or 'methods' holds a value that is not a method name")
+        if not all(isinstance(v, dict) for v in identities.values()):
+            raise BenchError(f"{what} {path}: 'methods' holds an identity that is not a JSON object")
+        manifests = json_field(config, "manifests", dict, path, what)
+        if not all(isinstance(v, str) and MANIFEST_FILE.match(f"{k}.csv") for k, v in manifests.items()):
+            raise BenchError(f"{what} {path}: 'manifests' holds an entry that is not <episode set>: <sha256>")
+        json_field(json_field(config, "dataset", dict, path, what), "name", str, path, what + " 'dataset'")
         return config
 
     @contextlib.contextmanager
@@ -147,9 +169,9 @@ class RunDir:
         replaced = False
         try:
             existing = self.read_config()
-        except BenchError:
+        except BenchError as exc:
             if not overwrite:
-                raise BenchError(f"{self.config_path} is damaged; use --overwrite to start over") from None
+                raise BenchError(f"{self.config_path} is damaged; use --overwrite to start over ({exc})") from None
             existing, replaced = None, True
         if existing is not None and protocol_of(existing.get("identity", {})) != protocol:
             changes = _diff(protocol_of(existing.get("identity", {})), protocol)
@@ -167,6 +189,7 @@ class RunDir:
                 self.remove_harness_files()
             return None
         recorded = recorded_methods(existing)
+        self._check_kept_methods(existing, {m: i for m, i in recorded.items() if m not in methods})
         for method, identity in methods.items():
             finished = self.finished_cells(method)
             if overwrite:
@@ -174,10 +197,23 @@ class RunDir:
             elif method in recorded and recorded[method] != identity and finished:
                 changes = _diff(_flat(recorded[method]), _flat(identity))
                 raise BenchError(
-                    f"{self.path} holds {len(finished)} cells of {method} with other method options "
+                    f"{self.path} holds {len(finished)} cells of {method} with other method options or code "
                     f"({'; '.join(changes[:3])}); use --overwrite to replace that method's cells or choose another --out"
                 )
         return existing
+
+    def _check_kept_methods(self, record: Dict, kept: Dict[str, Dict]) -> None:
+        """Refuse to grow a run whose other methods this process cannot vouch for: a method not registered now
+        (its plugin not loaded) or a training-free one whose code changed since its cells were evaluated;
+        config.json would otherwise lose its plugin's provenance or record new code beside old numbers."""
+        for method, identity in kept.items():
+            source = _plugin_of(record, method)
+            if method not in METHODS:
+                raise BenchError(f"{self.path} holds cells of {method}, a method of {source} that is not loaded: "
+                                 f"pass --plugin with that file to add to this run, or choose another --out")
+            if "training" not in identity and identity.get("code") != METHODS.card(method).code_sha256:
+                raise BenchError(f"{self.path} holds cells of {method} evaluated with other code than {source} has "
+                                 f"now: add {method} to --methods with --overwrite to redo them, or choose another --out")
 
     def finished_cells(self, method: Optional[str] = None) -> List[Path]:
         """The records of the finished cells (of one method)."""
@@ -185,23 +221,26 @@ class RunDir:
                       if method is None or p.name.rpartition("__")[0] == method)
 
     def remove_cells(self, method: str) -> None:
-        """Delete one method's cells and their predictions."""
+        """Delete one method's cells and their predictions (regular files of the harness's names only)."""
         for folder in ("episodes", "qualitative"):
             path = self.path / folder
-            for cell in sorted(path.glob("*__*")) if path.is_dir() else []:
+            for cell in sorted(path.iterdir()) if is_real_folder(path) else []:
                 if CELL_FILE.match(cell.name) and cell.name.rpartition("__")[0] == method:
-                    cell.unlink()
+                    unlink_regular(cell)
 
     def remove_harness_files(self) -> None:
-        """Delete what the harness wrote here (run files, manifests, cells, predictions, analysis outputs,
-        retry markers); every other file stays, and so does a folder that still holds one."""
+        """Delete what the harness wrote here (run files, manifests, cells, predictions, the analysis outputs
+        their folders record, retry markers); every other file stays, and so does a folder that still holds
+        one. Symbolic links are neither followed nor removed: nothing outside the run directory is touched."""
         for name in RUN_FILES:
-            (self.path / name).unlink(missing_ok=True)
+            unlink_regular(self.path / name)
         for folder, pattern in HARNESS_FILES.items():
             _remove_matching(self.path / folder, pattern)
-        for folder in sorted((self.path / "analyses").glob("*")):
-            _remove_matching(folder, ANALYSIS_FILE)
-        _remove_matching(self.path / "analyses", None)
+        analyses = self.path / "analyses"
+        if is_real_folder(analyses):
+            for folder in sorted(analyses.iterdir()):
+                remove_outputs(folder)
+        _remove_matching(analyses, None)
         _remove_matching(self.path / ".attempts", re.compile(".*"))
 
     def cell_done(self, cell: Cell, manifest_sha256: str, checkpoint: str | None = None,
@@ -251,10 +290,17 @@ class RunDir:
         return pd.read_csv(io.BytesIO(data), dtype={"query": str})
 
     def cell_meta(self, cell: Cell) -> Dict:
-        path = self.cell_paths(cell)[1]
-        meta = read_json(path, "cell record")
-        if not isinstance(meta, dict):
-            raise BenchError(f"cell record {path} is not a JSON object")
+        """A cell's record, its keys checked (and that it is this cell's); damage is one BenchError naming it."""
+        path, what = self.cell_paths(cell)[1], "cell record"
+        meta = read_json(path, what)
+        for key, kind in (("method", str), ("cell", str), ("sha256", str), ("manifest_sha256", str),
+                          ("seconds", (int, float))):
+            json_field(meta, key, kind, path, what)
+        for key, kind in OPTIONAL_CELL_KEYS.items():
+            if key in meta:
+                json_field(meta, key, kind, path, what)
+        if (meta["method"], meta["cell"], meta.get("train_seed")) != (cell.method, cell.manifest, cell.train_seed):
+            raise BenchError(f"{what} {path} is the record of another cell ({meta['method']} {meta['cell']})")
         return meta
 
     def cell_metas(self) -> List[Dict]:
@@ -262,14 +308,25 @@ class RunDir:
         return [self.cell_meta(Cell.from_key(path.stem)) for path in self.finished_cells()]
 
 
+def _plugin_of(record: Dict, method: str) -> str:
+    """What config.json says provided `method`: 'plugin <path>' / 'plugin <entry point>', else 'fss-bench'."""
+    plugins = record.get("environment", {}).get("plugins")
+    for plugin in plugins if isinstance(plugins, list) else []:
+        if isinstance(plugin, dict) and method in (plugin.get("methods") or []):
+            return f"plugin {plugin.get('path') or plugin.get('entry_point')}"
+    return "fss-bench"
+
+
 def _remove_matching(folder: Path, pattern: Optional["re.Pattern"]) -> None:
-    """Remove the files of `folder` whose names match (`None`: none but temporaries), then the folder itself
-    if nothing else is left."""
-    if not folder.is_dir():
+    """Remove the regular files of `folder` whose names match (`None`: none but temporaries), then the folder
+    itself if nothing else is left; a linked folder is not entered."""
+    if not is_real_folder(folder):
         return
-    for path in folder.iterdir():
-        if path.is_file() and ((pattern is not None and pattern.match(path.name)) or is_temporary(path.name)):
-            path.unlink()
+    names = [p.name for p in folder.iterdir()]
+    for name in names if pattern is not None else []:
+        if pattern.match(name):
+            unlink_regular(folder / name)
+    remove_temporaries(folder, names)
     with contextlib.suppress(OSError):
         folder.rmdir()
 

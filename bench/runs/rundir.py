@@ -51,6 +51,8 @@ CELL_FILE = re.compile(r"^[^/\\]+__split\d+_shot\d+_seed\d+(_train\d+)?\.(csv|js
 MANIFEST_FILE = re.compile(r"^split\d+_shot\d+_seed\d+\.csv$")
 #: the harness's files in each of its folders (anything else is the user's and is never removed)
 HARNESS_FILES = {"manifests": MANIFEST_FILE, "episodes": CELL_FILE, "qualitative": CELL_FILE}
+#: the folders the harness writes into (never through a link)
+HARNESS_FOLDERS = (*HARNESS_FILES, "analyses", ".attempts")
 #: the keys of a cell record that readers use when present, and their types
 OPTIONAL_CELL_KEYS = {"train_seed": int, "checkpoint": (str, type(None)), "qualitative_sha256": str,
                       "checkpoint_train_seconds": (int, float, type(None)), "weights": str,
@@ -146,6 +148,10 @@ class RunDir:
         """Refuse a path that is a file, or an existing folder that is neither empty nor a run directory."""
         if self.path.exists() and not self.path.is_dir():
             raise BenchError(f"output path exists and is not a directory: {self.path}")
+        linked = [name for name in HARNESS_FOLDERS if (self.path / name).is_symlink()]
+        if linked:
+            raise BenchError(f"--out {self.path}: {linked[0]} is a symbolic link; a run writes and removes files only "
+                             "inside its directory: replace the link by a folder or choose another --out")
         if not self.path.is_dir() or self.config_path.is_file():
             return
         foreign = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_NAME and not is_temporary(p.name))

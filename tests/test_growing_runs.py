@@ -54,7 +54,8 @@ def test_adding_a_method_keeps_the_others_and_matches_one_command(grown):
     assert (grown / "grown" / "summary.csv").read_bytes() == (grown / "both" / "summary.csv").read_bytes()
     assert set(load_results(grown / "grown").episodes.method) == {"support-copy", "all-foreground"}
     meta = json.loads((grown / "grown" / "episodes" / "all-foreground__split1_shot1_seed0.json").read_text())
-    assert meta["method_identity"] == {"method": "all-foreground"}
+    assert meta["method_identity"].pop("method") == "all-foreground"
+    assert list(meta["method_identity"]) == ["code"]  # a training-free method: its file's hash (issue 25)
 
 
 def test_adding_a_method_evaluates_only_its_cells(voc_root, grown, tmp_path, evaluations):
@@ -120,7 +121,7 @@ def test_results_json_follows_its_schema_and_the_episodes(grown):
     assert all(r["miou_train_std"] is None for r in doc["splits"])  # one training seed: null, not NaN
     config = json.loads((grown / "grown" / "config.json").read_text())
     assert doc["manifests"] == config["manifests"] and doc["dataset"]["hash"] == config["dataset"]["hash"]
-    assert doc["methods"]["support-copy"]["identity"] == {"method": "support-copy"}
+    assert doc["methods"]["support-copy"]["identity"]["method"] == "support-copy"
     assert "bench report" in doc["intervals"]
 
 

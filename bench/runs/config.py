@@ -193,6 +193,15 @@ def recorded_methods(record: Dict) -> Dict[str, Dict]:
     return {m: method_identity(m, training, weights, code=False) for m in identity.get("methods", [])}
 
 
+def same_identity(recorded: Dict, current: Dict) -> bool:
+    """Whether cells recorded under `recorded` are `current`'s. A record written before identities held the
+    code (no `code` key) is trusted to be the current code's, as a cell whose checkpoint is not on this
+    machine is trusted: a run made before then resumes as it did."""
+    if "code" not in recorded:
+        current = {k: v for k, v in current.items() if k != "code"}
+    return recorded == current
+
+
 def learned_methods(record: Dict) -> List[str]:
     """The methods of a config.json whose recorded identity has training options, in the run's order: what a
     report calls learned, read from the record alone (a plugin's method is known without its code)."""

@@ -41,9 +41,9 @@ from bench.core.fileio import (
     sha256_bytes,
     sha256_file,
 )
-from bench.core.outputs import unlink_regular, is_real_folder, remove_outputs, remove_temporaries
+from bench.core.outputs import is_real_folder, remove_outputs, remove_temporaries, unlink_regular
 from bench.runs.cells import Cell
-from bench.runs.config import protocol_of, recorded_methods
+from bench.runs.config import protocol_of, recorded_methods, same_identity
 from methods.registry import METHODS, is_method_name
 
 RUN_FILES = ("config.json", "episodes.csv", "summary.csv", "class_iou.csv", "results.json", "report.html")
@@ -200,7 +200,7 @@ class RunDir:
             finished = self.finished_cells(method)
             if overwrite:
                 self.remove_cells(method)
-            elif method in recorded and recorded[method] != identity and finished:
+            elif method in recorded and not same_identity(recorded[method], identity) and finished:
                 changes = _diff(_flat(recorded[method]), _flat(identity))
                 raise BenchError(
                     f"{self.path} holds {len(finished)} cells of {method} with other method options or code "
@@ -217,7 +217,8 @@ class RunDir:
             if method not in METHODS:
                 raise BenchError(f"{self.path} holds cells of {method}, a method of {source} that is not loaded: "
                                  f"pass --plugin with that file to add to this run, or choose another --out")
-            if "training" not in identity and identity.get("code") != METHODS.card(method).code_sha256:
+            current = {**identity, "code": METHODS.card(method).code_sha256}
+            if "training" not in identity and not same_identity(identity, current):
                 raise BenchError(f"{self.path} holds cells of {method} evaluated with other code than {source} has "
                                  f"now: add {method} to --methods with --overwrite to redo them, or choose another --out")
 

@@ -162,7 +162,11 @@ def analysis_section(folder: Path, title: str) -> Dict:
     images = [plots.file_uri(p) for p in sorted(folder.glob("*.png"))]
     tables = []
     for csv in sorted(folder.glob("*.csv")):
-        frame = pd.read_csv(csv)
+        try:
+            frame = pd.read_csv(csv)
+        except (ValueError, UnicodeDecodeError, OSError) as exc:  # pandas' parser errors are ValueErrors
+            raise BenchError(f"analysis table {csv} cannot be read ({type(exc).__name__}); remove it or write it "
+                             "again with its analysis") from None
         if len(frame) <= 40:
             tables.append({"name": csv.stem, "html": frame.round(3).to_html(index=False, classes="data", border=0)})
     return {"title": title, "images": images, "tables": tables}

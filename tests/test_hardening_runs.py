@@ -271,3 +271,25 @@ def test_sigterm_says_the_run_was_terminated_and_the_run_resumes_exactly(tmp_pat
     fresh = bench_process("run", *grid, "--out", str(tmp_path / "fresh"), env=env)
     assert fresh.wait(timeout=300) == 0, fresh.stderr.read()
     assert (tmp_path / "run" / "episodes.csv").read_bytes() == (tmp_path / "fresh" / "episodes.csv").read_bytes()
+
+
+# ---- a user's files where the harness reads (neighbours of classes 1 and 12) ----
+
+def test_a_users_file_among_the_cells_is_not_taken_for_a_cell(tmp_path, voc_root, runs, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs / "run", run)
+    (run / "episodes" / "notes__mine.json").write_text("{}\n")
+    assert main(run_args(voc_root, run, "support-copy")) == 0, capsys.readouterr().err
+    assert (run / "episodes" / "notes__mine.json").read_text() == "{}\n"
+
+
+def test_an_unreadable_analysis_table_is_one_error_line_in_the_report(tmp_path, runs, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs / "run", run)
+    (run / "analyses" / "similarity").mkdir(parents=True)
+    (run / "analyses" / "similarity" / "similarity.csv").write_bytes(b"\xff\xfe\x00bad")
+    capsys.readouterr()
+    assert main(["report", "--run", str(run), "--resamples", "20"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "analysis table" in lines[0] and "cannot be read" in lines[0]
+    assert not (run / "report.html").exists()

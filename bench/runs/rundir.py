@@ -224,8 +224,8 @@ class RunDir:
 
     def finished_cells(self, method: Optional[str] = None) -> List[Path]:
         """The records of the finished cells (of one method)."""
-        return sorted(p for p in (self.path / "episodes").glob("*__*.json")
-                      if method is None or p.name.rpartition("__")[0] == method)
+        return sorted(p for p in (self.path / "episodes").glob("*__*.json")  # a user's other files are not cells
+                      if CELL_FILE.match(p.name) and (method is None or p.name.rpartition("__")[0] == method))
 
     def remove_cells(self, method: str) -> None:
         """Delete one method's cells and their predictions (regular files of the harness's names only)."""

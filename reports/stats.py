@@ -29,8 +29,10 @@ MAX_RESAMPLES = 100_000
 
 def check_resamples(resamples: int) -> int:
     """`--resamples`, refused outside 1..MAX_RESAMPLES (a huge count would exhaust memory)."""
-    if not 1 <= resamples <= MAX_RESAMPLES:
-        raise BenchError(f"--resamples must be 1 to {MAX_RESAMPLES:,}, got {resamples}")
+    if resamples < 1:
+        raise BenchError(f"--resamples must be >= 1, got {resamples}")
+    if resamples > MAX_RESAMPLES:
+        raise BenchError(f"--resamples must be <= {MAX_RESAMPLES:,} (the draws are held in memory), got {resamples}")
     return resamples
 
 

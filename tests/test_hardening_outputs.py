@@ -23,6 +23,7 @@ import pytest
 from bench.cli.commands import main
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
+from methods.panet import PANet
 from reports.check import compare
 from tests.bad_input_builders import Env, published
 from tests.hardening_outputs_builders import (
@@ -278,3 +279,14 @@ def test_a_fold_proven_by_sha256_or_by_the_file_is_verified(env, capsys):
     args = with_fold_key(env, 0)
     assert main(args) == 0
     assert json.loads((env.out / "config.json").read_text())["weights"]["panet/split1"]["fold_verified"] is True
+
+
+def test_a_method_output_from_cached_codes_is_checked_too(env, capsys):
+    """The feature-cache path (`decode` on cached backbone codes) goes through the same check."""
+    original = PANet.decode
+    env.patch.setattr(PANet, "decode", lambda self, q, s: original(self, q, s) * float("nan"))
+    code = main(env.learned())
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: panet split1_shot1_seed0, episode 0: the method returned non-finite"), lines[0]
+    assert not list((env.out / "episodes").glob("*.csv"))

@@ -86,10 +86,19 @@ class PublishedWeights:
     source: str = ""
     #: the state-dict entry of the authors' file that holds the weights ("state_dict"), or "" for the top level
     state_key: str = "state_dict"
+    #: the top-level entry of the authors' file that holds the fold it was trained on, or "" where the file
+    #: carries none (HSNet saves a bare state dict, PFENet {epoch, state_dict, optimizer}): a file of another
+    #: fold is then told apart only by `sha256`
+    fold_key: str = ""
 
     @property
     def name(self) -> str:
         return f"{self.method}.{self.tag}"
+
+    @property
+    def fold_verifiable(self) -> bool:
+        """Whether loading its file proves the file is of its fold (by its sha256, or by the fold it holds)."""
+        return bool(self.sha256 or self.fold_key)
 
 
 class WeightsRegistry:

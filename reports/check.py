@@ -12,6 +12,7 @@ the run after showing the differences.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -19,10 +20,12 @@ import pandas as pd
 
 from analyses.summary import summarize
 from bench.core.errors import BenchError
-from bench.core.fileio import atomic_write_json
+from bench.core.fileio import atomic_write_json, check_writable_target
 from bench.runs.results import load_results
+from bench.runs.verify import check_tolerance
 
 Key = Tuple[str, str, str, int]
+ENTRY_FIELDS = ("method", "dataset", "split", "shot", "miou")
 
 
 def _entries(results) -> Dict[Key, float]:
@@ -41,21 +44,46 @@ def run_identity(config: Dict) -> Dict:
     return {"protocol": protocol, "checkpoints": config.get("checkpoints", {}), "numerics": numerics}
 
 
+def _entry(entry: object) -> Tuple[Key, float]:
+    """One baseline entry, checked: names and split are strings (split 'mean' or a number), shot an integer, miou
+    a finite percentage."""
+    if not isinstance(entry, dict):
+        raise TypeError(f"an entry is a {type(entry).__name__}, not an object")
+    missing = [k for k in ENTRY_FIELDS if k not in entry]
+    if missing:
+        raise KeyError(f"an entry lacks {', '.join(missing)}")
+    method, dataset, split, shot, miou = (entry[k] for k in ENTRY_FIELDS)
+    if not all(isinstance(v, str) for v in (method, dataset)) or not isinstance(split, (str, int)) \
+            or isinstance(split, bool) or not isinstance(shot, int) or isinstance(shot, bool):
+        raise TypeError(f"method, dataset and split must be strings, shot an integer, in {entry}")
+    if not (isinstance(miou, (int, float)) and not isinstance(miou, bool) and math.isfinite(miou) and 0 <= miou <= 100):
+        raise ValueError(f"miou must be a finite number of points from 0 to 100, got {miou!r} for "
+                         f"{method} {dataset} split {split} {shot}-shot")
+    return (method, dataset, str(split), shot), float(miou)
+
+
 def read_baseline(path: Path) -> Tuple[Dict[Key, float], Dict]:
-    """A baseline's entries and its identity ({} for a baseline written before identities)."""
+    """A baseline's entries and its identity ({} for a baseline written before identities); any entry that is
+    not well-formed, a repeated entry or an empty list is refused (each would switch the check off)."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"baseline file not found: {path} (create it with --update)")
     try:
         data = json.loads(path.read_text())
-        entries = {(e["method"], e["dataset"], str(e["split"]), int(e["shot"])): float(e["miou"])
-                   for e in data["entries"]}
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+            raise TypeError("it holds no list of entries")
+        pairs = [_entry(e) for e in data["entries"]]
+        if not pairs:
+            raise ValueError("it has no entries: it would pass any run")
+        entries = dict(pairs)
+        if len(entries) < len(pairs):
+            raise ValueError("it lists an entry twice")
         identity = data.get("identity", {})
         if not isinstance(identity, dict):
             raise TypeError("identity is not an object")
         return entries, identity
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BenchError(f"baseline {path} is not a valid baseline file ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"baseline {path} is not a valid baseline file ({str(exc).strip(chr(39))})") from None
 
 
 def _differences(run: Dict, baseline: Dict) -> List[str]:
@@ -97,7 +125,7 @@ def compare(run: Dict[Key, float], baseline: Dict[Key, float], tolerance: float)
             status = "new"
         elif now is None:
             status = "MISSING"
-        elif now < base - tolerance:
+        elif not now >= base - tolerance:  # a NaN run value is a regression, not a pass
             status = "REGRESSED"
         else:
             status = "ok"
@@ -115,6 +143,9 @@ def format_report(table: pd.DataFrame) -> str:
 
 def check(run_dir: Path, baseline_path: Path, tolerance: float = 1.0, update: bool = False) -> int:
     """Print the comparison; return 0 if nothing regressed or is missing (or after --update), else 1."""
+    check_tolerance(tolerance)
+    if update:
+        check_writable_target(baseline_path)
     results = load_results(run_dir)
     run, identity = _entries(results), run_identity(results.config)
     baseline, baseline_identity = read_baseline(baseline_path) if Path(baseline_path).is_file() or not update else ({}, {})

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.core.errors import BenchError
 from bench.runs.results import load_results
-from reports.stats import paired_difference
+from reports.stats import check_resamples, paired_difference
 
 
 def _load(run_dir: Path):
@@ -18,8 +18,7 @@ def _load(run_dir: Path):
 
 
 def compare_runs(dir_a: Path, dir_b: Path, resamples: int = 1000) -> pd.DataFrame:
-    if resamples < 1:
-        raise BenchError(f"--resamples must be >= 1, got {resamples}")
+    check_resamples(resamples)
     config_a, episodes_a = _load(dir_a)
     config_b, episodes_b = _load(dir_b)
     if config_a["manifests"] != config_b["manifests"]:

@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader
 
 from analyses.summary import class_iou_table, collapse_warnings, collapsed_cells, summarize
 from bench.core.errors import BenchError
-from bench.core.fileio import atomic_write_text, sha256_file
+from bench.core.fileio import atomic_write_text, check_writable_target, sha256_file
 from bench.data.catalog import open_dataset
 from bench.data.episodes import read_manifest, support_ids
 from bench.evaluation.qualitative import KINDS, load_qualitative
@@ -21,7 +21,7 @@ from bench.runs.results import load_results, load_runs
 from bench.runs.rundir import RERUN, RunDir, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
-from reports.stats import bootstrap_table, paired_table
+from reports.stats import bootstrap_table, check_resamples, paired_table
 
 #: the floor a learned method must beat: a learned method at or below it on a split is flagged
 FLOOR = "all-foreground"
@@ -215,14 +215,14 @@ def reference_method(methods: List[str], learned: List[str], reference: Optional
 def render_report(run_dir: Path, out: Optional[Path] = None, resamples: int = 1000, reference: Optional[str] = None,
                   qualitative: int = len(KINDS)) -> Path:
     """Write the report of a run (default <run>/report.html) and print its warnings (a collapsed training)."""
-    if resamples < 1:
-        raise BenchError(f"--resamples must be >= 1, got {resamples}")
+    check_resamples(resamples)
     if not 0 <= qualitative <= len(KINDS):
         raise BenchError(f"--qualitative must be 0 to {len(KINDS)} (bench run saves the {', '.join(KINDS)} episode of "
                          f"each class), got {qualitative}")
     out = Path(out or Path(run_dir) / "report.html")
     if out.is_dir():
         raise BenchError(f"--out {out} is a folder; give the report's file name, e.g. {out / 'report.html'}")
+    check_writable_target(out)  # before the work; the write checks again
     run = load_run(run_dir)
     summary, episodes = run["summary"], run["episodes"]
     methods = list(dict.fromkeys(run["config"]["config"]["methods"]))

@@ -16,11 +16,24 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from bench.core.errors import BenchError
+
 KEYS = ["split", "shot", "seed", "episode"]
 #: the resampled unit: a (query image, class) pair
 CLUSTER = ("query", "class_id")
 #: every episode its own cluster (the naive bootstrap; for comparison only)
 EPISODE = ("seed", "episode")
+#: the most bootstrap resamples: the draws are held in memory, [resamples, episodes] floats
+MAX_RESAMPLES = 100_000
+
+
+def check_resamples(resamples: int) -> int:
+    """`--resamples`, refused outside 1..MAX_RESAMPLES (a huge count would exhaust memory)."""
+    if resamples < 1:
+        raise BenchError(f"--resamples must be >= 1, got {resamples}")
+    if resamples > MAX_RESAMPLES:
+        raise BenchError(f"--resamples must be <= {MAX_RESAMPLES:,} (the draws are held in memory), got {resamples}")
+    return resamples
 
 
 def _miou_samples(class_ids: np.ndarray, inter: np.ndarray, union: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -64,10 +64,12 @@ def test_run_records_the_weights_and_trains_nothing(published_run):
     for split, e in ((1, ENTRIES[0]), (2, ENTRIES[1])):
         sha256 = sha256_file(folder / e.file_name)
         assert config["weights"][f"panet/split{split}"] == {
-            "weights": e.name, "file": str(folder / e.file_name), "sha256": sha256, "url": URL, "input_size": SIZE}
+            "weights": e.name, "file": str(folder / e.file_name), "sha256": sha256, "url": URL, "input_size": SIZE,
+            "fold_verified": False}
         assert config["methods"]["panet"]["weights"][f"panet/split{split}"] == e.name
         meta = RunDir(out).cell_meta(Cell("panet", split, 1, 0))
         assert (meta["weights"], meta["weights_sha256"], meta["checkpoint_sha256"]) == (e.name, sha256, sha256)
+        assert meta["weights_fold_verified"] is False  # the test entries have no sha256 and their files no fold
         assert meta["checkpoint"] == f"published/{e.name}"
     assert config["config"]["published"]["weights"] == [str(folder)]
     assert not (out.parent / "no-checkpoints").exists()

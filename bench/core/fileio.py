@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -66,13 +67,29 @@ def make_dirs(folder: os.PathLike | str) -> None:
         raise FolderError(exc.errno, exc.strerror or str(exc), str(folder)) from None
 
 
+def check_writable_target(path: str | os.PathLike) -> None:
+    """Refuse a target that exists and is not a regular file (a folder, device, FIFO, socket, or a link to
+    one): the rename of an atomic write would replace it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # a new path (or a dangling link, which the rename replaces)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise BenchError(f"{path} is {kind}: refusing to replace it; give a new path or a regular file")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename.
 
     An interrupted write leaves either the old file or none, never a truncated one; a failed one
-    (ENOSPC, EROFS, EACCES) raises a WriteError naming `path` and leaves no temporary behind.
+    (ENOSPC, EROFS, EACCES) raises a WriteError naming `path` and leaves no temporary behind. A target
+    that is not a regular file is refused (`check_writable_target`) before anything is created.
     """
     path = Path(path)
+    check_writable_target(path)
     make_dirs(path.parent)
     tmp = _temp_path(path)
     try:

@@ -1,12 +1,13 @@
 """Evaluation of one method on one manifest: batches of episodes in, per-episode pixel counts out."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import pandas as pd
 import torch
 
 from analyses.metrics import COUNT_COLUMNS
+from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
 from bench.data.episodes import support_ids
 from bench.data.images import ImageStore, build_batch, build_native_batch
@@ -17,18 +18,40 @@ from methods.base import FewShotSegmenter
 RESULT_COLUMNS = ["episode", "class_id", "query", *COUNT_COLUMNS]
 
 
+def check_logits(logits: object, episodes: Sequence[int], desc: str) -> torch.Tensor:
+    """`logits` if they are what scoring needs, finite floating-point [B, 2, h, w] for the B `episodes`; else a
+    BenchError naming `desc` (the method and cell) and the episode."""
+    def refuse(problem: str, where: Sequence[int] = episodes) -> BenchError:
+        shown = f"episode {where[0]}" if len(where) == 1 else f"episodes {where[0]} to {where[-1]}"
+        return BenchError(f"{desc}, {shown}: the method returned {problem}; expected finite floating-point logits "
+                          f"[{len(episodes)}, 2, h, w] (background, foreground)")
+    if not isinstance(logits, torch.Tensor):
+        raise refuse(f"a {type(logits).__name__}, not a tensor")
+    if logits.dim() != 4 or logits.shape[0] != len(episodes) or logits.shape[1] != 2 or min(logits.shape) < 1:
+        raise refuse(f"logits of shape {list(logits.shape)}")
+    if not logits.is_floating_point():
+        raise refuse(f"{logits.dtype} logits")
+    finite = torch.isfinite(logits).flatten(1).all(dim=1).cpu()
+    if not bool(finite.all()):
+        raise refuse("non-finite logits (NaN or inf)", [episodes[int((~finite).nonzero()[0])]])
+    return logits
+
+
 def forward_episodes(method: FewShotSegmenter, store: ImageStore, rows: pd.DataFrame, device: str,
-                     features: Optional[CodeCache] = None) -> torch.Tensor:
-    """Logits of the episodes `rows`: from cached backbone codes when a cache is given, else end to end
-    (a native-resolution method takes one episode at a time, at its query's size)."""
+                     features: Optional[CodeCache] = None, desc: str = "episodes") -> torch.Tensor:
+    """Logits of the episodes `rows`, checked (`check_logits`): from cached backbone codes when a cache is
+    given, else end to end (a native-resolution method takes one episode at a time, at its query's size)."""
     if method.native_resolution:
+        rows = rows.iloc[:1]
         batch = build_native_batch(store, next(rows.itertuples(index=False))).to(device)
-        return method(batch.query, batch.supports, batch.support_masks)
-    if features is None:
+        logits = method(batch.query, batch.supports, batch.support_masks)
+    elif features is None:
         batch = build_batch(store, rows).to(device)
-        return method(batch.query, batch.supports, batch.support_masks)
-    supports = [support_ids(field) for field in rows["supports"]]
-    return method.decode(features.query_codes(rows["query"]), features.support_codes(supports, rows["class_id"]))
+        logits = method(batch.query, batch.supports, batch.support_masks)
+    else:
+        supports = [support_ids(field) for field in rows["supports"]]
+        logits = method.decode(features.query_codes(rows["query"]), features.support_codes(supports, rows["class_id"]))
+    return check_logits(logits, [int(e) for e in rows["episode"]], desc)
 
 
 @torch.no_grad()
@@ -39,6 +62,7 @@ def evaluate_manifest(method: FewShotSegmenter, store: ImageStore, manifest: pd.
     """Per-episode rows (RESULT_COLUMNS) of `method` on every episode of `manifest`, scored by `protocol`.
 
     `features`: a CodeCache for a method that `CodeCache.supports`; each unique image is then encoded once.
+    `desc` names the method and cell in progress and in the error of a malformed output.
     Results do not depend on `batch_size`, the cache or the device.
     """
     if features is not None and not CodeCache.supports(method):
@@ -51,7 +75,7 @@ def evaluate_manifest(method: FewShotSegmenter, store: ImageStore, manifest: pd.
     bar = progress_bar(total=len(manifest), desc=desc, quiet=quiet, unit="ep")
     for start in range(0, len(manifest), step):
         rows = manifest.iloc[start : start + step]
-        logits = forward_episodes(method, store, rows, device, features)
+        logits = forward_episodes(method, store, rows, device, features, desc)
         for i, row in enumerate(rows.itertuples(index=False)):
             counts.append(protocol.score(logits[i], store.mask(row.query, row.class_id), method.logits_align_corners))
         bar.update(len(rows))

@@ -46,7 +46,7 @@ def save_qualitative(method, store: ImageStore, manifest: pd.DataFrame, rows: pd
     arrays: Dict[str, np.ndarray] = {}
     for k in range(len(chosen)):
         row = chosen.iloc[k:k + 1]
-        logits = forward_episodes(method, store, row, device, features)[0:1].float()
+        logits = forward_episodes(method, store, row, device, features, path.stem.replace("__", " "))[0:1].float()
         target = store.mask(row["query"].iloc[0], int(row["class_id"].iloc[0]))
         logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=method.logits_align_corners)[0]
         pred = (logits[1] > logits[0]).cpu().numpy()

@@ -66,8 +66,9 @@ class CellRunner:
                 "checkpoint_sha256": checkpoint.get("sha256"), "checkpoint_val_miou": checkpoint.get("val_miou"),
                 "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),
                 "checkpoint_best_epoch": checkpoint.get("best_epoch"),
-                **({"weights": checkpoint["weights"], "weights_sha256": checkpoint["sha256"]} if "weights" in checkpoint
-                   else {}), **(extra_meta or {})}
+                **({"weights": checkpoint["weights"], "weights_sha256": checkpoint["sha256"],
+                    "weights_fold_verified": checkpoint.get("fold_verified", False)} if "weights" in checkpoint else {}),
+                **(extra_meta or {})}
         if before_write is not None:
             before_write(run_dir.cell_paths(cell)[0], rows)
         # the cell's files last: a cell that counts as done has its qualitative file too

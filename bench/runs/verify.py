@@ -6,10 +6,14 @@ FB-IoU where the entry reports one. The measured number is the run's: the cell's
 verified per-episode counts (`load_results`, `analyses.summary.summarize`), mean over seeds, in percent.
 A difference beyond the tolerance (in points) is a miss, and the command then exits 1 (as detectron2's
 `verify_results`); a run without published-weights cells, or without any reported number for its shots,
-is a one-line error (exit 2).
+is a one-line error (exit 2), as is a cell that names other published weights than config.json records.
+The `fold` column says whether each file was proven to be of its fold (the entry's sha256 or a fold the
+file records); an unverified one is also a `warning:` line.
 """
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -35,6 +39,8 @@ class Check:
     measured: float
     seeds: int
     tolerance: float
+    #: whether every cell's file was proven to be of its fold (by sha256 or the fold it records)
+    fold_verified: bool = False
 
     @property
     def difference(self) -> float:
@@ -60,17 +66,43 @@ def published_cells(metas: List[Dict]) -> Dict[Tuple[str, int, int], str]:
     return {key: names.pop() for key, names in sorted(found.items())}
 
 
+def check_tolerance(tolerance: float) -> float:
+    """A `--tolerance` in points: finite and >= 0 (nan or inf would pass everything, a negative one fail it)."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise BenchError(f"--tolerance must be a finite number >= 0, got {tolerance}")
+    return tolerance
+
+
+def check_claims(metas: List[Dict], config: Dict, path: Path) -> None:
+    """Every cell names the published weights config.json records for its method and split (and their sha256),
+    and no other: a cell edited to claim (or to drop) published weights is refused."""
+    recorded = config.get("weights") or {}
+    if not isinstance(recorded, dict):
+        raise BenchError(f"{path}/config.json is damaged: its 'weights' is not an object")
+    for meta in metas:
+        cell = Cell.of(str(meta.get("method")), str(meta.get("cell")))
+        record = recorded.get(f"{cell.method}/split{cell.split}")
+        record = record if isinstance(record, dict) else {}
+        claimed = (meta.get("weights"), meta.get("weights_sha256") if meta.get("weights") else None)
+        if claimed != (record.get("weights"), record.get("sha256")):
+            raise BenchError(f"{path}: cell {cell.method}__{cell.manifest} claims published weights "
+                             f"{claimed[0] or 'none'} but config.json records {record.get('weights') or 'none'} for "
+                             f"{cell.method} split {cell.split}: the cell was edited; re-run it")
+
+
 def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
     """The checks of a finished run (one BenchError if there is nothing to check)."""
-    if tolerance < 0:
-        raise BenchError(f"--tolerance must be >= 0, got {tolerance}")
+    check_tolerance(tolerance)
     results = load_results(path)
+    check_claims(results.metas, results.config, path)
     if results.config["config"].get("identical_input"):
         raise BenchError(f"{path} is an identical-input run (support = query): not comparable with reported numbers")
     cells = published_cells(results.metas)
     if not cells:
         raise BenchError(f"{path} has no cell evaluated from published weights (run `bench run --weights ...`)")
     summary = summarize(results.episodes).set_index(["method", "split", "shot"])
+    unverified = {(str(m.get("method")), Cell.of(str(m.get("method")), str(m.get("cell"))).split) for m in results.metas
+                  if m.get("weights") and m.get("weights_fold_verified") is not True}
     checks, unreported = [], []
     for (method, split, shot), name in cells.items():
         if name not in WEIGHTS:
@@ -82,7 +114,8 @@ def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
                    if reported and reported.get(key) is not None]
         if not numbers:
             unreported.append(f"{name} {shot}-shot")
-        checks += [Check(name, split, shot, label, float(value), float(measured), int(row["seeds"]), tolerance)
+        checks += [Check(name, split, shot, label, float(value), float(measured), int(row["seeds"]), tolerance,
+                         (method, split) not in unverified and WEIGHTS.get(name).fold_verifiable)
                    for label, value, measured in numbers]
     if not checks:
         raise BenchError(f"no reported number to compare with: the entries report none for {', '.join(unreported)}")
@@ -91,10 +124,11 @@ def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
 
 def format_checks(checks: List[Check]) -> str:
     width = max(len("weights"), *(len(c.weights) for c in checks))
-    lines = [f"{'weights':<{width}} {'shot':>4} {'metric':<6} {'seeds':>5} {'reported':>8} {'measured':>8} "
-             f"{'diff':>6}  status"]
+    lines = [f"{'weights':<{width}} {'shot':>4} {'metric':<6} {'seeds':>5} {'fold':<10} {'reported':>8} "
+             f"{'measured':>8} {'diff':>6}  status"]
     for c in checks:
-        lines.append(f"{c.weights:<{width}} {c.shot:>4} {c.metric:<6} {c.seeds:>5} {c.reported:>8.2f} "
+        lines.append(f"{c.weights:<{width}} {c.shot:>4} {c.metric:<6} {c.seeds:>5} "
+                     f"{'verified' if c.fold_verified else 'unverified':<10} {c.reported:>8.2f} "
                      f"{c.measured:>8.2f} {c.difference:>+6.2f}  {'ok' if c.ok else 'MISS'}")
     misses = sum(not c.ok for c in checks)
     tolerance = checks[0].tolerance
@@ -105,8 +139,17 @@ def format_checks(checks: List[Check]) -> str:
     return "\n".join(lines)
 
 
+def fold_warnings(checks: List[Check]) -> List[str]:
+    """A `warning:` line per published checkpoint whose fold was not verified."""
+    return [f"warning: {name}: the file's fold was not verified (the authors' file records no fold and the entry "
+            "no sha256): a file of another fold would have been scored as this one"
+            for name in dict.fromkeys(c.weights for c in checks if not c.fold_verified)]
+
+
 def verify_command(path: Path, tolerance: float) -> int:
     """Print the table; 0 if every number is within the tolerance, 1 otherwise."""
     checks = verify_run(path, tolerance)
     print(format_checks(checks))
+    for line in fold_warnings(checks):
+        print(line, file=sys.stderr)
     return 0 if all(c.ok for c in checks) else 1

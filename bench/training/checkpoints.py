@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 
@@ -94,3 +94,24 @@ def check_meta(meta: object, path: Path) -> Dict:
             raise BenchError(f"checkpoint {path} lacks '{key}' in its metadata: not a checkpoint written by "
                              f"fss-bench, or damaged; delete {Path(path).parent} to retrain")
     return meta
+
+
+def check_finite(tensors: Mapping, path: Path, advice: str) -> None:
+    """Refuse weights holding NaN or inf (a diverged training, a damaged or hostile file): they would score
+    as a model that predicts nothing instead of failing."""
+    bad = sorted(k for k, v in tensors.items()
+                 if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise BenchError(f"checkpoint {path} holds non-finite weights (NaN or inf) in {len(bad)} tensors ({shown}): "
+                         f"{advice}")
+
+
+def read_checkpoint(best: Path) -> Dict:
+    """A finished checkpoint's payload, checked: the metadata that rebuilds its method, and finite weights."""
+    payload = load_tensors(best)
+    check_meta(payload.get("meta"), best)
+    if not isinstance(payload.get("model"), dict):
+        raise BenchError(f"checkpoint {best} holds no model weights")
+    check_finite(payload["model"], best, f"delete {Path(best).parent} to retrain")
+    return payload

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 
 from bench.core.errors import BenchError
 from bench.data.catalog import FSSDataset, card_of, open_dataset
-from bench.training.checkpoints import check_meta, load_tensors, read_record, verified_sha256
+from bench.training.checkpoints import read_checkpoint, read_record, verified_sha256
 from bench.training.options import TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.pretrain import PRETRAIN_SPECS, ensure_synthnet
@@ -139,8 +139,7 @@ class ModelProvider:
             return self.published.sha256(name, split)
         sha256 = self.checkpoint_sha256(name, split)
         if sha256 is not None:
-            best = self.best_path(name, split)
-            check_meta(load_tensors(best).get("meta"), best)
+            read_checkpoint(self.best_path(name, split))
         return sha256
 
     def checkpoint_sha256(self, name: str, split: int) -> Optional[str]:

@@ -11,9 +11,12 @@ method takes it: the file holds the backbone too, so no ImageNet weights are rea
 the patterns that name an entry of that method (the other patterns leave the method alone).
 
 Everything is checked before a run writes anything: the file exists, has the entry's sha256 where the
-entry knows it, fits the architecture key by key and shape by shape, belongs to the cell's dataset and
-fold, was trained on the harness's normalisation, and is evaluated at its input size (a method that is
-not `native_resolution` needs the run's `--input-size` to equal it).
+entry knows it, fits the architecture key by key and shape by shape, holds only finite weights, belongs to
+the cell's dataset and fold, was trained on the harness's normalisation, and is evaluated at its input size
+(a method that is not `native_resolution` needs the run's `--input-size` to equal it). A file's fold is
+verified only by the entry's sha256 or a fold the file records (`fold_key`); where neither exists (none of
+the registered authors' files records one) the run prints a `warning:` line and its cells and config.json
+record `fold_verified: false`.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from bench.core.errors import BenchError
 from bench.core.fileio import sha256_file
 from bench.core.options import option
 from bench.data.images import IMAGENET_MEAN, IMAGENET_STD
-from bench.training.checkpoints import load_tensors
+from bench.training.checkpoints import check_finite, load_tensors
 from methods import METHODS, FewShotSegmenter, build_method
 from methods.common import BackboneMethod
 from methods.weights import WEIGHTS, PublishedWeights
@@ -111,6 +114,26 @@ def build_options(entry: PublishedWeights) -> Dict:
     return {**({"backbone_enum": None} if takes else {}), **dict(entry.options)}
 
 
+def check_fold(entry: PublishedWeights, payload: Mapping, path: Path) -> None:
+    """Where the authors' file names its fold (`entry.fold_key`), it must be the entry's."""
+    if not entry.fold_key:
+        return
+    value = payload.get(entry.fold_key)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BenchError(f"{path} holds no fold in '{entry.fold_key}': not the file of {entry.name} (download it "
+                         f"from {entry.url})")
+    if value != entry.fold:
+        raise BenchError(f"{path} is the checkpoint of fold {value}, not of fold {entry.fold} ({entry.name}): "
+                         f"put the file of fold {entry.fold} there")
+
+
+def fold_warning(entry: PublishedWeights, path: Path) -> str:
+    return (f"warning: {entry.name}: the fold of {path} is not verified (the authors' file records no fold and the "
+            f"entry no sha256): a file of another fold would be scored as fold {entry.fold}")
+
+
 def _shown(keys: List[str]) -> str:
     return ", ".join(keys[:SHOWN_KEYS]) + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")
 
@@ -125,6 +148,8 @@ def harness_state(entry: PublishedWeights, path: Path) -> Dict[str, torch.Tensor
     odd = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
     if odd:
         raise BenchError(f"{path} ({entry.name}) holds entries that are not tensors: {_shown(odd)}")
+    check_fold(entry, payload, path)
+    check_finite(state, path, f"not a usable {entry.name}; download it again from {entry.url}")
     return entry.keys.to_harness(state)
 
 
@@ -200,6 +225,9 @@ class PublishedModels:
         if not self._chosen:
             raise BenchError(f"--weights: none of --methods {' '.join(methods)} has published weights for "
                              f"{self.dataset} (`bench weights` lists them)")
+        for chosen in self._chosen.values():
+            if not chosen.entry.fold_verifiable:
+                print(fold_warning(chosen.entry, chosen.path))
 
     def _choose(self, method: str, split: int) -> Tuple[PublishedWeights, Path]:
         given = [tag for tag in self.files if WEIGHTS.get(tag).method == method
@@ -259,7 +287,8 @@ class PublishedModels:
             raise BenchError(f"published weights {entry.name} are evaluated at {entry.input_size} but their options "
                              f"build a {entry.method} that resizes to {size}")
         load_into(model, harness_state(entry, path), entry, path)
-        return model.to(device).eval(), {"sha256": sha256, "weights": entry.name, "path": str(path)}
+        return model.to(device).eval(), {"sha256": sha256, "weights": entry.name, "path": str(path),
+                                         "fold_verified": entry.fold_verifiable}
 
     def arguments(self) -> List[str]:
         """The chosen checkpoints as `--weights TAG=FILE` values with absolute paths (for Ray workers)."""
@@ -272,5 +301,6 @@ class PublishedModels:
     def record(self) -> Dict[str, Dict]:
         """What config.json records of each chosen checkpoint."""
         return {f"{m}/split{s}": {"weights": p.entry.name, "file": str(p.path), "sha256": self.sha256(m, s),
-                                  "url": p.entry.url, "input_size": p.entry.input_size}
+                                  "url": p.entry.url, "input_size": p.entry.input_size,
+                                  "fold_verified": p.entry.fold_verifiable}
                 for (m, s), p in sorted(self._chosen.items())}

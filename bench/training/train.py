@@ -43,7 +43,8 @@ from bench.data.images import ImageStore, normalize, resize_mask
 from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
 from bench.training import distributed
-from bench.training.checkpoints import check_meta, load_tensors, plain, save_tensors, verified_sha256, write_record
+from bench.training.checkpoints import (load_tensors, plain, read_checkpoint, save_tensors, verified_sha256,
+                                        write_record)
 from bench.training.options import SELECT_ON
 from bench.training.profiles import TrainProfile
 from methods import build_method
@@ -320,10 +321,8 @@ def load_trained(path: Path, backbone_options: Dict, device: str = "cpu") -> Tup
     if sha256 is None:
         raise BenchError(f"checkpoint {path} is not a finished training (no {Path(path).with_suffix('.json').name} "
                          "beside it); run `bench train` to finish it")
-    checkpoint = load_tensors(path)
-    meta = check_meta(checkpoint.get("meta"), path)
-    if not isinstance(checkpoint.get("model"), dict):
-        raise BenchError(f"checkpoint {path} holds no model weights")
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint["meta"]
     options = {k: v for k, v in meta["method_options"].items() if k != "backbone_weights_sha256"}
     method = build_method(meta["method"], **{**options, **backbone_options})
     trained_on, given = meta.get("backbone") or {}, method.backbone.identity

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from analyses.common import Analysis, add_arguments, cli, open_analysis
+from analyses.common import EPISODES, Analysis, add_arguments, cli, open_analysis
 from bench.cli.arguments import Parser
 from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
@@ -132,7 +132,7 @@ def plot(figures: dict, method: str, split: int):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.error_overlap", description=__doc__)
     add_arguments(parser, methods="one")
-    parser.add_argument("--episodes", type=int, default=1000, help="1-shot episodes of seed --seed")
+    parser.add_argument("--episodes", type=EPISODES, default=1000, help="1-shot episodes of seed --seed")
     parser.add_argument("--supervised-weights", metavar="PATH",
                         help="PASCAL: local DeepLabV3-ResNet50 VOC-label weights file (offline)")
     return parser

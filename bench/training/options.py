@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from bench.core.environment import home_path
-from bench.core.options import option
+from bench.core.options import MAX_SEED, option
 from methods.backbones import BACKBONES
 
 SELECT_ON = ("held-out", "test")
@@ -17,11 +17,11 @@ class TrainingOptions:
     """How learned methods get their checkpoints (`bench run` trains missing ones, `bench train` trains)."""
 
     profile: Optional[str] = option(None, "training profile (see `bench list`; default: the dataset's)")
-    epochs: Optional[int] = option(None, "override the profile's number of epochs")
-    train_seed: int = option(0, "seed of training episodes and initialisation")
+    epochs: Optional[int] = option(None, "override the profile's number of epochs", minimum=1, maximum=10_000)
+    train_seed: int = option(0, "seed of training episodes and initialisation", minimum=0, maximum=MAX_SEED)
     train_seeds: Optional[List[int]] = option(None, "train one checkpoint per seed and evaluate each (replaces "
                                               "--train-seed; cells gain a train_seed coordinate when more than one "
-                                              "is given)", metavar="S")
+                                              "is given)", metavar="S", minimum=0, maximum=MAX_SEED)
     select_on: str = option("held-out", "checkpoint selection: held-out images of the training classes, or the "
                             "split's test classes (the paper's practice, recorded in the run)", choices=SELECT_ON)
     backbone: Optional[str] = option(None, "override the profile's frozen backbone (vgg16: the original of PANet, "

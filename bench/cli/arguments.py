@@ -16,7 +16,11 @@ import re
 import sys
 import typing
 from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Type
+
+from bench.core.errors import BenchError
+from bench.core.paths import kind_of
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -67,6 +71,29 @@ def number(kind: type = int, minimum=None, maximum=None):
     return parse
 
 
+_PATH_KINDS = {"file": ("a regular file",), "folder": ("a directory",), "any": ("a regular file", "a directory")}
+
+
+def path_type(kind: str = "file", convert: type = str):
+    """An argparse `type` for a path that, when it exists, must be a regular file ("file"), a folder
+    ("folder") or either ("any"): a FIFO, a device or the wrong one of the two is refused as parsed, without
+    opening it. A missing path is left to the command (it may create it, or say where to get it). The value
+    is returned as `convert(text)`."""
+    wanted = _PATH_KINDS[kind]
+
+    def parse(text: str) -> str:
+        try:
+            found = kind_of(Path(text).expanduser()) if text else "empty"
+        except BenchError as exc:  # e.g. a folder on the way that cannot be searched
+            raise argparse.ArgumentTypeError(f"must be readable: {exc}") from None
+        if found is not None and found not in wanted:
+            raise argparse.ArgumentTypeError(f"must be {' or '.join(wanted)}, got {text!r} ({found})")
+        return convert(text)
+
+    parse.__name__ = "path"
+    return parse
+
+
 #: bootstrap resamples (report, compare, analyses): each is a pass over every episode's scores
 RESAMPLES = number(int, 1, 100_000)
 #: a tolerance in mIoU points (check, verify): NaN would pass every comparison
@@ -98,6 +125,8 @@ def field_type(cls: Type, name: str):
 
 
 def _parser_of(base, f):
+    if f.metadata.get("path"):
+        return path_type(f.metadata["path"])
     if base in (int, float):
         return number(base, f.metadata.get("minimum"), f.metadata.get("maximum"))
     return base

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from bench.cli.arguments import RESAMPLES, TOLERANCE, Parser, add_options, build, number
+from bench.cli.arguments import RESAMPLES, TOLERANCE, Parser, add_options, build, number, path_type
 from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
 from bench.cli.prepare import add_prepare_parser, prepare_command
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(train_parser, RunConfig, names=TRAIN_FIELDS, required=("methods",))
     check_parser = sub.add_parser("check", help="regression check of a run's mIoU against a committed baseline")
     check_parser.add_argument("--run", required=True, help="finished run directory")
-    check_parser.add_argument("--baseline", required=True, help="baseline JSON (reports/baselines/*.json)")
+    check_parser.add_argument("--baseline", required=True, type=path_type("file"), help="baseline JSON (reports/baselines/*.json)")
     check_parser.add_argument("--tolerance", type=TOLERANCE, default=1.0, help="allowed drop in mIoU points (0 to 100)")
     check_parser.add_argument("--update", action="store_true", help="rewrite the baseline from the run (after showing the diff)")
     report_parser = sub.add_parser("report", help="render a run directory as one self-contained HTML page")

@@ -38,7 +38,7 @@ class RuntimeOptions:
     quiet: bool = option(False, "no progress bars", identity=False)
     log_file: Optional[str] = option(None, "also write the plain, timestamped log lines (stages, epochs, cells, "
                                      "progress) to this file, appended, whatever stderr is", identity=False,
-                                     metavar="FILE")
+                                     metavar="FILE", path="file")
     overwrite: bool = option(False, "replace a run directory that holds a different config (removes only the "
                              "files the harness wrote)", identity=False)
     wait: bool = option(False, "if another `bench run` is writing the same --out, wait for it instead of "
@@ -49,7 +49,7 @@ class RuntimeOptions:
                                  "least recently used evicted and recomputed; results do not depend on it; 0: "
                                  "unbounded", identity=False, metavar="GIB", minimum=0, maximum=4096)
     cache_spill: Optional[str] = option(None, "folder where evicted codes are spilled (bit-exact) instead of being "
-                                        "recomputed", identity=False, metavar="DIR")
+                                        "recomputed", identity=False, metavar="DIR", path="folder")
     executor: str = option("local", "local: one cell after another in this process; ray: every cell is a Ray "
                            "task", identity=False, choices=EXECUTORS)
     address: Optional[str] = option(None, "with --executor ray: join this cluster (default: start a local one)",
@@ -77,16 +77,17 @@ class RunConfig:
                                 metavar="M")
     plugin: Optional[List[str]] = option(None, "a Python file registering methods (repeatable; recorded with its "
                                          "sha256 in config.json); installed plugins (entry points "
-                                         "fss_bench.methods) are always loaded", identity=False, metavar="FILE")
+                                         "fss_bench.methods) are always loaded", identity=False, metavar="FILE",
+                                         path="file")
     dataset: str = option("synthetic", "a registered dataset: synthetic (generated locally), synthetic-tiny, pascal5i, "
                           "coco20i, fss1000, deepglobe, isic2018, chest-xray (`python -m bench datasets` shows each)")
     fold_convention: Optional[str] = option(None, "COCO-20i folds: interleaved (fold k tests classes k, k+4, ..., "
                                             "k+76: FWB, HSNet, PFENet's use_split_coco; the default) or contiguous "
                                             "(1-20, 21-40, ...)", choices=("interleaved", "contiguous"))
     data_root: Optional[str] = option(None, "dataset folder (synthetic: where to generate/cache it; default "
-                                      "$FSS_BENCH_CACHE or ~/.cache/fss-bench)", identity=False)
+                                      "$FSS_BENCH_CACHE or ~/.cache/fss-bench)", identity=False, path="folder")
     lists: Optional[str] = option(None, "folder of split lists laid out like the shipped ones (trn/fold0.txt .. "
-                                  "val/fold3.txt)", identity=False)
+                                  "val/fold3.txt)", identity=False, path="folder")
     splits: List[int] = option([1, 2, 3, 4], "splits 1..4 (the paper's numbering)", metavar="K",
                                alias={"name": "folds", "offset": 1, "help": "the same splits in the codebases' "
                                       "numbering 0..3 (--folds 0 = --splits 1; recorded as splits)"})
@@ -109,7 +110,7 @@ class RunConfig:
                                        "112 synthetic / 48 synthetic-tiny / 321 PASCAL; the backbones downsample "
                                        "by up to 16)", minimum=16, maximum=2048)
     episodes_from: Optional[List[str]] = option(None, "replay saved manifests (CSV files or folders of them) "
-                                                "exactly", identity=False, metavar="FILE")
+                                                "exactly", identity=False, metavar="FILE", path="any")
     scoring: ScoringProtocol = field(default_factory=ScoringProtocol)
     training: TrainingOptions = field(default_factory=TrainingOptions)
     published: PublishedOptions = field(default_factory=PublishedOptions)

@@ -30,15 +30,16 @@ class TrainingOptions:
                                           "test-only cross-domain benchmark: pascal-all, PASCAL with all 20 "
                                           "classes)", metavar="NAME")
     train_data_root: Optional[str] = option(None, "folder of --train-dataset (cross-domain: the PASCAL VOC root)",
-                                            identity=False, metavar="DIR")
+                                            identity=False, metavar="DIR", path="folder")
     train_lists: Optional[str] = option(None, "split lists of --train-dataset (default: its shipped ones)",
-                                        identity=False, metavar="DIR")
+                                        identity=False, metavar="DIR", path="folder")
     checkpoints: Optional[str] = option(None, "checkpoint root folder (default: $FSS_BENCH_HOME/checkpoints when "
-                                        "FSS_BENCH_HOME is set, else ./checkpoints)", identity=False, metavar="DIR")
+                                        "FSS_BENCH_HOME is set, else ./checkpoints)", identity=False, metavar="DIR",
+                                        path="folder")
     no_train: bool = option(False, "fail instead of training a missing checkpoint", identity=False)
     backbone_weights: Optional[str] = option(None, "local backbone weights file (default: torchvision's "
                                              "IMAGENET1K_V1 from the torch hub cache)", identity=False,
-                                             metavar="PATH")
+                                             metavar="PATH", path="file")
 
     def seeds(self) -> List[int]:
         """The training seeds: --train-seeds, else --train-seed."""

@@ -144,8 +144,10 @@ def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[arg
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # a usage error (one `error:` line, 2) or --help (0)
-        return exc.code if isinstance(exc.code, int) else 2
+    except SystemExit as exc:  # a usage error: its one `error:` line is printed; --help exits
+        if exc.code == 0:
+            raise
+        return 2
 
     def logged():
         with log_session(args.log_file, args.quiet, parser.prog, (BenchError, MethodError)):

@@ -215,9 +215,11 @@ def test_help_states_the_bounds(capsys):
         assert bound in text, bound
 
 
-def test_help_and_version_still_exit_0(capsys):
-    assert main(["--version"]) == 0
-    assert main(["run", "--help"]) == 0
+def test_help_still_exits_0_and_a_usage_error_returns_2(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--help"])
+    assert done.value.code == 0
+    assert main(["run", "--help-me"]) == 2
 
 
 def test_bounds_leave_normal_values_alone(tmp_path, cache_env):

@@ -132,6 +132,8 @@ COMMANDS = {"run": cmd_run, "train": train_command, "check": cmd_check, "report"
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # a usage error (one `error:` line, 2), --help or --version (0)
-        return exc.code if isinstance(exc.code, int) else 2
+    except SystemExit as exc:  # a usage error: its one `error:` line is printed; --help and --version exit
+        if exc.code == 0:
+            raise
+        return 2
     return exit_status(lambda: COMMANDS[args.command](args))

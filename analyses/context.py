@@ -32,8 +32,8 @@ from typing import List
 import pandas as pd
 
 from analyses import similarity
-from analyses.common import Analysis, add_arguments, cli, run_config
-from bench.cli.arguments import Parser, add_options
+from analyses.common import EPISODES, PAIRS, SEED, SHOTS, Analysis, add_arguments, cli, run_config
+from bench.cli.arguments import RESAMPLES, Parser, add_options, number
 from bench.core.errors import BenchError
 from bench.core.log import log
 from bench.data.catalog import context_name
@@ -165,15 +165,15 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.context", description=__doc__)
     add_arguments(parser)
-    parser.add_argument("--levels", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0], metavar="LEVEL",
+    parser.add_argument("--levels", nargs="+", type=number(float, 0, 1), default=[0.0, 0.25, 0.5, 0.75, 1.0], metavar="LEVEL",
                         help="background context levels in [0, 1]")
-    parser.add_argument("--shots", nargs="+", type=int, default=[1], help="support images per episode")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one episode set per seed")
-    parser.add_argument("--episodes", type=int, default=1000, help="episodes per seed and level")
+    parser.add_argument("--shots", nargs="+", type=SHOTS, default=[1], help="support images per episode")
+    parser.add_argument("--seeds", nargs="+", type=SEED, default=[0, 1, 2], help="one episode set per seed")
+    parser.add_argument("--episodes", type=EPISODES, default=1000, help="episodes per seed and level")
     add_options(parser, RunConfig, names=("train_seeds",))
-    parser.add_argument("--pairs", type=int, default=4000,
+    parser.add_argument("--pairs", type=PAIRS, default=4000,
                         help="same-class image pairs for the similarity (paper: 4000)")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the paired interval")
+    parser.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples of the paired interval")
     return parser
 
 

@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from analyses.common import Analysis, add_arguments, cli, open_analysis
-from bench.cli.arguments import Parser
+from analyses.common import EPISODES, Analysis, add_arguments, cli, open_analysis
+from bench.cli.arguments import Parser, path_type
 from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE
@@ -132,8 +132,8 @@ def plot(figures: dict, method: str, split: int):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.error_overlap", description=__doc__)
     add_arguments(parser, methods="one")
-    parser.add_argument("--episodes", type=int, default=1000, help="1-shot episodes of seed --seed")
-    parser.add_argument("--supervised-weights", metavar="PATH",
+    parser.add_argument("--episodes", type=EPISODES, default=1000, help="1-shot episodes of seed --seed")
+    parser.add_argument("--supervised-weights", metavar="PATH", type=path_type("file"),
                         help="PASCAL: local DeepLabV3-ResNet50 VOC-label weights file (offline)")
     return parser
 

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from analyses.common import Analysis, add_arguments, cli, open_analysis, same_class_pairs
+from analyses.common import PAIRS, Analysis, add_arguments, cli, open_analysis, same_class_pairs
 from bench.cli.arguments import Parser
 from bench.core.progress import progress_bar
 from bench.data.base import IGNORE
@@ -131,7 +131,7 @@ def plot(result: pd.DataFrame, method: str, split: int):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.error_regions", description=__doc__)
     add_arguments(parser, methods="one")
-    parser.add_argument("--pairs", type=int, default=1000, help="same-class image pairs (paper: 1000)")
+    parser.add_argument("--pairs", type=PAIRS, default=1000, help="same-class image pairs (paper: 1000)")
     return parser
 
 

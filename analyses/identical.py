@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyses.common import Analysis, add_arguments, checked_methods, cli, run_config
+from analyses.common import EPISODES, SEED, Analysis, add_arguments, checked_methods, cli, run_config
 from analyses.summary import summarize
 from bench.cli.arguments import Parser
 from bench.core.errors import BenchError
@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.identical", description=__doc__)
     add_arguments(parser, methods="many", splits="many")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="episode sets")
-    parser.add_argument("--episodes", type=int, default=1000, help="episodes per (split, seed)")
+    parser.add_argument("--seeds", nargs="+", type=SEED, default=[0, 1, 2], metavar="S", help="episode sets")
+    parser.add_argument("--episodes", type=EPISODES, default=1000, help="episodes per (split, seed)")
     parser.add_argument("--identical-run", metavar="DIR", help="reuse this finished `bench run --identical-input` directory")
     parser.add_argument("--regular-run", metavar="DIR", help="reuse this finished regular 1-shot `bench run` directory")
     return parser

@@ -23,7 +23,7 @@ from typing import Dict, List
 import numpy as np
 import pandas as pd
 
-from analyses.common import Analysis, add_arguments, checked_methods, cli, run_config
+from analyses.common import EPISODES, SEED, SHOTS, Analysis, add_arguments, checked_methods, cli, run_config
 from analyses.summary import cell_metrics, summarize
 from bench.cli.arguments import Parser
 from bench.data.catalog import open_dataset
@@ -136,9 +136,9 @@ def plot(result: pd.DataFrame, title: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.protocol", description=__doc__)
     add_arguments(parser, methods="many")
-    parser.add_argument("--shots", nargs="+", type=int, default=[1], metavar="K", help="support images per episode")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="episode sets")
-    parser.add_argument("--episodes", type=int, default=1000, help="episodes of the default protocol")
+    parser.add_argument("--shots", nargs="+", type=SHOTS, default=[1], metavar="K", help="support images per episode")
+    parser.add_argument("--seeds", nargs="+", type=SEED, default=[0, 1, 2], metavar="S", help="episode sets")
+    parser.add_argument("--episodes", type=EPISODES, default=1000, help="episodes of the default protocol")
     return parser
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from analyses.common import Analysis, add_arguments, class_vectors, cli, open_analysis, same_class_pairs
+from analyses.common import PAIRS, Analysis, add_arguments, class_vectors, cli, open_analysis, same_class_pairs
 from bench.cli.arguments import Parser
 from bench.core.progress import progress_bar
 from bench.data.images import ImageStore, normalize
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.similarity", description=__doc__)
     add_arguments(parser)
-    parser.add_argument("--pairs", type=int, default=4000, help="number of same-class image pairs (paper: 4000)")
+    parser.add_argument("--pairs", type=PAIRS, default=4000, help="number of same-class image pairs (paper: 4000)")
     return parser
 
 

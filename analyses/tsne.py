@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analyses.common import Analysis, add_arguments, cli, open_analysis
+from analyses.common import PAIRS, Analysis, add_arguments, cli, open_analysis
 from bench.cli.arguments import Parser
 from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m analyses.tsne", description=__doc__)
     add_arguments(parser)
     parser.add_argument("--method", help="embed with this method's trained encoder instead of the raw backbone")
-    parser.add_argument("--per-class", type=int, default=60, help="images per class (default 60)")
+    parser.add_argument("--per-class", type=PAIRS, default=60, help="images per class (default 60)")
     return parser
 
 

@@ -183,7 +183,7 @@ def test_run_logs_cells_to_the_file_even_when_quiet(cache_env, tmp_path, capsys)
     assert len(cells) == 2 and all(re.search(r": mIoU \d+\.\d\d, FB-IoU \d+\.\d\d, 8 episodes in ", c) for c in cells)
     assert main(args[:-1] + [str(tmp_path)]) == 2  # a folder is no log file
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: cannot write the log file") and len(err.splitlines()) == 1
+    assert err.startswith("error: --log-file must be a regular file") and len(err.splitlines()) == 1
 
 
 def test_a_session_inside_another_writes_each_line_once(tmp_path, capsys):

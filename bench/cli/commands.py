@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from bench.cli.arguments import Parser, add_options, build
+from bench.cli.arguments import RESAMPLES, TOLERANCE, Parser, add_options, build, number, path_type
 from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
 from bench.cli.prepare import add_prepare_parser, prepare_command
@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(train_parser, RunConfig, names=TRAIN_FIELDS, required=("methods",))
     check_parser = sub.add_parser("check", help="regression check of a run's mIoU against a committed baseline")
     check_parser.add_argument("--run", required=True, help="finished run directory")
-    check_parser.add_argument("--baseline", required=True, help="baseline JSON (reports/baselines/*.json)")
-    check_parser.add_argument("--tolerance", type=float, default=1.0, help="allowed drop in mIoU points")
+    check_parser.add_argument("--baseline", required=True, type=path_type("file"), help="baseline JSON (reports/baselines/*.json)")
+    check_parser.add_argument("--tolerance", type=TOLERANCE, default=1.0, help="allowed drop in mIoU points (0 to 100)")
     check_parser.add_argument("--update", action="store_true", help="rewrite the baseline from the run (after showing the diff)")
     report_parser = sub.add_parser("report", help="render a run directory as one self-contained HTML page")
     which = report_parser.add_mutually_exclusive_group(required=True)
@@ -51,20 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--runs", nargs="+", metavar="DIR", help="finished run directories of one protocol (identical "
                        "manifests), merged into one report (needs --out)")
     report_parser.add_argument("--out", help="output HTML file (default <run>/report.html)")
-    report_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    report_parser.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples (1 to 100000)")
     report_parser.add_argument("--reference", metavar="METHOD", help="the method of the paired comparisons (unset: "
                                "simpropnet, else the first learned method of the run)")
-    report_parser.add_argument("--qualitative", type=int, default=3, metavar="N",
+    report_parser.add_argument("--qualitative", type=number(int), default=3, metavar="N",
                                help="qualitative panels per class: best, worst, random, in that order (0 = none)")
     compare_parser = sub.add_parser("compare", help="paired comparison of two runs on identical episodes")
     compare_parser.add_argument("run_a", help="run directory A (e.g. before a change)")
     compare_parser.add_argument("run_b", help="run directory B (e.g. after it)")
-    compare_parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    compare_parser.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples (1 to 100000)")
     verify_parser = sub.add_parser("verify", help="a run's published-weights cells against the authors' reported "
                                    "mIoU / FB-IoU (exit 1 on a miss)")
     verify_parser.add_argument("--run", required=True, help="finished run directory (bench run --weights ...)")
-    verify_parser.add_argument("--tolerance", type=float, default=1.0,
-                               help="allowed difference in points, either way")
+    verify_parser.add_argument("--tolerance", type=TOLERANCE, default=1.0,
+                               help="allowed difference in points, either way (0 to 100)")
     weights_parser = sub.add_parser("weights", help="list registered published checkpoints (where to get them, "
                                     "reported numbers)")
     weights_parser.add_argument("pattern", nargs="?", help="fnmatch pattern on method.tag, or a substring")
@@ -130,5 +130,10 @@ COMMANDS = {"run": cmd_run, "train": train_command, "check": cmd_check, "report"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error: its one `error:` line is printed; --help and --version exit
+        if exc.code == 0:
+            raise
+        return 2
     return exit_status(lambda: COMMANDS[args.command](args))

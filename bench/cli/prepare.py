@@ -4,9 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.arguments import path_type
 from bench.data.deepglobe import make_deepglobe_tiles
 from bench.data.prepare.coco import prepare_coco
 from bench.data.prepare.pascal import prepare_pascal
+
+#: an archive that exists must be a regular file (a FIFO would block the reader, a device never ends)
+ARCHIVE, FOLDER = path_type("file", Path), path_type("folder", Path)
 
 
 def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
@@ -14,18 +18,18 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("prepare", help="build a dataset root from the official archives")
     kinds = parser.add_subparsers(dest="dataset", required=True)
     pascal = kinds.add_parser("pascal5i", help="VOC2012 JPEGImages + SegmentationClassAug from VOC and SBD")
-    pascal.add_argument("--voc", required=True, type=Path, help="VOCtrainval_11-May-2012.tar")
-    pascal.add_argument("--sbd", required=True, type=Path, help="SBD benchmark.tgz")
+    pascal.add_argument("--voc", required=True, type=ARCHIVE, help="VOCtrainval_11-May-2012.tar")
+    pascal.add_argument("--sbd", required=True, type=ARCHIVE, help="SBD benchmark.tgz")
     pascal.add_argument("--out", required=True, type=Path, help="data root to create (VOC2012/ goes inside)")
-    pascal.add_argument("--lists", type=Path, default=None, help="split lists folder to check against "
+    pascal.add_argument("--lists", type=FOLDER, default=None, help="split lists folder to check against "
                         "(default: the shipped PASCAL-5i lists)")
     coco = kinds.add_parser("coco20i", help="COCO2014 images + class-index PNGs (HSNet's layout)")
-    coco.add_argument("--train-zip", required=True, type=Path, help="train2014.zip")
-    coco.add_argument("--val-zip", required=True, type=Path, help="val2014.zip")
-    coco.add_argument("--annotations", required=True, type=Path, help="annotations_trainval2014.zip")
+    coco.add_argument("--train-zip", required=True, type=ARCHIVE, help="train2014.zip")
+    coco.add_argument("--val-zip", required=True, type=ARCHIVE, help="val2014.zip")
+    coco.add_argument("--annotations", required=True, type=ARCHIVE, help="annotations_trainval2014.zip")
     coco.add_argument("--out", required=True, type=Path, help="data root to create (COCO2014/ goes inside)")
     deepglobe = kinds.add_parser("deepglobe", help="DeepGlobe land-cover images cut into PATNet's 6 x 6 tiles")
-    deepglobe.add_argument("--src", required=True, type=Path, help="folder of <id>_sat.jpg / <id>_mask.png "
+    deepglobe.add_argument("--src", required=True, type=FOLDER, help="folder of <id>_sat.jpg / <id>_mask.png "
                            "(the Kaggle DeepGlobe land-cover train set, or its train/ folder)")
     deepglobe.add_argument("--out", required=True, type=Path, help="data root to create (images/, labels/, tiles.txt)")
     for sub in (pascal, coco, deepglobe):

@@ -26,7 +26,8 @@ from methods.plugins import load_plugins
 
 #: the `bench run` fields that `bench train` takes (its training options included)
 TRAIN_FIELDS = ("methods", "plugin", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet",
-                "log_file", "executor", "address", "cpus_per_task", *(f.name for f in fields(TrainingOptions)))
+                "log_file", "executor", "address", "connect_timeout", "cpus_per_task",
+                *(f.name for f in fields(TrainingOptions)))
 
 
 def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> None:
@@ -54,7 +55,7 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
             raise BenchError("torchrun runs one training on several processes; run `--executor ray` without torchrun")
         if len(seeds) > 1:
             raise BenchError("--executor ray trains one training seed: give --train-seeds one seed at a time")
-        ray_executor.require_ray()
+        ray_executor.require_ray(args.address, args.connect_timeout)
     # after the checks: an error in the arguments stays one line on stderr
     log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}, "
         f"training seeds {' '.join(map(str, seeds))}")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -46,13 +46,46 @@ def git_revision() -> str:
 
 
 HOME_VARIABLE = "FSS_BENCH_HOME"
+CACHE_VARIABLE = "FSS_BENCH_CACHE"
+
+
+def usable_folder(path: Path, what: str) -> Path:
+    """`path` if it is a writable folder or could be made one (its nearest existing ancestor is a writable
+    folder); else a BenchError naming `what`. Nothing is created."""
+    existing = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        kind = "is" if existing == path else f"is under {existing}, which is"
+        raise BenchError(f"{what} {path} {kind} not a folder")
+    if existing is not None and (not os.access(existing, os.W_OK | os.X_OK)
+                                 or os.statvfs(existing).f_flag & os.ST_RDONLY):
+        where = "" if existing == path else f" (its folder {existing} is not writable)"
+        raise BenchError(f"{what} {path} is not writable{where}")
+    return path
+
+
+def folder_variable(variable: str) -> Optional[Path]:
+    """The folder an environment variable names, checked with `usable_folder` (None when it is unset);
+    set but empty is an error, not a silent fallback to the default."""
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    if not value.strip():
+        raise BenchError(f"{variable} is set but empty: unset it or name a folder")
+    return usable_folder(Path(value).expanduser(), variable)
 
 
 def home_path(name: str) -> Path:
     """A default location: `$FSS_BENCH_HOME/<name>` when FSS_BENCH_HOME is set, else `<name>` in the current
     folder (`runs`, `checkpoints`)."""
-    home = os.environ.get(HOME_VARIABLE)
-    return Path(home) / name if home else Path(name)
+    home = folder_variable(HOME_VARIABLE)
+    return home / name if home is not None else Path(name)
+
+
+def cache_dir() -> Path:
+    """The cache folder (generated datasets, pretrained backbones, COCO tables): $FSS_BENCH_CACHE, else
+    ~/.cache/fss-bench."""
+    cache = folder_variable(CACHE_VARIABLE)
+    return cache if cache is not None else Path.home() / ".cache" / "fss-bench"
 
 
 def resolve_device(requested: str) -> str:

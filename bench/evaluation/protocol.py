@@ -25,7 +25,7 @@ class ScoringProtocol:
     `void_as_background`: score void pixels as background (OSLSM) instead of ignoring them."""
 
     eval_size: Optional[int] = option(None, "score at this square size instead of each label's original size "
-                                      "(HSNet: 400)")
+                                      "(HSNet: 400)", minimum=1, maximum=4096)
     void_as_background: bool = option(False, "score void (255) pixels as background, as OSLSM, instead of "
                                       "ignoring them")
     ignore_label: int = option(IGNORE, "the void label of the dataset's masks", cli=False)

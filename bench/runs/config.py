@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Dict, List, Optional
 
-from bench.core.options import option
+from bench.core.options import MAX_SEED, option
 from bench.evaluation.protocol import ScoringProtocol
 from bench.training.models import is_trainable
 from bench.training.options import TrainingOptions
@@ -34,11 +34,12 @@ class RuntimeOptions:
     out: Optional[str] = option(None, "run directory (default runs/<dataset>-<config hash>; re-running resumes)",
                                 identity=False)
     device: str = option("auto", "auto (cuda when available), cpu or cuda", identity=False)
-    batch_size: int = option(16, "episodes per forward pass (results do not depend on it)", identity=False)
+    batch_size: int = option(16, "episodes per forward pass (results do not depend on it)", identity=False,
+                             minimum=1, maximum=1024)
     quiet: bool = option(False, "no progress bars", identity=False)
     log_file: Optional[str] = option(None, "also write the plain, timestamped log lines (stages, epochs, cells, "
                                      "progress) to this file, appended, whatever stderr is", identity=False,
-                                     metavar="FILE")
+                                     metavar="FILE", path="file")
     overwrite: bool = option(False, "replace a run directory that holds a different config (removes only the "
                              "files the harness wrote)", identity=False)
     wait: bool = option(False, "if another `bench run` is writing the same --out, wait for it instead of "
@@ -47,15 +48,18 @@ class RuntimeOptions:
                                     "checks and benchmarks)", identity=False)
     cache_budget: float = option(4.5, "GiB of memory for decoded images (a third) and cached codes (two thirds), "
                                  "least recently used evicted and recomputed; results do not depend on it; 0: "
-                                 "unbounded", identity=False, metavar="GIB")
+                                 "unbounded", identity=False, metavar="GIB", minimum=0, maximum=4096)
     cache_spill: Optional[str] = option(None, "folder where evicted codes are spilled (bit-exact) instead of being "
-                                        "recomputed", identity=False, metavar="DIR")
+                                        "recomputed", identity=False, metavar="DIR", path="folder")
     executor: str = option("local", "local: one cell after another in this process; ray: every cell is a Ray "
                            "task", identity=False, choices=EXECUTORS)
     address: Optional[str] = option(None, "with --executor ray: join this cluster (default: start a local one)",
                                     identity=False, metavar="ADDR")
     cpus_per_task: int = option(1, "with --executor ray: CPUs (and torch threads) per task", identity=False,
-                                metavar="N")
+                                metavar="N", minimum=1, maximum=1024)
+    connect_timeout: float = option(10.0, "with --executor ray --address: seconds to wait for the cluster to "
+                                    "answer before giving up, checked before anything is written", identity=False,
+                                    metavar="S", minimum=0.1, maximum=600)
 
 
 def cache_budgets(runtime: RuntimeOptions) -> Dict[str, Optional[int]]:
@@ -74,37 +78,40 @@ class RunConfig:
                                 metavar="M")
     plugin: Optional[List[str]] = option(None, "a Python file registering methods (repeatable; recorded with its "
                                          "sha256 in config.json); installed plugins (entry points "
-                                         "fss_bench.methods) are always loaded", identity=False, metavar="FILE")
+                                         "fss_bench.methods) are always loaded", identity=False, metavar="FILE",
+                                         path="file")
     dataset: str = option("synthetic", "a registered dataset: synthetic (generated locally), synthetic-tiny, pascal5i, "
                           "coco20i, fss1000, deepglobe, isic2018, chest-xray (`python -m bench datasets` shows each)")
     fold_convention: Optional[str] = option(None, "COCO-20i folds: interleaved (fold k tests classes k, k+4, ..., "
                                             "k+76: FWB, HSNet, PFENet's use_split_coco; the default) or contiguous "
                                             "(1-20, 21-40, ...)", choices=("interleaved", "contiguous"))
     data_root: Optional[str] = option(None, "dataset folder (synthetic: where to generate/cache it; default "
-                                      "$FSS_BENCH_CACHE or ~/.cache/fss-bench)", identity=False)
+                                      "$FSS_BENCH_CACHE or ~/.cache/fss-bench)", identity=False, path="folder")
     lists: Optional[str] = option(None, "folder of split lists laid out like the shipped ones (trn/fold0.txt .. "
-                                  "val/fold3.txt)", identity=False)
+                                  "val/fold3.txt)", identity=False, path="folder")
     splits: List[int] = option([1, 2, 3, 4], "splits 1..4 (the paper's numbering)", metavar="K",
                                alias={"name": "folds", "offset": 1, "help": "the same splits in the codebases' "
                                       "numbering 0..3 (--folds 0 = --splits 1; recorded as splits)"})
-    shots: List[int] = option([1, 5], "support images per episode", metavar="K")
+    shots: List[int] = option([1, 5], "support images per episode", metavar="K", minimum=1, maximum=100)
     seeds: List[int] = option([0, 1, 2], "one episode set per seed (the paper's three random sets of test pairs)",
-                              metavar="S")
+                              metavar="S", minimum=0, maximum=MAX_SEED)
     episodes: Optional[int] = option(None, "episodes per (split, shot, seed) (default: the dataset's protocol, 1000 "
-                                     "for most)")
+                                     "for most)", minimum=1, maximum=100_000)
     class_sampling: Optional[str] = option(None, "list: queries follow the (image, class) list, as OSLSM/CANet/HSNet "
                                            "on PASCAL; uniform: class first, as PANet and HSNet on COCO (default: "
                                            "the dataset's protocol)", choices=("list", "uniform"))
     queries: Optional[str] = option(None, "sampled: --episodes queries drawn per seed; every-image: each test "
                                     "(image, class) pair a query once, supports drawn per seed (HSNet's FSS-1000 "
                                     "protocol) (default: sampled)", choices=("sampled", "every-image"))
-    min_object_pixels: int = option(0, "drop (image, class) pairs with fewer object pixels (PFENet: 2048); 0 = off")
+    min_object_pixels: int = option(0, "drop (image, class) pairs with fewer object pixels (PFENet: 2048); 0 = off",
+                                    minimum=0, maximum=100_000_000)
     identical_input: bool = option(False, "identical-input test (paper Tables 2, 6): support = query with its "
                                    "ground truth")
     input_size: Optional[int] = option(None, "side of the square method input (default: the training profile's, "
-                                       "112 synthetic / 48 synthetic-tiny / 321 PASCAL)")
+                                       "112 synthetic / 48 synthetic-tiny / 321 PASCAL; the backbones downsample "
+                                       "by up to 16)", minimum=16, maximum=2048)
     episodes_from: Optional[List[str]] = option(None, "replay saved manifests (CSV files or folders of them) "
-                                                "exactly", identity=False, metavar="FILE")
+                                                "exactly", identity=False, metavar="FILE", path="any")
     scoring: ScoringProtocol = field(default_factory=ScoringProtocol)
     training: TrainingOptions = field(default_factory=TrainingOptions)
     published: PublishedOptions = field(default_factory=PublishedOptions)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -66,13 +67,34 @@ class TaskHook:
         """A training task saved this epoch."""
 
 
-def require_ray():
-    """The ray module, or a one-line BenchError saying how to install it."""
+def require_ray(address: Optional[str] = None, timeout: float = 10.0):
+    """The ray module, or a one-line BenchError saying how to install it; with `address`, the cluster
+    there must answer within `timeout` seconds (Ray itself would retry for many minutes)."""
     try:
         import ray
     except ImportError:
         raise BenchError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    if address:
+        check_address(address, timeout)
     return ray
+
+
+def check_address(address: str, timeout: float) -> None:
+    """A TCP connection to `address` (HOST:PORT or ray://HOST:PORT; `auto` is left to Ray) within `timeout`
+    seconds, else a one-line BenchError."""
+    if address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BenchError(f"--address {address!r} is not HOST:PORT (or ray://HOST:PORT, or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        raise BenchError(f"cannot reach the Ray cluster at {address} within {timeout:g} s ({reason}); is it "
+                         "running? (--connect-timeout sets the wait)") from None
 
 
 @contextmanager

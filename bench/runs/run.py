@@ -91,7 +91,7 @@ def validate(config: RunConfig) -> None:
     if runtime.executor not in EXECUTORS:
         raise BenchError(f"unknown executor '{runtime.executor}'; choose from {', '.join(EXECUTORS)}")
     if runtime.executor == "ray":
-        ray_executor.require_ray()
+        ray_executor.require_ray(runtime.address, runtime.connect_timeout)
         if runtime.cpus_per_task < 1:
             raise BenchError(f"--cpus-per-task must be >= 1, got {runtime.cpus_per_task}")
     else:

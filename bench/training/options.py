@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from bench.core.environment import home_path
-from bench.core.options import option
+from bench.core.options import MAX_SEED, option
 from methods.backbones import BACKBONES
 
 SELECT_ON = ("held-out", "test")
@@ -17,11 +17,11 @@ class TrainingOptions:
     """How learned methods get their checkpoints (`bench run` trains missing ones, `bench train` trains)."""
 
     profile: Optional[str] = option(None, "training profile (see `bench list`; default: the dataset's)")
-    epochs: Optional[int] = option(None, "override the profile's number of epochs")
-    train_seed: int = option(0, "seed of training episodes and initialisation")
+    epochs: Optional[int] = option(None, "override the profile's number of epochs", minimum=1, maximum=10_000)
+    train_seed: int = option(0, "seed of training episodes and initialisation", minimum=0, maximum=MAX_SEED)
     train_seeds: Optional[List[int]] = option(None, "train one checkpoint per seed and evaluate each (replaces "
                                               "--train-seed; cells gain a train_seed coordinate when more than one "
-                                              "is given)", metavar="S")
+                                              "is given)", metavar="S", minimum=0, maximum=MAX_SEED)
     select_on: str = option("held-out", "checkpoint selection: held-out images of the training classes, or the "
                             "split's test classes (the paper's practice, recorded in the run)", choices=SELECT_ON)
     backbone: Optional[str] = option(None, "override the profile's frozen backbone (vgg16: the original of PANet, "
@@ -30,15 +30,16 @@ class TrainingOptions:
                                           "test-only cross-domain benchmark: pascal-all, PASCAL with all 20 "
                                           "classes)", metavar="NAME")
     train_data_root: Optional[str] = option(None, "folder of --train-dataset (cross-domain: the PASCAL VOC root)",
-                                            identity=False, metavar="DIR")
+                                            identity=False, metavar="DIR", path="folder")
     train_lists: Optional[str] = option(None, "split lists of --train-dataset (default: its shipped ones)",
-                                        identity=False, metavar="DIR")
+                                        identity=False, metavar="DIR", path="folder")
     checkpoints: Optional[str] = option(None, "checkpoint root folder (default: $FSS_BENCH_HOME/checkpoints when "
-                                        "FSS_BENCH_HOME is set, else ./checkpoints)", identity=False, metavar="DIR")
+                                        "FSS_BENCH_HOME is set, else ./checkpoints)", identity=False, metavar="DIR",
+                                        path="folder")
     no_train: bool = option(False, "fail instead of training a missing checkpoint", identity=False)
     backbone_weights: Optional[str] = option(None, "local backbone weights file (default: torchvision's "
                                              "IMAGENET1K_V1 from the torch hub cache)", identity=False,
-                                             metavar="PATH")
+                                             metavar="PATH", path="file")
 
     def seeds(self) -> List[int]:
         """The training seeds: --train-seeds, else --train-seed."""

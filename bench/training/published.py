@@ -31,6 +31,7 @@ import torch
 from bench.core.errors import BenchError
 from bench.core.fileio import sha256_file
 from bench.core.options import option
+from bench.core.paths import kind_of, not_regular
 from bench.data.images import IMAGENET_MEAN, IMAGENET_STD
 from bench.training.checkpoints import check_finite, load_tensors
 from methods import METHODS, FewShotSegmenter, build_method
@@ -81,7 +82,9 @@ def parse_weights(values: Sequence[str]) -> Tuple[Optional[Path], Dict[str, Path
             files[tag] = Path(file)
             continue
         if not Path(value).is_dir():
-            raise BenchError(f"--weights folder does not exist: {value} (or give TAG=FILE)")
+            kind = kind_of(Path(value))
+            raise BenchError(f"--weights folder does not exist: {value} (or give TAG=FILE)" if kind is None else
+                             f"--weights {value} is not a folder (it is {kind}; give a folder or TAG=FILE)")
         if folder is not None:
             raise BenchError(f"--weights takes one folder, got {folder} and {value}")
         folder = Path(value)
@@ -217,6 +220,9 @@ class PublishedModels:
             for split in splits:
                 entry, path = self._choose(method, split)
                 check_normalisation(entry)
+                unusable = not_regular(path, f"published weights {entry.name}:")
+                if unusable is not None:  # a FIFO, a device, a folder: never opened (a FIFO would block)
+                    raise unusable
                 if not path.is_file():
                     where = f" and put it at {path}" if self.folder is not None else f" (given as {path})"
                     raise BenchError(f"published weights {entry.name}: file {entry.file_name} not found; download it "

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from bench.core.environment import cache_dir
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json, hash_files
 from bench.core.log import log
@@ -95,8 +96,8 @@ TINY_SPEC = SyntheticSpec(n_train=240, n_val=160)
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("FSS_BENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "fss-bench"
+    """$FSS_BENCH_CACHE (checked), else ~/.cache/fss-bench."""
+    return cache_dir()
 
 
 def _pool_context():

@@ -26,10 +26,10 @@ from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, atomic_write_text, make_dirs
-from bench.data.base import check_label_values, is_plain_name, load_index_png, load_rgb
+from bench.data.base import check_label_values, is_plain_name, load_grey, load_index_png, load_rgb
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.crossdomain import (PATNET_CITATION, PATNET_DEFAULTS, PATNET_EPISODE_TEXT, PATNET_EVAL_TEXT,
-                                    PATNET_TRAIN_ON, CrossDomainDataset, read_grey)
+                                    PATNET_TRAIN_ON, CrossDomainDataset)
 
 CLASSES: Tuple[Tuple[str, Tuple[int, int, int]], ...] = (
     ("agriculture", (255, 255, 0)), ("urban", (0, 255, 255)), ("rangeland", (255, 0, 255)),
@@ -212,7 +212,7 @@ class PatnetDeepGlobeDataset(CrossDomainDataset):
         """Class-index label merged from the tile's binary masks (>= 128) in each of its class folders."""
         label = None
         for class_id in self._folders[image_id]:
-            grey = read_grey(self._mask_of(image_id, class_id))
+            grey = load_grey(self._mask_of(image_id, class_id))
             label = np.zeros(grey.shape, np.int32) if label is None else label
             if grey.shape != label.shape:
                 raise BenchError(f"mask {self._mask_of(image_id, class_id)} differs in size from the other "

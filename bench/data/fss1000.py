@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files
-from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, load_rgb
+from bench.data.base import INDEX_MODES, FSSDataset, Pair, check_label_values, is_plain_name, load_rgb, open_image
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.lists import numbered_lines, shipped_lists
 
@@ -87,15 +87,8 @@ class FSS1000Dataset(FSSDataset):
     def read_label(self, image_id: str) -> np.ndarray:
         """Class-index label: the image's class where the mask is >= 128, else 0."""
         path = self.label_path(image_id)
-        try:
-            raw = load_index_png(path)
-        except BenchError as exc:
-            if "has mode" not in str(exc):
-                raise
-            from PIL import Image
-
-            with Image.open(path) as img:
-                raw = np.asarray(img.convert("L")).astype(np.int32)
+        with open_image(path, path, "mask") as img:
+            raw = np.asarray(img if img.mode in INDEX_MODES else img.convert("L")).astype(np.int32)
         check_label_values(raw, path, 255, None)  # 8-bit grey levels, binarised below
         class_id = self._ids[image_id.split("/")[0]]
         return np.where(raw >= 128, class_id, 0).astype(np.int32)

@@ -5,13 +5,16 @@ import io
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Callable, Iterator, Tuple
 
 import numpy as np
 from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
+
+#: largest image, mask or .mat member read from an archive (VOC's, SBD's and COCO's are under 1 MB)
+MAX_MEMBER_BYTES = 64 << 20
 
 
 def index_png_bytes(label: np.ndarray) -> bytes:
@@ -34,11 +37,14 @@ def write_once(path: Path, data_fn) -> bool:
     return True
 
 
-def stream_tar(path: Path, what: str, expect_prefix: str) -> Iterator[Tuple[str, bytes]]:
-    """(member name, bytes) of each regular file of a tar/tgz in one streaming pass.
+def stream_tar(path: Path, what: str, expect_prefix: str,
+               wanted: Callable[[str], bool] = lambda name: True) -> Iterator[Tuple[str, bytes]]:
+    """(member name, bytes) of each regular file of a tar/tgz that `wanted(name)` accepts, in one streaming pass.
 
-    The first file member must start with `expect_prefix`, otherwise this is not the expected archive
-    and nothing is yielded; a corrupt or truncated archive is one BenchError naming the file.
+    Members not wanted are skipped unread (in a compressed stream they are decompressed in blocks and
+    dropped); a wanted member larger than MAX_MEMBER_BYTES is one BenchError. The first file member must
+    start with `expect_prefix`, otherwise this is not the expected archive and nothing is yielded; a
+    corrupt or truncated archive is one BenchError naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,14 +59,23 @@ def stream_tar(path: Path, what: str, expect_prefix: str) -> Iterator[Tuple[str,
                     raise BenchError(f"{path} is not the {what}: its first file is {member.name!r}, "
                                      f"expected one under {expect_prefix!r}")
                 first = False
-                handle = archive.extractfile(member)
-                yield member.name, handle.read()
+                if not wanted(member.name):
+                    continue
+                check_member_size(member.size, path, member.name)
+                yield member.name, archive.extractfile(member).read()
             if first:
                 raise BenchError(f"{path} is not the {what}: it holds no files")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         if isinstance(exc, BenchError):
             raise
         raise BenchError(f"{path} is not a readable {what} (corrupt or truncated: {exc}); download it again") from None
+
+
+def check_member_size(size: int, path: Path, member: str, limit: int = MAX_MEMBER_BYTES) -> None:
+    """Refuse an archive member larger than `limit` before it is read."""
+    if size > limit:
+        raise BenchError(f"{path}: member {member} is {size} bytes, more than the {limit} accepted for it; "
+                         "is this the official archive?")
 
 
 def check_tar_kind(path: Path, what: str, expect_prefix: str) -> None:

@@ -54,6 +54,13 @@ def load_grey(path: Path) -> np.ndarray:
         return np.asarray(img.convert("L")).astype(np.int32)
 
 
+def foreground(levels: np.ndarray) -> np.ndarray:
+    """Foreground of a binary mask's grey levels: >= 128 (masks stored as 0/255, as the datasets ship them),
+    or == 1 in a mask holding only 0 and 1 (as some re-distributions and conversion scripts store them;
+    read at 128, such a mask would be silently empty)."""
+    return levels >= (1 if levels.size and int(levels.max()) == 1 else 128)
+
+
 def is_plain_name(name: str) -> bool:
     """An id or class name that names one file or folder: no separators, no whitespace, not '.' or '..'."""
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0") and \

@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files
-from bench.data.base import FSSDataset, Pair, load_grey
+from bench.data.base import FSSDataset, Pair, foreground, load_grey
 
 PATNET_CITATION = "Lei et al., Cross-Domain Few-Shot Semantic Segmentation, ECCV 2022 (PATNet)"
 PATNET_TRAIN_ON = "pascal-all: PASCAL VOC with all 20 classes (no held-out fold), as PATNet"
@@ -30,9 +30,10 @@ PATNET_EVAL_TEXT = "400 x 400 input, masks scored at 400 x 400 (PATNet's test.py
 
 
 def binary_label(path: Path, class_id: int) -> np.ndarray:
-    """Class-index label of a binary mask: `class_id` where the grey level is >= 128, else 0."""
+    """Class-index label of a binary mask: `class_id` on its foreground (base.foreground: >= 128, or 1 in a
+    0/1 mask), else 0."""
     grey = load_grey(path)
-    return np.where(grey >= 128, class_id, 0).astype(np.int32)
+    return np.where(foreground(grey), class_id, 0).astype(np.int32)
 
 
 class CrossDomainDataset(FSSDataset):

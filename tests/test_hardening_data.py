@@ -1,0 +1,244 @@
+"""Issue 25, data share: datasets, `bench prepare`, COCO JSON, archives and images as a careless or hostile
+user gives them. Bad inputs end with exit 2 and one `error:` line, every file before is byte-identical
+after and nothing new is left; those that used to crash pycocotools' C code or exhaust memory run in a
+subprocess under an address-space limit (RLIMIT_AS), so that a regression fails instead of taking the
+machine."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.cli.commands import main
+from bench.core.fileio import is_temporary
+from tests.hardening_data_builders import (VAL_NAMES, bomb_png, coco_root, copy_tree, deepglobe_src, edited, jpeg,
+                                           png, prepare_coco_args, prepare_deepglobe_args, prepare_pascal_args,
+                                           run_coco_args)
+from tests.voc_fixture import make_fss_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = ".fss-bench-prepare.json"  # bench.data.prepare.target.MARKER, spelled out: a changed name must fail
+#: importing torch and the harness and running a tiny prepare or run peaks near 4 GB of address space
+#: (measured: 3.7-4.0 GB); 1.5 GB above it is far below what the damaged inputs used to take
+ADDRESS_LIMIT = int(5.5 * (1 << 30))
+
+
+def tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def tree_and_folders(folder: Path) -> tuple:
+    return tree(folder), sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_dir())
+
+
+def set_path(data: dict, path: str, value) -> None:
+    """data['a'][0]['b'] = value for path 'a.0.b'."""
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+    target = data
+    for key in keys[:-1]:
+        target = target[key]
+    target[keys[-1]] = value
+
+
+def drop_key(path: str):
+    def edit(data):
+        keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+        target = data
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+    return edited(edit)
+
+
+def put(path: str, value):
+    return edited(lambda data: set_path(data, path, value))
+
+
+def polygon(coords):
+    return put("annotations.0.segmentation", [coords])
+
+
+def seg(value):
+    return put("annotations.0.segmentation", value)
+
+
+def user_folder(folder: Path, files: dict) -> Path:
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@dataclass
+class Case:
+    name: str
+    build: Callable[[Path], List[str]]
+    message: str
+
+
+def coco(edit, message: str, name: str) -> Case:
+    return Case(f"prepare-coco-{name}", lambda t: prepare_coco_args(t / "in", t / "out", edit), message)
+
+
+def coco_run(edit, message: str, name: str) -> Case:
+    return Case(f"run-coco-{name}", lambda t: run_coco_args(coco_root(t / "root", edit), t / "run"), message)
+
+
+CATEGORY_79 = edited(lambda d: d["categories"].pop(40))
+CATEGORY_TWICE = edited(lambda d: set_path(d, "categories.5.id", d["categories"][4]["id"]))
+IMAGE_ID_SHARED = put("images.1.id", 3)
+FILE_TWICE = put("images.1.file_name", VAL_NAMES[0])
+NESTED = lambda d: '{"images": ' + "[" * 100000 + "]" * 100000 + "}"  # noqa: E731
+
+
+def bad_jpeg_zip(t: Path) -> List[str]:
+    return prepare_coco_args(t / "in", t / "out", images={f"val2014/{VAL_NAMES[1]}": png(np.zeros((6, 8)))})
+
+
+def pascal_into_user_folder(t: Path) -> List[str]:
+    user_folder(t / "out" / "VOC2012", {"SegmentationClassAug/2008_000002.png": png(np.ones((6, 8)))})
+    return prepare_pascal_args(t / "in", t / "out")
+
+
+def deepglobe_into_user_folder(t: Path) -> List[str]:
+    user_folder(t / "out", {"tiles.txt": b"my_tile 1\n", "images/my_tile.jpg": jpeg(1)})
+    return prepare_deepglobe_args(deepglobe_src(t / "src"), t / "out")
+
+
+def coco_into_user_folder(t: Path) -> List[str]:
+    user_folder(t / "out" / "COCO2014", {"notes.txt": b"mine\n"})
+    return prepare_coco_args(t / "in", t / "out")
+
+
+def deepglobe_into_other_dataset(t: Path) -> List[str]:
+    user_folder(t / "out", {MARKER: b'{"dataset": "coco20i"}\n', "x.txt": b"x"})
+    return prepare_deepglobe_args(deepglobe_src(t / "src"), t / "out")
+
+
+def deepglobe_out_is_file(t: Path) -> List[str]:
+    user_folder(t, {"out": b"a file"})
+    return prepare_deepglobe_args(deepglobe_src(t / "src"), t / "out")
+
+
+def pascal_mask_bomb(t: Path, voc_root: Path, what: str) -> List[str]:
+    voc = copy_tree(voc_root, t / "voc")
+    image_id = (voc / "lists" / "val" / "fold0.txt").read_text().split()[0].rsplit("__", 1)[0]
+    if what == "mask":
+        (voc / "VOC2012" / "SegmentationClassAug" / f"{image_id}.png").write_bytes(bomb_png())
+    else:
+        (voc / "VOC2012" / "JPEGImages" / f"{image_id}.jpg").write_bytes(bomb_png())
+    return ["run", "--methods", "support-copy", "--dataset", "pascal5i", "--data-root", str(voc), "--lists",
+            str(voc / "lists"), "--splits", "1", "--shots", "1", "--seeds", "0", "--episodes", "60",
+            "--out", str(t / "run"), "--quiet"]
+
+
+def fss_copy_named(t: Path) -> List[str]:
+    root = t / "fss"
+    make_fss_tree(root, ["a", "b"], images=3)
+    (root / "a" / "2.jpg").rename(root / "a" / "2 copy.jpg")
+    lists = t / "lists"
+    lists.mkdir()
+    for part, names in (("trn", ["t"]), ("val", ["v"]), ("test", ["a", "b"])):
+        (lists / f"{part}.txt").write_text("".join(f"{n}\n" for n in names))
+    return ["run", "--methods", "support-copy", "--dataset", "fss1000", "--data-root", str(root), "--lists",
+            str(lists), "--splits", "1", "--shots", "1", "--seeds", "0", "--episodes", "4", "--out",
+            str(t / "run"), "--quiet"]
+
+
+CASES = [
+    # 9: COCO annotation structure, prepare and run alike
+    coco(CATEGORY_79, "has 79 categories, not COCO's 80", "79-categories"),
+    coco(CATEGORY_TWICE, "lists category id 5 twice", "category-twice"),
+    coco(IMAGE_ID_SHARED, "share id 3", "image-id-shared"),
+    coco(FILE_TWICE, f"{VAL_NAMES[0]} is listed twice", "file-listed-twice"),
+    coco(put("images.0.width", 10), "is 8x6 (WxH) but instances_val2014.json declares 10x6", "declared-size-differs"),
+    coco_run(CATEGORY_79, "has 79 categories, not COCO's 80", "79-categories"),
+    coco_run(CATEGORY_TWICE, "lists category id 5 twice", "category-twice"),
+    coco_run(IMAGE_ID_SHARED, "share id 3", "image-id-shared"),
+    coco_run(FILE_TWICE, f"{VAL_NAMES[0]} is listed twice", "file-listed-twice"),
+    # 12: missing or wrongly typed keys, absurd nesting
+    coco(drop_key("images.1.height"), "images[1] lacks 'height'", "missing-height"),
+    coco(put("images.0.width", "8"), "images[0]: 'width' is str '8', expected an integer", "width-string"),
+    coco(drop_key("annotations.2.category_id"), "annotations[2] lacks 'category_id'", "missing-category-id"),
+    coco(put("categories.3.id", True), "categories[3]: 'id' is bool", "category-id-bool"),
+    coco(put("images", {"a": 1}), "lacks the 'images' list", "images-not-a-list"),
+    coco(put("annotations.1", [1, 2]), "annotations[1] is a list, not an object", "annotation-not-object"),
+    coco(NESTED, "nested too deeply", "nested-100000"),
+    coco_run(drop_key("images.1.height"), "images[1] lacks 'height'", "missing-height"),
+    coco_run(NESTED, "nested too deeply", "nested-100000"),
+    # neighbours: objects of nobody, repeated annotation ids, malformed segmentations, a PNG named .jpg
+    coco(put("annotations.0.image_id", 99), "annotation 103 names image 99, which is not listed", "unknown-image"),
+    coco(put("annotations.1.id", 103), "annotation id 103 appears twice", "annotation-id-twice"),
+    coco(put("annotations.0.category_id", 12), "has category 12, which is not among", "unknown-category"),
+    coco(polygon([1, 1, 5, 1, 5]), "odd number of coordinates", "odd-polygon"),
+    coco(polygon([1, 1, 5, 1, "5", 4]), "is not a list of numbers", "polygon-string"),
+    coco(seg({"size": [6, 8], "counts": [10, 20]}), "cover 30 pixels", "rle-short"),
+    coco(seg({"size": [6, 8], "counts": "~~~~"}), "malformed compressed RLE", "rle-bad-character"),
+    coco(seg({"size": [6, 8], "counts": None}), "neither a string nor a list", "rle-counts-null"),
+    coco(seg({"size": [7, 8], "counts": [56]}), "its RLE is 7x8 (HxW) but the image is 6x8", "rle-size"),
+    coco(seg(None), "has no polygon or RLE segmentation", "no-segmentation"),
+    coco(put("images.0.file_name", "../../x.jpg"), "is not a plain .jpg file name", "file-name-escapes"),
+    Case("prepare-coco-png-named-jpg", bad_jpeg_zip, "is a PNG file, not a JPEG"),
+    # 2: prepare targets
+    Case("prepare-pascal-into-user-folder", pascal_into_user_folder, "did not create"),
+    Case("prepare-deepglobe-into-user-folder", deepglobe_into_user_folder, "did not create"),
+    Case("prepare-coco-into-user-folder", coco_into_user_folder, "did not create"),
+    Case("prepare-deepglobe-into-coco-root", deepglobe_into_other_dataset, "was prepared for coco20i"),
+    Case("prepare-deepglobe-out-is-a-file", deepglobe_out_is_file, "is not a folder"),
+    # 15: FSS-1000 names
+    Case("fss-image-named-2-copy", fss_copy_named, "2 copy.jpg has whitespace in its name"),
+]
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 30 and len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FSS_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def check_one_line(code: int, err: str, message: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    assert message in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_data_is_one_error_line_and_touches_nothing(case, tmp_path, capsys):
+    work = tmp_path / "case"
+    work.mkdir()
+    args = case.build(work)
+    before = tree_and_folders(work)
+    capsys.readouterr()
+    code = main(args)
+    check_one_line(code, capsys.readouterr().err, case.message)
+    assert tree_and_folders(work) == before
+
+
+@pytest.mark.parametrize("what", ["mask", "image"])
+def test_decompression_bomb_is_one_line(what, tmp_path, voc_root, capsys):
+    """A 99-byte PNG declaring 20000 x 20000, as a mask or as an image: one line naming the file."""
+    work = tmp_path / "case"
+    work.mkdir()
+    args = pascal_mask_bomb(work, voc_root, what)
+    before = tree_and_folders(work)
+    capsys.readouterr()
+    code = main(args)
+    err = capsys.readouterr().err
+    check_one_line(code, err, "is refused: Image size (400000000 pixels) exceeds limit")
+    assert ".png" in err or ".jpg" in err
+    assert tree_and_folders(work) == before

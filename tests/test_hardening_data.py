@@ -22,9 +22,9 @@ from PIL import Image
 
 from bench.cli.commands import main
 from bench.core.fileio import is_temporary
-from tests.hardening_data_builders import (VAL_NAMES, bomb_png, coco_root, copy_tree, deepglobe_src, edited, jpeg,
-                                           png, prepare_coco_args, prepare_deepglobe_args, prepare_pascal_args,
-                                           run_coco_args)
+from tests.hardening_data_builders import (VAL_NAMES, bomb_png, coco_json_pair, coco_root, copy_tree, deepglobe_src,
+                                           edited, huge_sbd, huge_zip_member, jpeg, png, prepare_coco_args,
+                                           prepare_deepglobe_args, prepare_pascal_args, run_coco_args, write_zip)
 from tests.voc_fixture import make_fss_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,3 +242,99 @@ def test_decompression_bomb_is_one_line(what, tmp_path, voc_root, capsys):
     check_one_line(code, err, "is refused: Image size (400000000 pixels) exceeds limit")
     assert ".png" in err or ".jpg" in err
     assert tree_and_folders(work) == before
+
+
+# ---- 10, 11: what used to crash pycocotools or exhaust memory, in a subprocess under RLIMIT_AS ----
+
+CHILD = """
+import resource, sys, json
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from bench.cli.commands import main
+sys.exit(main(json.loads(sys.argv[1])))
+"""
+
+
+def run_limited(args: List[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`bench ARGS` in a child whose address space is capped at ADDRESS_LIMIT."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               FSS_BENCH_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-c", CHILD.format(limit=ADDRESS_LIMIT), json.dumps(args)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def big_val_image(t: Path) -> List[str]:
+    args = prepare_coco_args(t / "in", t / "out")
+    val = Path(args[args.index("--val-zip") + 1])
+    write_zip(val, {f"val2014/{n}": jpeg(k) for k, n in enumerate(VAL_NAMES) if k})
+    huge_zip_member(val, f"val2014/{VAL_NAMES[0]}")
+    return args
+
+
+def big_json(t: Path) -> List[str]:
+    args = prepare_coco_args(t / "in", t / "out")
+    annotations = Path(args[args.index("--annotations") + 1])
+    train = coco_json_pair()["train2014"]
+    write_zip(annotations, {"annotations/instances_train2014.json": json.dumps(train)})
+    huge_zip_member(annotations, "annotations/instances_val2014.json", b" ")
+    return args
+
+
+HUGE_RLE = {"size": [6, 8], "counts": [0, 10 ** 9]}
+LIMITED = [
+    coco(polygon([1, 1, float("nan"), 1, 5, 4]), "polygon 0 holds a NaN or infinite coordinate", "nan-polygon"),
+    coco(polygon([1, 1, float("inf"), 1, 5, 4]), "polygon 0 holds a NaN or infinite coordinate", "inf-polygon"),
+    coco(polygon([1, 1, 1e18, 1, 5, 4]), "outside the 8x6 (WxH) image", "1e18-polygon"),
+    coco(edited(lambda d: d["images"][0].update(height=10 ** 6, width=10 ** 6)),
+         "declares 1000000x1000000 (WxH) pixels", "declared-10^6-square"),
+    coco(seg(HUGE_RLE), "RLE runs cover 1000000000 pixels", "rle-counts-overflow"),
+    coco(seg({"size": [6, 8], "counts": "0" + "o" * 8 + "?"}), "not the image's 48", "rle-string-overflow"),
+    coco(polygon([v for k in range(100000) for v in (8 * (k % 2), 3)]), "outline is 800000 pixels long",
+         "long-outline"),
+    coco_run(polygon([1, 1, float("nan"), 1, 5, 4]), "NaN or infinite coordinate", "nan-polygon"),
+    coco_run(edited(lambda d: d["images"][0].update(height=10 ** 6, width=10 ** 6)), "declares 1000000x1000000",
+             "declared-10^6-square"),
+    coco_run(seg(HUGE_RLE), "RLE runs cover 1000000000 pixels", "rle-counts-overflow"),
+    Case("prepare-pascal-huge-sbd-mask",
+          lambda t: prepare_pascal_args_out(huge_sbd(t / "in", "benchmark_RELEASE/dataset/cls/2007_000033.mat"),
+                                           t / "out"),
+         "member benchmark_RELEASE/dataset/cls/2007_000033.mat is 1610612736 bytes"),
+    Case("prepare-coco-huge-image-member", lambda t: big_val_image(t),
+         f"member val2014/{VAL_NAMES[0]} is 1610612736 bytes"),
+    Case("prepare-coco-huge-json-member", lambda t: big_json(t), "is 1610612736 bytes, more than the 1073741824"),
+]
+
+
+#: found while streaming the SBD archive, after the VOC tar's files were written (as a late truncation is):
+#: those files are the archive's, in the claimed target, and a rerun with a good archive resumes
+LATE = {"prepare-pascal-huge-sbd-mask"}
+
+
+@pytest.mark.parametrize("case", LIMITED, ids=[c.name for c in LIMITED])
+def test_unbounded_inputs_are_refused_under_an_address_limit(case, tmp_path):
+    work = tmp_path / "case"
+    work.mkdir()
+    args = case.build(work)
+    before = tree_and_folders(work)
+    done = run_limited(args, tmp_path)
+    assert done.returncode >= 0, f"killed by signal {-done.returncode}: {done.stderr[-2000:]}"
+    check_one_line(done.returncode, done.stderr, case.message)
+    if case.name not in LATE:
+        assert tree_and_folders(work) == before
+        return
+    after = tree(work)
+    assert {k: after[k] for k in before[0]} == before[0]
+    new = set(after) - set(before[0])
+    assert all(k.startswith("out/VOC2012/") for k in new) and "out/VOC2012/.prepare_done" not in new
+    assert not any(is_temporary(Path(k).name) for k in new)
+
+
+def test_unwanted_huge_tar_member_is_skipped_unread(tmp_path):
+    """A 1.5 GB member that prepare does not need (7 MB compressed) passes under the limit, unread."""
+    args = huge_sbd(tmp_path / "in", "benchmark_RELEASE/dataset/inst/2007_000032.mat")
+    done = run_limited(prepare_pascal_args_out(args, tmp_path / "out"), tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "out" / "VOC2012" / "SegmentationClassAug" / "2008_000002.png").is_file()
+
+
+def prepare_pascal_args_out(archive_args: List[str], out: Path) -> List[str]:
+    return ["prepare", "pascal5i", *archive_args, "--out", str(out), "--quiet"]

@@ -21,7 +21,9 @@ import pytest
 from PIL import Image
 
 from bench.cli.commands import main
-from bench.core.fileio import is_temporary
+from bench.core.fileio import host_tag, is_temporary
+from bench.data.base import foreground
+from bench.data.catalog import open_dataset
 from tests.hardening_data_builders import (VAL_NAMES, bomb_png, coco_json_pair, coco_root, copy_tree, deepglobe_src,
                                            edited, huge_sbd, huge_zip_member, jpeg, png, prepare_coco_args,
                                            prepare_deepglobe_args, prepare_pascal_args, run_coco_args, write_zip)
@@ -338,3 +340,106 @@ def test_unwanted_huge_tar_member_is_skipped_unread(tmp_path):
 
 def prepare_pascal_args_out(archive_args: List[str], out: Path) -> List[str]:
     return ["prepare", "pascal5i", *archive_args, "--out", str(out), "--quiet"]
+
+
+# ---- 15: a killed prepare's temporaries, files deleted after a prepare ----
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def stale_temporary(folder: Path, name: str) -> Path:
+    """A temporary as atomic_write_bytes names it, of a writer that was killed."""
+    path = folder / f".{name}.{dead_pid()}-{host_tag()}-abcdef.tmp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half")
+    return path
+
+
+PREPARES = {
+    "pascal5i": (lambda t: prepare_pascal_args(t / "in", t / "out"), "out/VOC2012",
+                 ["JPEGImages/2008_000002.jpg", "SegmentationClassAug/2007_000032.png"]),
+    "coco20i": (lambda t: prepare_coco_args(t / "in", t / "out"), "out/COCO2014",
+                [f"val2014/{VAL_NAMES[1]}", f"annotations/val2014/{VAL_NAMES[2][:-4]}.png"]),
+    "deepglobe": (lambda t: prepare_deepglobe_args(deepglobe_src(t / "src"), t / "out"), "out",
+                  ["images/100_22.jpg", "labels/101_33.png"]),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(PREPARES))
+def test_rerun_removes_stale_temporaries_and_re_prepares_deleted_files(dataset, tmp_path, capsys):
+    build, target, victims = PREPARES[dataset]
+    args = build(tmp_path)
+    assert main(args) == 0
+    root = tmp_path / target
+    first = tree(root)
+    temps = [stale_temporary((root / v).parent, Path(v).name) for v in victims]
+    for victim in victims:
+        (root / victim).unlink()
+    capsys.readouterr()
+    assert main(args) == 0, capsys.readouterr().err
+    assert not any(t.exists() for t in temps)
+    assert tree(root) == first  # the deleted files are back, byte for byte, and nothing else changed
+
+
+def test_legacy_prepared_root_is_resumed_not_refused(tmp_path):
+    """A root prepared by an older version (its .prepare_done, no marker) is ours: resumed and repaired."""
+    args = prepare_pascal_args(tmp_path / "in", tmp_path / "out")
+    assert main(args) == 0
+    root = tmp_path / "out" / "VOC2012"
+    (root / MARKER).unlink()
+    (root / "JPEGImages" / "2008_000002.jpg").unlink()
+    assert main(args) == 0 and (root / "JPEGImages" / "2008_000002.jpg").is_file()
+
+
+def test_marker_is_written_before_the_first_file(tmp_path, monkeypatch):
+    """A prepare killed after its first file leaves a target that the rerun accepts as its own."""
+    import bench.data.prepare.pascal as pascal
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pascal, "_sbd_mask", killed)
+    args = prepare_pascal_args(tmp_path / "in", tmp_path / "out")
+    assert main(args) != 0  # the CLI reports the interrupt
+    assert (tmp_path / "out" / "VOC2012" / "JPEGImages" / "2008_000002.jpg").is_file()
+    assert (tmp_path / "out" / "VOC2012" / MARKER).is_file()
+    monkeypatch.undo()
+    assert main(args) == 0
+
+
+# ---- 12: masks stored as 0/1 ----
+
+def test_isic_masks_stored_as_0_1_are_read_as_binary(tmp_path):
+    """The official ISIC masks are 0/255; a copy storing 0/1 gives the same labels (it used to read as empty
+    masks: every class a zero union and a traceback after the first cell)."""
+    root = tmp_path / "isic"
+    lines = ["id,class"]
+    lesion = np.zeros((24, 24), np.uint8)
+    lesion[4:15, 6:18] = 255
+    for k, cls in enumerate(["melanoma", "nevus", "seborrheic_keratosis"] * 2):
+        image_id = f"ISIC_{k:07d}"
+        lines.append(f"{image_id},{cls}")
+        for sub, name, data in (("ISIC2018_Task1-2_Training_Input", f"{image_id}.jpg", jpeg(k, 24, 24)),
+                                ("ISIC2018_Task1_Training_GroundTruth", f"{image_id}_segmentation.png",
+                                 png(lesion // 255))):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            (root / sub / name).write_bytes(data)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "classes.txt").write_text("\n".join(lines) + "\n")
+    dataset = open_dataset("isic2018", root, lists)
+    assert ((dataset.read_label("ISIC_0000001") == 2) == (lesion == 255)).all()
+    args = ["run", "--methods", "support-copy", "--dataset", "isic2018", "--data-root", str(root), "--lists",
+            str(lists), "--splits", "1", "--shots", "1", "--seeds", "0", "--episodes", "6", "--input-size", "32",
+            "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 0
+
+
+def test_foreground_rule_keeps_0_255_masks():
+    levels = np.array([[0, 1, 127, 128, 255]])
+    assert foreground(levels).tolist() == [[False, False, False, True, True]]  # 0/255 (and grey) masks: >= 128
+    assert foreground(np.array([[0, 1, 1]])).tolist() == [[False, True, True]]  # 0/1 masks: 1
+    assert not foreground(np.zeros((2, 2), np.int32)).any()

@@ -145,6 +145,15 @@ def pascal_mask_bomb(t: Path, voc_root: Path, what: str) -> List[str]:
             "--out", str(t / "run"), "--quiet"]
 
 
+def deepglobe_source_damaged(t: Path, what: str) -> List[str]:
+    src = deepglobe_src(t / "src")
+    if what == "bomb":
+        (src / "101_mask.png").write_bytes(bomb_png())
+    else:
+        Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(src / "101_sat.jpg")
+    return prepare_deepglobe_args(src, t / "out")
+
+
 def fss_copy_named(t: Path) -> List[str]:
     root = t / "fss"
     make_fss_tree(root, ["a", "b"], images=3)
@@ -198,6 +207,9 @@ CASES = [
     Case("prepare-coco-into-user-folder", coco_into_user_folder, "did not create"),
     Case("prepare-deepglobe-into-coco-root", deepglobe_into_other_dataset, "was prepared for coco20i"),
     Case("prepare-deepglobe-out-is-a-file", deepglobe_out_is_file, "is not a folder"),
+    # neighbours: DeepGlobe sources checked (headers) before the target is claimed
+    Case("prepare-deepglobe-bomb-mask", lambda t: deepglobe_source_damaged(t, "bomb"), "101_mask.png is refused"),
+    Case("prepare-deepglobe-size-differs", lambda t: deepglobe_source_damaged(t, "size"), "(48x40) and mask"),
     # 15: FSS-1000 names
     Case("fss-image-named-2-copy", fss_copy_named, "2 copy.jpg has whitespace in its name"),
 ]
@@ -443,3 +455,4 @@ def test_foreground_rule_keeps_0_255_masks():
     assert foreground(levels).tolist() == [[False, False, False, True, True]]  # 0/255 (and grey) masks: >= 128
     assert foreground(np.array([[0, 1, 1]])).tolist() == [[False, True, True]]  # 0/1 masks: 1
     assert not foreground(np.zeros((2, 2), np.int32)).any()
+

@@ -26,7 +26,8 @@ from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, atomic_write_text, make_dirs
-from bench.data.base import check_label_values, foreground, is_plain_name, load_grey, load_index_png, load_rgb
+from bench.data.base import (check_label_values, foreground, is_plain_name, load_grey, load_index_png, load_rgb,
+                             open_image)
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.crossdomain import (PATNET_CITATION, PATNET_DEFAULTS, PATNET_EPISODE_TEXT, PATNET_EVAL_TEXT,
                                     PATNET_TRAIN_ON, CrossDomainDataset)
@@ -90,10 +91,19 @@ def _sources(src: Path) -> List[Tuple[str, Path, Path]]:
         if mask.is_file():
             if not is_plain_name(stem):
                 raise BenchError(f"DeepGlobe image name {sat.name!r} in {folder} is not a plain name; rename it")
+            _check_headers(sat, mask)
             found.append((stem, sat, mask))
     if not found:
         raise DEEPGLOBE_CARD.missing(f"no DeepGlobe <id>_sat.jpg / <id>_mask.png pairs in {src} (or {src / 'train'})")
     return found
+
+
+def _check_headers(sat: Path, mask: Path) -> None:
+    """Read the headers only (before anything is written): unreadable, bomb-sized or mismatched pairs fail."""
+    with open_image(sat, sat) as image, open_image(mask, mask, "mask") as label:
+        if image.size != label.size:
+            raise BenchError(f"DeepGlobe image {sat} ({image.size[0]}x{image.size[1]}) and mask {mask} "
+                             f"({label.size[0]}x{label.size[1]}) differ in size")
 
 
 def make_deepglobe_tiles(src: Path, out: Path, progress: bool = True, grid: int = GRID,
@@ -117,8 +127,6 @@ def make_deepglobe_tiles(src: Path, out: Path, progress: bool = True, grid: int 
         else:
             image = load_rgb(sat)
             label = colour_to_label(load_rgb(mask), mask)
-            if image.shape[:2] != label.shape:
-                raise BenchError(f"DeepGlobe image {sat} and mask {mask} differ in size")
             done = []
             for i, (y0, y1) in enumerate(tile_bounds(label.shape[0], grid)):
                 for j, (x0, x1) in enumerate(tile_bounds(label.shape[1], grid)):

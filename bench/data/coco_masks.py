@@ -16,7 +16,6 @@ annotation first; `bench.data.coco_json.validate_instances` calls it for every a
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
@@ -37,23 +36,21 @@ def _mask_api():
     return mask
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_polygons(seg: list, height: int, width: int, where: str) -> None:
     margin = POLYGON_MARGIN * max(height, width) + 2
     outline = 0.0
     for n, polygon in enumerate(seg):
-        if not isinstance(polygon, list) or not all(_is_number(v) for v in polygon):
+        values = np.asarray(polygon) if isinstance(polygon, list) else None
+        if values is None or values.ndim != 1 or (values.size and values.dtype.kind not in "iuf"):
             raise BenchError(f"{where}: polygon {n} is not a list of numbers")
         if len(polygon) % 2:
             raise BenchError(f"{where}: polygon {n} has an odd number of coordinates ({len(polygon)})")
         if len(polygon) < 6:
             continue
-        if not all(math.isfinite(v) for v in polygon):
+        values = values.astype(float)
+        if not np.isfinite(values).all():
             raise BenchError(f"{where}: polygon {n} holds a NaN or infinite coordinate")
-        xs, ys = np.asarray(polygon[0::2], float), np.asarray(polygon[1::2], float)
+        xs, ys = values[0::2], values[1::2]
         if xs.min() < -margin or ys.min() < -margin or xs.max() > width + margin or ys.max() > height + margin:
             raise BenchError(f"{where}: polygon {n} reaches ({xs.max():.6g}, {ys.max():.6g}) / "
                              f"({xs.min():.6g}, {ys.min():.6g}), outside the {width}x{height} (WxH) image")

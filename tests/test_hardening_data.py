@@ -402,6 +402,9 @@ def test_legacy_prepared_root_is_resumed_not_refused(tmp_path):
     assert main(args) == 0
     root = tmp_path / "out" / "VOC2012"
     (root / MARKER).unlink()
+    temporary = stale_temporary(root / "JPEGImages", "2007_000032.jpg")
+    assert main(args) == 0 and not temporary.exists()  # complete: nothing to prepare, the temporary removed
+    (root / MARKER).unlink()
     (root / "JPEGImages" / "2008_000002.jpg").unlink()
     assert main(args) == 0 and (root / "JPEGImages" / "2008_000002.jpg").is_file()
 

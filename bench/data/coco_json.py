@@ -109,7 +109,8 @@ def validate_instances(data, where: str) -> CocoInstances:
         seen.add(ann_id)
         image = by_id.get(image_id)
         if image is None:
-            raise BenchError(f"annotation JSON {where}: annotation {ann_id} names image {image_id}, which is not listed")
+            raise BenchError(f"annotation JSON {where}: annotation {ann_id} names image {image_id}, which is not "
+                             "listed")
         if category not in classes:
             raise BenchError(f"annotation JSON {where}: annotation {ann_id} has category {category}, which is not "
                              "among the file's categories")

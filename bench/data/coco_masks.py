@@ -61,7 +61,8 @@ def _check_polygons(seg: list, height: int, width: int, where: str) -> None:
 
 
 def decode_rle_string(counts: str) -> List[int]:
-    """The run lengths of a compressed COCO RLE string (pycocotools' rleFrString, in Python); ValueError if malformed."""
+    """The run lengths of a compressed COCO RLE string (pycocotools' rleFrString, in Python); ValueError if
+    malformed."""
     runs: List[int] = []
     pos = 0
     while pos < len(counts):

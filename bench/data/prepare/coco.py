@@ -70,7 +70,8 @@ def prepare_coco(train_zip: Path, val_zip: Path, annotations_zip: Path, out: Pat
                 mask = root / "annotations" / split / (name[:-4] + ".png")
                 summary["written"] += write_once(mask, lambda: _render(plan, image, split))
                 bar.update(1)
-    atomic_write_text(root / ".prepare_done", "ok\n")
+    if not (root / ".prepare_done").exists():
+        atomic_write_text(root / ".prepare_done", "ok\n")
     return summary
 
 

@@ -61,11 +61,12 @@ def prepare_pascal(voc_tar: Path, sbd_tgz: Path, out: Path, lists_dir: Path | No
     written = 0
     voc_what, sbd_what = "VOC trainval tar (VOCtrainval_11-May-2012.tar)", "SBD archive (benchmark.tgz)"
     complete = not _missing(root, ids)
+    check_target(root, "pascal5i")
     if not (done.exists() and complete):
-        check_target(root, "pascal5i")
         check_tar_kind(voc_tar, voc_what, "VOCdevkit/")
         check_tar_kind(sbd_tgz, sbd_what, "benchmark_RELEASE/")  # a swapped argument fails before any write
-        claim_target(root, "pascal5i", ("JPEGImages", "SegmentationClassAug"))
+    claim_target(root, "pascal5i", ("JPEGImages", "SegmentationClassAug"))
+    if not (done.exists() and complete):
         if not (voc_done.exists() and complete):
             # VOC first: its masks take precedence, SBD then fills only the ids still missing
             with progress_bar(desc="VOC tar", quiet=quiet, unit="file") as bar:

@@ -26,7 +26,8 @@ from bench.data.base import foreground
 from bench.data.catalog import open_dataset
 from tests.hardening_data_builders import (VAL_NAMES, bomb_png, coco_json_pair, coco_root, copy_tree, deepglobe_src,
                                            edited, huge_sbd, huge_zip_member, jpeg, png, prepare_coco_args,
-                                           prepare_deepglobe_args, prepare_pascal_args, run_coco_args, write_zip)
+                                           prepare_deepglobe_args, prepare_pascal_args, run_coco_args, write_tar,
+                                           write_zip)
 from tests.voc_fixture import make_fss_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -459,3 +460,29 @@ def test_foreground_rule_keeps_0_255_masks():
     assert foreground(np.array([[0, 1, 1]])).tolist() == [[False, True, True]]  # 0/1 masks: 1
     assert not foreground(np.zeros((2, 2), np.int32)).any()
 
+
+
+def test_rle_string_decoder_matches_pycocotools():
+    from pycocotools import mask as mask_api
+
+    from bench.data.coco_masks import decode_rle_string
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m = (rng.random((13, 17)) < rng.random()).astype(np.uint8)
+        rle = mask_api.encode(np.asfortranarray(m))
+        runs = decode_rle_string(rle["counts"].decode())
+        flat = np.repeat(np.arange(len(runs)) % 2, runs)
+        assert sum(runs) == m.size and (flat == m.flatten(order="F")).all()
+
+
+def test_voc_mask_bomb_in_the_tar_is_one_line(tmp_path, capsys):
+    args = prepare_pascal_args(tmp_path / "in", tmp_path / "out")
+    voc = Path(args[args.index("--voc") + 1])
+    with tarfile.open(voc) as archive:
+        members = {m.name: archive.extractfile(m).read() for m in archive.getmembers()}
+    members["VOCdevkit/VOC2012/SegmentationClass/2007_000032.png"] = bomb_png()
+    write_tar(voc, members, "w")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SegmentationClass/2007_000032.png in the VOC tar is refused" in err, err

@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
-from bench.data.base import is_plain_name
+from bench.data.base import is_plain_name, open_image
 from bench.data.lists import read_pair_list, shipped_lists
 from bench.data.prepare.archives import check_tar_kind, index_png_bytes, stream_tar, write_once
 from bench.data.prepare.target import check_target, claim_target
@@ -27,13 +26,11 @@ SBD_MEMBER = re.compile(r"^(?:\./)?benchmark_RELEASE/dataset/cls/([^/]+)\.mat$")
 
 
 def _voc_mask(data: bytes, name: str) -> bytes:
-    try:
-        image = Image.open(io.BytesIO(data))
+    with open_image(io.BytesIO(data), f"{name} in the VOC tar", "VOC mask") as image:
         if image.mode not in ("P", "L"):
-            raise ValueError(f"mode {image.mode}, expected a palette PNG of class indices")
+            raise BenchError(f"VOC mask {name} in the VOC tar has mode {image.mode}, expected a palette PNG of "
+                             "class indices")
         label = np.array(image)
-    except Exception as exc:
-        raise BenchError(f"corrupt VOC mask {name} in the VOC tar ({exc})") from None
     return index_png_bytes(label)
 
 

@@ -154,7 +154,9 @@ import zipfile  # noqa: E402
 import bench.data.prepare.coco as coco  # noqa: E402
 from bench.data.prepare.coco import prepare_coco  # noqa: E402
 
-CATEGORIES = [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]
+COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]  # COCO's 80 category ids
+CATEGORIES = [{"id": i, "name": f"cat{i}"} for i in reversed(COCO_IDS)]  # any order: classes follow sorted ids
+DOG, TOOTHBRUSH = COCO_IDS.index(18) + 1, COCO_IDS.index(90) + 1  # 17 and 80
 
 
 def _stub_label_map(anns, height, width, category_to_class):
@@ -199,9 +201,9 @@ def test_coco_layout_classes_and_resume(tmp_path, monkeypatch):
     summary = prepare_coco(train, val, ann, out, quiet=True)
     root = out / "COCO2014"
     first = np.array(Image.open(root / "annotations/train2014/COCO_train2014_000000000001.png"))
-    assert first[1:3, 1:4].tolist() == [[2, 2, 2]] * 2 and first.sum() == 2 * 6  # dog: 2nd of ids 1, 18, 90
+    assert first[1:3, 1:4].tolist() == [[DOG] * 3] * 2 and first.sum() == DOG * 6
     second = np.array(Image.open(root / "annotations/train2014/COCO_train2014_000000000002.png"))
-    assert (second[:, :2] == 3).all()
+    assert (second[:, :2] == TOOTHBRUSH).all()
     assert (root / "val2014/COCO_val2014_000000000003.jpg").read_bytes() == _jpeg(2)
     assert summary["written"] == 6 and summary["train2014"] == 2
     assert prepare_coco(train, val, ann, out, quiet=True)["written"] == 0
@@ -224,7 +226,8 @@ def test_coco_bad_inputs_one_line(tmp_path, monkeypatch):
     cases.append((_coco(sub, drop_image=True), "missing from"))
     sub = tmp_path / "rle"
     sub.mkdir()
-    cases.append((_coco(sub, val_annotations=[{"image_id": 3, "category_id": 1, "bad": True, "bbox": [0, 0, 1, 1]}]),
+    cases.append((_coco(sub, val_annotations=[{"id": 9, "image_id": 3, "category_id": 1, "bad": True, "bbox": [0, 0, 1, 1],
+                                             "segmentation": [[0, 0, 1, 0, 1, 1]]}]),
                   "COCO_val2014_000000000003.jpg in instances_val2014.json cannot be rendered"))
     for n, (inputs, words) in enumerate(cases):
         out = tmp_path / f"out{n}"
@@ -240,7 +243,7 @@ def test_coco_with_real_renderer(tmp_path):
     train, val, ann = _coco(tmp_path)
     prepare_coco(train, val, ann, tmp_path / "root", quiet=True)
     first = np.array(Image.open(tmp_path / "root/COCO2014/annotations/train2014/COCO_train2014_000000000001.png"))
-    assert first[2, 2] == 2 and first[5, 7] == 0
+    assert first[2, 2] == DOG and first[5, 7] == 0
 
 
 def test_cli_prepare_pascal(archives, tmp_path, capsys):

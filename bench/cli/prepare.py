@@ -20,18 +20,21 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     pascal = kinds.add_parser("pascal5i", help="VOC2012 JPEGImages + SegmentationClassAug from VOC and SBD")
     pascal.add_argument("--voc", required=True, type=ARCHIVE, help="VOCtrainval_11-May-2012.tar")
     pascal.add_argument("--sbd", required=True, type=ARCHIVE, help="SBD benchmark.tgz")
-    pascal.add_argument("--out", required=True, type=Path, help="data root to create (VOC2012/ goes inside)")
+    pascal.add_argument("--out", required=True, type=Path, help="data root (VOC2012/ goes inside; it must be new, "
+                        "empty or made by this command)")
     pascal.add_argument("--lists", type=FOLDER, default=None, help="split lists folder to check against "
                         "(default: the shipped PASCAL-5i lists)")
     coco = kinds.add_parser("coco20i", help="COCO2014 images + class-index PNGs (HSNet's layout)")
     coco.add_argument("--train-zip", required=True, type=ARCHIVE, help="train2014.zip")
     coco.add_argument("--val-zip", required=True, type=ARCHIVE, help="val2014.zip")
     coco.add_argument("--annotations", required=True, type=ARCHIVE, help="annotations_trainval2014.zip")
-    coco.add_argument("--out", required=True, type=Path, help="data root to create (COCO2014/ goes inside)")
+    coco.add_argument("--out", required=True, type=Path, help="data root (COCO2014/ goes inside; it must be new, "
+                      "empty or made by this command)")
     deepglobe = kinds.add_parser("deepglobe", help="DeepGlobe land-cover images cut into PATNet's 6 x 6 tiles")
     deepglobe.add_argument("--src", required=True, type=FOLDER, help="folder of <id>_sat.jpg / <id>_mask.png "
                            "(the Kaggle DeepGlobe land-cover train set, or its train/ folder)")
-    deepglobe.add_argument("--out", required=True, type=Path, help="data root to create (images/, labels/, tiles.txt)")
+    deepglobe.add_argument("--out", required=True, type=Path, help="folder to create (images/, labels/, tiles.txt); "
+                           "new, empty or made by this command")
     for sub in (pascal, coco, deepglobe):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -1,9 +1,10 @@
 """The dataset interface shared by PASCAL-5i, FSS-1000 and the synthetic benchmark."""
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -12,32 +13,52 @@ from bench.core.errors import BenchError
 
 Pair = Tuple[str, int]  # (image id, 1-based class id)
 IGNORE = 255
+INDEX_MODES = ("P", "L", "I", "I;16")
+
+
+@contextlib.contextmanager
+def open_image(source, name, kind: str = "image") -> Iterator[Image.Image]:
+    """Image.open of a path or file object (`name` in messages), decoded inside the block: a missing,
+    corrupt or decompression-bomb file (Pillow refuses one declaring over twice Image.MAX_IMAGE_PIXELS)
+    is one BenchError naming it. Every image and mask the harness reads is opened here."""
+    try:
+        with Image.open(source) as image:
+            yield image
+    except FileNotFoundError:
+        raise BenchError(f"{kind} file is missing: {name}") from None
+    except Image.DecompressionBombError as exc:
+        raise BenchError(f"{kind} file {name} is refused: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, BenchError):
+            raise
+        raise BenchError(f"corrupt {kind} file: {name} ({exc})") from None
 
 
 def load_rgb(path: Path) -> np.ndarray:
     """Decode an image file to uint8 [H, W, 3]; a corrupt file is a BenchError naming it."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except FileNotFoundError:
-        raise BenchError(f"image file is missing: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise BenchError(f"corrupt image file: {path} ({exc})") from None
+    with open_image(path, path) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def load_index_png(path: Path) -> np.ndarray:
     """Decode a label PNG holding class indices (palette or grayscale) to an integer [H, W] array."""
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("P", "L", "I", "I;16"):
-                raise BenchError(
-                    f"mask {path} has mode {img.mode}; expected a palette or grayscale PNG of class indices"
-                )
-            return np.asarray(img).astype(np.int32)
-    except FileNotFoundError:
-        raise BenchError(f"mask file is missing: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise BenchError(f"corrupt mask file: {path} ({exc})") from None
+    with open_image(path, path, "mask") as img:
+        if img.mode not in INDEX_MODES:
+            raise BenchError(f"mask {path} has mode {img.mode}; expected a palette or grayscale PNG of class indices")
+        return np.asarray(img).astype(np.int32)
+
+
+def load_grey(path: Path) -> np.ndarray:
+    """Decode a mask file as 8-bit grey levels [H, W] (any mode, converted)."""
+    with open_image(path, path, "mask") as img:
+        return np.asarray(img.convert("L")).astype(np.int32)
+
+
+def foreground(levels: np.ndarray) -> np.ndarray:
+    """Foreground of a binary mask's grey levels: >= 128 (masks stored as 0/255, as the datasets ship them),
+    or == 1 in a mask holding only 0 and 1 (as some re-distributions and conversion scripts store them;
+    read at 128, such a mask would be silently empty)."""
+    return levels >= (1 if levels.size and int(levels.max()) == 1 else 128)
 
 
 def is_plain_name(name: str) -> bool:

@@ -13,8 +13,6 @@ HSNet's `{trn,val}/fold{i}.pkl` give the exact pairs (read without unpickling: c
 from __future__ import annotations
 
 import hashlib
-import json
-from collections import defaultdict
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -28,7 +26,8 @@ from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name,
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.coco_lists import (FOLD_CONVENTIONS, NUM_CLASSES, SUBSETS, fold_test_classes, read_hsnet_fold,
                                    read_table, write_table)
-from bench.data.coco_masks import category_classes, label_map
+from bench.data.coco_json import CocoInstances, check_json_size, parse_json, validate_instances
+from bench.data.coco_masks import label_map
 from bench.data.synthetic.generate import default_cache_dir as cache_root
 
 COCO_CLASSES = [
@@ -56,33 +55,15 @@ class _JsonSource:
         self.key = sha256_file(path)
 
     @cached_property
-    def data(self):
-        try:
-            data = json.loads(self.path.read_bytes())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BenchError(f"corrupt annotation JSON {self.path} ({exc}); download the annotations again") from None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
-                                                                                          "categories")):
-            raise BenchError(f"annotation JSON {self.path} lacks the images/annotations/categories lists")
-        if len(data["categories"]) != NUM_CLASSES:
-            raise BenchError(f"annotation JSON {self.path} has {len(data['categories'])} categories, not COCO's 80")
-        by_image = defaultdict(list)
-        for ann in data["annotations"]:
-            by_image[ann.get("image_id")].append(ann)
-        images = {}
-        for image in data["images"]:
-            name = str(image.get("file_name", ""))
-            if not (name.endswith(".jpg") and is_plain_name(name)):
-                raise BenchError(f"{self.path} lists an image {name!r} that is not a plain .jpg file name")
-            images[name[:-4]] = image
-        return {"images": images, "by_image": by_image, "classes": category_classes(data["categories"])}
+    def data(self) -> CocoInstances:
+        check_json_size(self.path.stat().st_size, str(self.path))
+        return validate_instances(parse_json(self.path.read_bytes(), str(self.path)), str(self.path))
 
     def render(self, image_id: str) -> np.ndarray:
-        info = self.data["images"].get(image_id)
+        info = self.data.by_stem.get(image_id)
         if info is None:
             raise BenchError(f"image {image_id} is not listed in {self.path}")
-        return label_map(self.data["by_image"].get(info["id"], []), int(info["height"]), int(info["width"]),
-                         self.data["classes"])
+        return label_map(self.data.by_image.get(info["id"], []), info["height"], info["width"], self.data.classes)
 
 
 class COCO20iDataset(FSSDataset):
@@ -181,7 +162,7 @@ class COCO20iDataset(FSSDataset):
             if source == "png":
                 ids = sorted(p.stem for p in (self.root / "annotations" / subset).glob("*.png"))
             else:
-                ids = sorted(source.data["images"])
+                ids = sorted(source.data.by_stem)
             rows = []
             with progress_bar(total=len(ids), desc=f"COCO-20i {subset} class table", quiet=not self.progress,
                               unit="image") as bar:

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files
-from bench.data.base import FSSDataset, Pair
+from bench.data.base import FSSDataset, Pair, foreground, load_grey
 
 PATNET_CITATION = "Lei et al., Cross-Domain Few-Shot Semantic Segmentation, ECCV 2022 (PATNet)"
 PATNET_TRAIN_ON = "pascal-all: PASCAL VOC with all 20 classes (no held-out fold), as PATNet"
@@ -31,21 +29,11 @@ PATNET_EPISODE_TEXT = ("600 per seed (PATNet's test length): a class uniformly, 
 PATNET_EVAL_TEXT = "400 x 400 input, masks scored at 400 x 400 (PATNet's test.py)"
 
 
-def read_grey(path: Path) -> np.ndarray:
-    """Decode a mask file as 8-bit grey levels [H, W]; missing or corrupt files are one BenchError."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("L")).astype(np.int32)
-    except FileNotFoundError:
-        raise BenchError(f"mask file is missing: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise BenchError(f"corrupt mask file: {path} ({exc})") from None
-
-
 def binary_label(path: Path, class_id: int) -> np.ndarray:
-    """Class-index label of a binary mask: `class_id` where the grey level is >= 128, else 0."""
-    grey = read_grey(path)
-    return np.where(grey >= 128, class_id, 0).astype(np.int32)
+    """Class-index label of a binary mask: `class_id` on its foreground (base.foreground: >= 128, or 1 in a
+    0/1 mask), else 0."""
+    grey = load_grey(path)
+    return np.where(foreground(grey), class_id, 0).astype(np.int32)
 
 
 class CrossDomainDataset(FSSDataset):

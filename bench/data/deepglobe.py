@@ -26,10 +26,12 @@ from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, atomic_write_text, make_dirs
-from bench.data.base import check_label_values, is_plain_name, load_index_png, load_rgb
+from bench.data.base import (check_label_values, foreground, is_plain_name, load_grey, load_index_png, load_rgb,
+                             open_image)
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.crossdomain import (PATNET_CITATION, PATNET_DEFAULTS, PATNET_EPISODE_TEXT, PATNET_EVAL_TEXT,
-                                    PATNET_TRAIN_ON, CrossDomainDataset, read_grey)
+                                    PATNET_TRAIN_ON, CrossDomainDataset)
+from bench.data.prepare.target import claim_target
 
 CLASSES: Tuple[Tuple[str, Tuple[int, int, int]], ...] = (
     ("agriculture", (255, 255, 0)), ("urban", (0, 255, 255)), ("rangeland", (255, 0, 255)),
@@ -89,33 +91,42 @@ def _sources(src: Path) -> List[Tuple[str, Path, Path]]:
         if mask.is_file():
             if not is_plain_name(stem):
                 raise BenchError(f"DeepGlobe image name {sat.name!r} in {folder} is not a plain name; rename it")
+            _check_headers(sat, mask)
             found.append((stem, sat, mask))
     if not found:
         raise DEEPGLOBE_CARD.missing(f"no DeepGlobe <id>_sat.jpg / <id>_mask.png pairs in {src} (or {src / 'train'})")
     return found
 
 
+def _check_headers(sat: Path, mask: Path) -> None:
+    """Read the headers only (before anything is written): unreadable, bomb-sized or mismatched pairs fail."""
+    with open_image(sat, sat) as image, open_image(mask, mask, "mask") as label:
+        if image.size != label.size:
+            raise BenchError(f"DeepGlobe image {sat} ({image.size[0]}x{image.size[1]}) and mask {mask} "
+                             f"({label.size[0]}x{label.size[1]}) differ in size")
+
+
 def make_deepglobe_tiles(src: Path, out: Path, progress: bool = True, grid: int = GRID,
                          min_fraction: float = MIN_FRACTION) -> Dict[str, int]:
     """Cut DeepGlobe's labelled images (`src`: <id>_sat.jpg + <id>_mask.png, or src/train/) into PATNet's
-    tiles under `out`. Resumable: a source whose tiles are done (marker in out/.done) is skipped; every
-    file is written atomically; `tiles.txt` is written last. Returns counts."""
+    tiles under `out` (a new or empty folder, or one this command made: prepare.target). Resumable: a source
+    whose tiles are done (marker in out/.done) and present is skipped; every file is written atomically;
+    `tiles.txt` is written last. Returns counts."""
     src, out = Path(src), Path(out)
     sources = _sources(src)
+    claim_target(out, "deepglobe", ("images", "labels", ".done"))
     for sub in ("images", "labels", ".done"):
         make_dirs(out / sub)
     stats = {"sources": len(sources), "skipped_sources": 0, "tiles_kept": 0, "tiles_dropped": 0}
     lines = []
     for n, (stem, sat, mask) in enumerate(sources, start=1):
         marker = out / ".done" / f"{stem}.txt"
-        if marker.is_file():
-            done = [line for line in marker.read_text().splitlines() if line.strip()]
+        done = _done_tiles(marker, out)
+        if done is not None:
             stats["skipped_sources"] += 1
         else:
             image = load_rgb(sat)
             label = colour_to_label(load_rgb(mask), mask)
-            if image.shape[:2] != label.shape:
-                raise BenchError(f"DeepGlobe image {sat} and mask {mask} differ in size")
             done = []
             for i, (y0, y1) in enumerate(tile_bounds(label.shape[0], grid)):
                 for j, (x0, x1) in enumerate(tile_bounds(label.shape[1], grid)):
@@ -139,6 +150,20 @@ def make_deepglobe_tiles(src: Path, out: Path, progress: bool = True, grid: int 
         print()
     atomic_write_text(out / TILES_LIST, "\n".join(lines) + "\n")
     return stats
+
+
+def _done_tiles(marker: Path, out: Path):
+    """The tile lines a finished source recorded, or None if it is to be cut (again): no marker, or a kept
+    tile's image or label deleted since."""
+    if not marker.is_file():
+        return None
+    done = [line for line in marker.read_text().splitlines() if line.strip()]
+    for line in done:
+        tile = line.split()[0]
+        if not line.startswith("#") and not ((out / "images" / f"{tile}.jpg").is_file()
+                                             and (out / "labels" / f"{tile}.png").is_file()):
+            return None
+    return done
 
 
 class DeepGlobeDataset(CrossDomainDataset):
@@ -212,12 +237,12 @@ class PatnetDeepGlobeDataset(CrossDomainDataset):
         """Class-index label merged from the tile's binary masks (>= 128) in each of its class folders."""
         label = None
         for class_id in self._folders[image_id]:
-            grey = read_grey(self._mask_of(image_id, class_id))
+            grey = load_grey(self._mask_of(image_id, class_id))
             label = np.zeros(grey.shape, np.int32) if label is None else label
             if grey.shape != label.shape:
                 raise BenchError(f"mask {self._mask_of(image_id, class_id)} differs in size from the other "
                                  f"masks of tile {image_id}")
-            label[grey >= 128] = class_id
+            label[foreground(grey)] = class_id
         return label
 
     def relpaths(self, image_id: str) -> List[str]:

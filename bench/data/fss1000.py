@@ -14,7 +14,8 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.fileio import hash_files
-from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, load_rgb
+from bench.data.base import (INDEX_MODES, FSSDataset, Pair, check_label_values, foreground, is_plain_name, load_rgb,
+                             open_image)
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.lists import numbered_lines, shipped_lists
 
@@ -72,6 +73,10 @@ class FSS1000Dataset(FSSDataset):
         pairs = []
         for name in names:
             for jpg in sorted((self.root / name).glob("*.jpg"), key=lambda p: (len(p.stem), p.stem)):
+                if not is_plain_name(jpg.stem):
+                    raise BenchError(f"FSS-1000 image {jpg} has whitespace in its name, which an episode manifest "
+                                     f"cannot hold; FSS-1000's images are <n>.jpg (1.jpg .. 10.jpg) beside <n>.png "
+                                     "masks: rename or remove it")
                 pairs.append((f"{name}/{jpg.stem}", self._ids[name]))
         return pairs
 
@@ -85,20 +90,13 @@ class FSS1000Dataset(FSSDataset):
         return load_rgb(self.image_path(image_id))
 
     def read_label(self, image_id: str) -> np.ndarray:
-        """Class-index label: the image's class where the mask is >= 128, else 0."""
+        """Class-index label: the image's class on the mask's foreground (base.foreground), else 0."""
         path = self.label_path(image_id)
-        try:
-            raw = load_index_png(path)
-        except BenchError as exc:
-            if "has mode" not in str(exc):
-                raise
-            from PIL import Image
-
-            with Image.open(path) as img:
-                raw = np.asarray(img.convert("L")).astype(np.int32)
+        with open_image(path, path, "mask") as img:
+            raw = np.asarray(img if img.mode in INDEX_MODES else img.convert("L")).astype(np.int32)
         check_label_values(raw, path, 255, None)  # 8-bit grey levels, binarised below
         class_id = self._ids[image_id.split("/")[0]]
-        return np.where(raw >= 128, class_id, 0).astype(np.int32)
+        return np.where(foreground(raw), class_id, 0).astype(np.int32)
 
     def fingerprint(self, splits: Sequence[int], parts: Sequence[str] = ("test",)) -> str:
         rels = [f"{i}.{ext}" for split in splits for part in parts for i, _ in self.pairs(split, part)

@@ -6,7 +6,9 @@ one of three diagnoses from its shipped class table (melanoma 519, nevus 1867, s
 the few-shot class of an episode is the diagnosis, the foreground the lesion. The table ships here as
 `bench/data/splits/isic2018/classes.txt` (see PROVENANCE.md). Class ids: 1 melanoma, 2 nevus,
 3 seborrheic_keratosis (alphabetical; PATNet's folder numbers 1..3 are not tied to names in its code).
-Every Task 1 mask holds a lesion, so each listed image is one (image, class) pair.
+Every Task 1 mask holds a lesion, so each listed image is one (image, class) pair. The official masks
+are 0/255; a copy storing them as 0/1 is read as binary too (bench.data.base.foreground) rather than as
+empty masks.
 """
 from __future__ import annotations
 
@@ -73,7 +75,7 @@ class ISICDataset(CrossDomainDataset):
         return self.root / MASKS / f"{image_id}_segmentation.png"
 
     def read_label(self, image_id: str) -> np.ndarray:
-        """Class-index label: the image's diagnosis where the lesion mask is >= 128, else 0."""
+        """Class-index label: the image's diagnosis on the lesion mask's foreground (>= 128, or 1 in a 0/1 mask)."""
         return binary_label(self.label_path(image_id), self._class_of[image_id])
 
     def fingerprint(self, splits, parts=("test",)) -> str:

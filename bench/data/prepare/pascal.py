@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
-from bench.data.base import is_plain_name
+from bench.data.base import is_plain_name, open_image
 from bench.data.lists import read_pair_list, shipped_lists
 from bench.data.prepare.archives import check_tar_kind, index_png_bytes, stream_tar, write_once
+from bench.data.prepare.target import check_target, claim_target
 from bench.core.fileio import atomic_write_text
 
 VOC_MEMBER = re.compile(r"^(?:\./)?VOCdevkit/VOC2012/(JPEGImages|SegmentationClass)/([^/]+)\.(jpg|png)$")
@@ -26,13 +26,11 @@ SBD_MEMBER = re.compile(r"^(?:\./)?benchmark_RELEASE/dataset/cls/([^/]+)\.mat$")
 
 
 def _voc_mask(data: bytes, name: str) -> bytes:
-    try:
-        image = Image.open(io.BytesIO(data))
+    with open_image(io.BytesIO(data), f"{name} in the VOC tar", "VOC mask") as image:
         if image.mode not in ("P", "L"):
-            raise ValueError(f"mode {image.mode}, expected a palette PNG of class indices")
+            raise BenchError(f"VOC mask {name} in the VOC tar has mode {image.mode}, expected a palette PNG of "
+                             "class indices")
         label = np.array(image)
-    except Exception as exc:
-        raise BenchError(f"corrupt VOC mask {name} in the VOC tar ({exc})") from None
     return index_png_bytes(label)
 
 
@@ -51,37 +49,36 @@ def _sbd_mask(data: bytes, name: str) -> bytes:
 
 def prepare_pascal(voc_tar: Path, sbd_tgz: Path, out: Path, lists_dir: Path | None = None,
                    quiet: bool = False) -> dict:
-    """Build out/VOC2012/{JPEGImages,SegmentationClassAug}; resumable; returns a summary dict."""
+    """Build out/VOC2012/{JPEGImages,SegmentationClassAug}; resumable, and a rerun re-prepares the files
+    deleted since; returns a summary dict."""
     root = Path(out) / "VOC2012"
     images, masks = root / "JPEGImages", root / "SegmentationClassAug"
     voc_done, done = root / ".prepare_voc_done", root / ".prepare_done"
+    ids = listed_ids(lists_dir)
     written = 0
     voc_what, sbd_what = "VOC trainval tar (VOCtrainval_11-May-2012.tar)", "SBD archive (benchmark.tgz)"
-    if not done.exists():
+    complete = not _missing(root, ids)
+    check_target(root, "pascal5i")
+    if not (done.exists() and complete):
+        check_tar_kind(voc_tar, voc_what, "VOCdevkit/")
         check_tar_kind(sbd_tgz, sbd_what, "benchmark_RELEASE/")  # a swapped argument fails before any write
-        if not voc_done.exists():
+    claim_target(root, "pascal5i", ("JPEGImages", "SegmentationClassAug"))
+    if not (done.exists() and complete):
+        if not (voc_done.exists() and complete):
             # VOC first: its masks take precedence, SBD then fills only the ids still missing
             with progress_bar(desc="VOC tar", quiet=quiet, unit="file") as bar:
-                for name, data in stream_tar(voc_tar, voc_what, "VOCdevkit/"):
+                for name, data in stream_tar(voc_tar, voc_what, "VOCdevkit/", _voc_wanted):
                     bar.update(1)
-                    match = VOC_MEMBER.match(name)
-                    if match is None:
-                        continue
-                    folder, stem, ext = match.groups()
-                    if not is_plain_name(stem) or not is_plain_name(f"{stem}.{ext}"):
-                        continue
+                    folder, stem, ext = VOC_MEMBER.match(name).groups()
                     if folder == "JPEGImages" and ext == "jpg":
                         written += write_once(images / f"{stem}.jpg", lambda: data)
                     elif folder == "SegmentationClass" and ext == "png":
                         written += write_once(masks / f"{stem}.png", lambda: _voc_mask(data, name))
             atomic_write_text(voc_done, "ok\n")
         with progress_bar(desc="SBD tgz", quiet=quiet, unit="file") as bar:
-            for name, data in stream_tar(sbd_tgz, sbd_what, "benchmark_RELEASE/"):
+            for name, data in stream_tar(sbd_tgz, sbd_what, "benchmark_RELEASE/", _sbd_wanted):
                 bar.update(1)
-                match = SBD_MEMBER.match(name)
-                if match is None or not is_plain_name(match[1]):
-                    continue
-                written += write_once(masks / f"{match[1]}.png", lambda: _sbd_mask(data, name))
+                written += write_once(masks / f"{SBD_MEMBER.match(name)[1]}.png", lambda: _sbd_mask(data, name))
     summary = check_pascal(root, lists_dir)
     if not done.exists():
         atomic_write_text(done, "ok\n")
@@ -89,16 +86,36 @@ def prepare_pascal(voc_tar: Path, sbd_tgz: Path, out: Path, lists_dir: Path | No
     return summary
 
 
-def check_pascal(root: Path, lists_dir: Path | None = None) -> dict:
-    """Every image of the split lists present with image and mask; a BenchError naming the first missing."""
+def _voc_wanted(name: str) -> bool:
+    match = VOC_MEMBER.match(name)
+    return bool(match) and is_plain_name(match[2]) and is_plain_name(f"{match[2]}.{match[3]}")
+
+
+def _sbd_wanted(name: str) -> bool:
+    match = SBD_MEMBER.match(name)
+    return bool(match) and is_plain_name(match[1])
+
+
+def listed_ids(lists_dir: Path | None = None) -> set:
+    """The image ids of the PASCAL-5i split lists (default: the shipped ones)."""
     lists_dir = Path(lists_dir) if lists_dir else shipped_lists("pascal5i")
     ids = set()
     for path in sorted(lists_dir.glob("*/fold*.txt")):
         ids.update(image_id for image_id, _ in read_pair_list(path))
     if not ids:
         raise BenchError(f"no split lists (*/fold*.txt) under {lists_dir}")
-    missing = [i for i in sorted(ids) if not (root / "JPEGImages" / f"{i}.jpg").is_file()
-               or not (root / "SegmentationClassAug" / f"{i}.png").is_file()]
+    return ids
+
+
+def _missing(root: Path, ids: set) -> list:
+    return [i for i in sorted(ids) if not (root / "JPEGImages" / f"{i}.jpg").is_file()
+            or not (root / "SegmentationClassAug" / f"{i}.png").is_file()]
+
+
+def check_pascal(root: Path, lists_dir: Path | None = None) -> dict:
+    """Every image of the split lists present with image and mask; a BenchError naming the first missing."""
+    ids = listed_ids(lists_dir)
+    missing = _missing(root, ids)
     if missing:
         raise BenchError(f"{len(missing)} listed images lack an image or mask under {root} (first: {missing[0]}); "
                          "are these the full VOC 2012 trainval tar and SBD benchmark.tgz?")

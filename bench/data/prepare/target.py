@@ -34,7 +34,7 @@ def _marked_dataset(folder: Path) -> str | None:
 def check_target(folder: Path, dataset: str) -> None:
     """Refuse (BenchError) a target that is a file, or a folder with content not prepared for `dataset`."""
     folder = Path(folder)
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+    if folder.exists() and not folder.is_dir():
         raise BenchError(f"{folder} is not a folder; give --out a new or empty folder")
     if not folder.exists() or not any(folder.iterdir()):
         return

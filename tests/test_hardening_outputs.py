@@ -88,12 +88,12 @@ CASES = [
     Case("report-out-fifo", lambda e: report(e, fifo(e)), "is not a regular file"),
     Case("report-out-link-to-device", lambda e: report(e, link_to_device(e)), "is not a regular file"),
     Case("check-update-baseline-fifo", lambda e: ["check", "--run", str(e.run_dir()), "--baseline", str(fifo(e)),
-                                                  "--update"], "is not a regular file"),
+                                                  "--update"], "must be a regular file"),
     Case("check-update-baseline-link-to-device", lambda e: ["check", "--run", str(e.run_dir()), "--baseline",
-                                                            str(link_to_device(e)), "--update"], "is not a regular file"),
+                                                            str(link_to_device(e)), "--update"], "must be a regular file"),
     # 8: the regression gate and verify cannot be switched off
-    Case("check-tolerance-nan", lambda e: baseline(e) + ["--tolerance", "nan"], "--tolerance must be a finite number >= 0"),
-    Case("check-tolerance-inf", lambda e: baseline(e) + ["--tolerance", "inf"], "--tolerance must be a finite number >= 0"),
+    Case("check-tolerance-nan", lambda e: baseline(e) + ["--tolerance", "nan"], "--tolerance must be a finite number"),
+    Case("check-tolerance-inf", lambda e: baseline(e) + ["--tolerance", "inf"], "--tolerance must be a finite number"),
     Case("check-tolerance-negative", lambda e: baseline(e) + ["--tolerance", "-50"], "got -50"),
     Case("baseline-nan-entry", lambda e: baseline(e, set_field("miou", NAN)), "miou must be a finite number"),
     Case("baseline-inf-entry", lambda e: baseline(e, set_field("miou", -INF)), "miou must be a finite number"),
@@ -108,9 +108,9 @@ CASES = [
     Case("baseline-repeated-entry", lambda e: baseline(e, lambda entries: entries + [dict(entries[0], miou=0.0)]),
          "lists an entry twice"),
     Case("verify-tolerance-nan", lambda e: ["verify", "--run", str(e.run_dir()), "--tolerance", "nan"],
-         "--tolerance must be a finite number >= 0"),
+         "--tolerance must be a finite number"),
     Case("verify-tolerance-inf", lambda e: ["verify", "--run", str(e.run_dir()), "--tolerance", "inf"],
-         "--tolerance must be a finite number >= 0"),
+         "--tolerance must be a finite number"),
     Case("verify-cell-claims-published-weights", claim_published,
          f"cell support-copy__split1_shot1_seed0 claims published weights {REAL_ENTRY} but config.json records none"),
     # 6: non-finite checkpoints are refused at load
@@ -191,7 +191,7 @@ def test_huge_resamples_are_refused_before_any_allocation(command, pascal_run, t
     result = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr[-2000:]
-    assert lines == ["error: --resamples must be <= 100,000 (the draws are held in memory), got 1000000000000"], lines
+    assert lines == ["error: --resamples must be <= 100000, got 1000000000000"], lines
     assert not (tmp_path / "r.html").exists()
 
 

@@ -7,13 +7,11 @@ present before the command must be byte-identical after it, with nothing new lef
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, List
 
 import pytest
 
 from bench.cli.commands import main
+from tests.refusals import Case, assert_one_error_line, assert_untouched, tree
 from tests.bad_input_builders import (
     Env,
     append_list_line,
@@ -41,34 +39,6 @@ from tests.bad_input_builders import (
     truncate_jpeg,
     user_folder,
 )
-
-
-@pytest.fixture(scope="module")
-def pascal_run(voc_root, tmp_path_factory):
-    """A finished run (reference methods, PASCAL-5i fixture, shots 1 and 3, qualitative files)."""
-    out = tmp_path_factory.mktemp("bad") / "run"
-    assert main(["run", "--methods", "support-copy", "all-foreground", "--dataset", "pascal5i", "--data-root",
-                 str(voc_root), "--lists", str(voc_root / "lists"), "--splits", "1", "--shots", "1", "3",
-                 "--seeds", "0", "--episodes", "10", "--out", str(out), "--quiet"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def trained(cache_env, tmp_path_factory):
-    """A checkpoint root holding a finished PANet checkpoint for synthetic-tiny split 1 (tiny profile)."""
-    root = tmp_path_factory.mktemp("ckpt")
-    assert main(["train", "--methods", "panet", "--dataset", "synthetic-tiny", "--splits", "1",
-                 "--checkpoints", str(root), "--quiet"]) == 0
-    return root
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[Env], List[str]]
-    message: str
-    #: a missing data root also prints its dataset card's layout and sources: the error, then a few lines
-    lines: int = 1
 
 
 def replay(edit, shot: int = 1, *extra: str):
@@ -170,10 +140,6 @@ CASES = [
 ]
 
 
-def tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_there_are_enough_cases():
     assert len(CASES) >= 40 and len({c.name for c in CASES}) == len(CASES)
 
@@ -191,11 +157,6 @@ def test_bad_input_is_one_error_line_and_touches_nothing(case, tmp_path, voc_roo
         err = capsys.readouterr().err
         monkeypatch.undo()
         after = tree(env.tmp)
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert 1 <= len(lines) <= case.lines and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert case.message in lines[0], lines[0]
-    assert after.keys() == before.keys(), sorted(set(after) ^ set(before))
-    changed = [name for name in before if before[name] != after[name]]
-    assert not changed
+    assert_one_error_line(code, err, case.message, case.lines)
+    assert_untouched(before, after)
     assert not (tmp_path / "case-pwned").exists()  # the hostile checkpoint ran nothing

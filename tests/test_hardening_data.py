@@ -5,16 +5,13 @@ subprocess under an address-space limit (RLIMIT_AS), so that a regression fails 
 machine."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import numpy as np
 import pytest
@@ -28,6 +25,7 @@ from tests.hardening_data_builders import (VAL_NAMES, bomb_png, coco_json_pair, 
                                            edited, huge_sbd, huge_zip_member, jpeg, png, prepare_coco_args,
                                            prepare_deepglobe_args, prepare_pascal_args, run_coco_args, write_tar,
                                            write_zip)
+from tests.refusals import Case, assert_one_error_line, tree
 from tests.voc_fixture import make_fss_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,10 +33,6 @@ MARKER = ".fss-bench-prepare.json"  # bench.data.prepare.target.MARKER, spelled 
 #: importing torch and the harness and running a tiny prepare or run peaks near 4 GB of address space
 #: (measured: 3.7-4.0 GB); 1.5 GB above it is far below what the damaged inputs used to take
 ADDRESS_LIMIT = int(5.5 * (1 << 30))
-
-
-def tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def tree_and_folders(folder: Path) -> tuple:
@@ -81,13 +75,6 @@ def user_folder(folder: Path, files: dict) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
     return folder
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[Path], List[str]]
-    message: str
 
 
 def coco(edit, message: str, name: str) -> Case:
@@ -225,13 +212,6 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FSS_BENCH_CACHE", str(tmp_path / "cache"))
 
 
-def check_one_line(code: int, err: str, message: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert message in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_data_is_one_error_line_and_touches_nothing(case, tmp_path, capsys):
     work = tmp_path / "case"
@@ -240,7 +220,7 @@ def test_bad_data_is_one_error_line_and_touches_nothing(case, tmp_path, capsys):
     before = tree_and_folders(work)
     capsys.readouterr()
     code = main(args)
-    check_one_line(code, capsys.readouterr().err, case.message)
+    assert_one_error_line(code, capsys.readouterr().err, case.message)
     assert tree_and_folders(work) == before
 
 
@@ -254,7 +234,7 @@ def test_decompression_bomb_is_one_line(what, tmp_path, voc_root, capsys):
     capsys.readouterr()
     code = main(args)
     err = capsys.readouterr().err
-    check_one_line(code, err, "is refused: Image size (400000000 pixels) exceeds limit")
+    assert_one_error_line(code, err, "is refused: Image size (400000000 pixels) exceeds limit")
     assert ".png" in err or ".jpg" in err
     assert tree_and_folders(work) == before
 
@@ -332,7 +312,7 @@ def test_unbounded_inputs_are_refused_under_an_address_limit(case, tmp_path):
     before = tree_and_folders(work)
     done = run_limited(args, tmp_path)
     assert done.returncode >= 0, f"killed by signal {-done.returncode}: {done.stderr[-2000:]}"
-    check_one_line(done.returncode, done.stderr, case.message)
+    assert_one_error_line(done.returncode, done.stderr, case.message)
     if case.name not in LATE:
         assert tree_and_folders(work) == before
         return

@@ -8,14 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import pytest
 
 from analyses import context, error_overlap, identical, tsne
 from bench.cli.commands import build_parser, main
+from tests.refusals import Case, assert_one_error_line, assert_untouched, tree
 from tests.bad_input_builders import Env
 from tests.hardening_options_builders import (
     a_file,
@@ -25,16 +24,8 @@ from tests.hardening_options_builders import (
     free_port,
     home_at,
     limited,
-    synthetic,
     weights_file,
 )
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[Env], List[str]]
-    message: str
 
 
 def read_only_cache(env: Env) -> List[str]:
@@ -111,10 +102,6 @@ CASES = [
 ]
 
 
-def tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_there_are_enough_cases():
     assert len(CASES) >= 14 and len({c.name for c in CASES}) == len(CASES)
 
@@ -132,12 +119,8 @@ def test_bad_option_is_one_error_line_and_touches_nothing(case, tmp_path, voc_ro
         err = capsys.readouterr().err
         monkeypatch.undo()
         after = tree(tmp_path)
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert case.message in lines[0], lines[0]
-    assert after.keys() == before.keys(), sorted(set(after) ^ set(before))
-    assert [name for name in before if before[name] != after[name]] == []
+    assert_one_error_line(code, err, case.message)
+    assert_untouched(before, after)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]
 
 

@@ -14,9 +14,8 @@ import stat
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import pytest
 
@@ -25,6 +24,7 @@ from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes
 from methods.panet import PANet
 from reports.check import compare
+from tests.refusals import Case, assert_one_error_line, assert_untouched, tree
 from tests.bad_input_builders import Env, published
 from tests.hardening_outputs_builders import (
     REAL_ENTRY,
@@ -43,38 +43,12 @@ from tests.hardening_outputs_builders import (
 from tests.plugin_helpers import ROOT, clean_registry  # noqa: F401 - a fixture
 
 
-@pytest.fixture(scope="module")
-def pascal_run(voc_root, tmp_path_factory):
-    """A finished run of two reference methods (PASCAL-5i fixture, split 1, shots 1 and 3)."""
-    out = tmp_path_factory.mktemp("hard") / "run"
-    assert main(["run", "--methods", "support-copy", "all-foreground", "--dataset", "pascal5i", "--data-root",
-                 str(voc_root), "--lists", str(voc_root / "lists"), "--splits", "1", "--shots", "1", "3",
-                 "--seeds", "0", "--episodes", "10", "--out", str(out), "--quiet"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def trained(cache_env, tmp_path_factory):
-    """A checkpoint root holding a finished PANet checkpoint for synthetic-tiny split 1 (tiny profile)."""
-    root = tmp_path_factory.mktemp("ckpt")
-    assert main(["train", "--methods", "panet", "--dataset", "synthetic-tiny", "--splits", "1",
-                 "--checkpoints", str(root), "--quiet"]) == 0
-    return root
-
-
 @pytest.fixture
 def env(tmp_path, voc_root, pascal_run, trained, monkeypatch):
     with contextlib.ExitStack() as stack:
         env = Env(tmp_path / "case", voc_root, pascal_run, trained, monkeypatch, stack)
         env.tmp.mkdir()
         yield env
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[Env], List[str]]
-    message: str
 
 
 def report(env: Env, out: Path) -> List[str]:
@@ -135,19 +109,10 @@ def test_bad_input_is_one_error_line_and_touches_nothing(case, env, capsys):
     code = main(args)
     err = capsys.readouterr().err
     env.patch.undo()
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert case.message in lines[0], lines[0]
-    after = tree(env.tmp)
-    assert after.keys() == before.keys(), sorted(set(after) ^ set(before))
-    assert [name for name in before if before[name] != after[name]] == []
+    assert_one_error_line(code, err, case.message)
+    assert_untouched(before, tree(env.tmp))
     # FIFOs and links are not in `tree` (not regular files): each is still what it was
     assert {p.name: p.lstat().st_mode for p in env.tmp.iterdir()} == links
-
-
-def tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # ---- one shared check of output targets ----

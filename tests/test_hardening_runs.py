@@ -12,9 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import pytest
 
@@ -23,6 +22,7 @@ from bench.cli.commands import main
 from bench.core.outputs import RECORD_NAME, remove_outputs, write_output
 from bench.runs.config import method_identity
 from methods import METHODS
+from tests.refusals import Case, assert_one_error_line, assert_untouched, tree
 from tests.bad_input_builders import Env
 from tests.hardening_runs_builders import (
     CELL,
@@ -59,13 +59,6 @@ def runs(voc_root, tmp_path_factory):
         patch.setattr(plugins, "_loaded", {})
         assert main(run_args(voc_root, folder / "plugged", PLUGIN_METHOD, extra=["--plugin", str(plugin)])) == 0
     return folder
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[Env], List[str]]
-    message: str
 
 
 def deep(record):
@@ -119,10 +112,6 @@ CASES = [
 ]
 
 
-def tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_there_are_enough_cases():
     assert len(CASES) >= 16 and len({c.name for c in CASES}) == len(CASES)
 
@@ -139,12 +128,8 @@ def test_bad_input_is_one_error_line_and_touches_nothing(case, tmp_path, voc_roo
         code = main(args)
         err = capsys.readouterr().err
     after = tree(tmp_path)
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert case.message in lines[0], lines[0]
-    assert after.keys() == before.keys(), sorted(set(after) ^ set(before))
-    assert not [name for name in before if before[name] != after[name]]
+    assert_one_error_line(code, err, case.message)
+    assert_untouched(before, after)
     assert not Path("/tmp/fss-escaped__split1_shot1_seed0.csv").exists()
 
 

@@ -88,8 +88,9 @@ def test_overwrite_recomputes_only_the_commands_methods(voc_root, grown, tmp_pat
     assert (out / "episodes.csv").read_bytes() == (grown / "both" / "episodes.csv").read_bytes()
 
 
-def test_a_run_written_before_runs_could_grow_still_resumes(voc_root, grown, tmp_path, evaluations):
-    """Its config.json had the methods and training options in its identity and no `methods` map."""
+def test_a_run_written_before_runs_could_grow_still_resumes(voc_root, grown, tmp_path, evaluations, capsys):
+    """Its config.json had the methods and training options in its identity and no `methods` map (nor code
+    hashes: resuming says that the cells are kept as the current code's)."""
     out = tmp_path / "legacy"
     shutil.copytree(grown / "both", out)
     config = json.loads((out / "config.json").read_text())
@@ -99,6 +100,8 @@ def test_a_run_written_before_runs_could_grow_still_resumes(voc_root, grown, tmp
     assert set(load_results(out).episodes.method) == {"support-copy", "all-foreground"}
     assert main(args(voc_root, out, ["support-copy", "all-foreground"])) == 0
     assert evaluations == []
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("recorded before runs held a method's code hash" in w for w in warnings)
 
 
 def test_results_json_follows_its_schema_and_the_episodes(grown):

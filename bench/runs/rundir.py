@@ -206,6 +206,9 @@ class RunDir:
                     f"{self.path} holds {len(finished)} cells of {method} with other method options or code "
                     f"({'; '.join(changes[:3])}); use --overwrite to replace that method's cells or choose another --out"
                 )
+            elif method in recorded and finished and "code" in identity and "code" not in recorded[method]:
+                print(f"warning: {len(finished)} cells of {method} were recorded before runs held a method's code "
+                      "hash: they are kept as this code's; --overwrite redoes them")
         return existing
 
     def _check_kept_methods(self, record: Dict, kept: Dict[str, Dict]) -> None:

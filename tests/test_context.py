@@ -138,7 +138,7 @@ def test_gain_with_several_training_seeds_averages_them_and_says_how_many():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--levels", "1.5"], "context level must be"),
+    (["--levels", "1.5"], "--levels must be <= 1"),
     (["--levels", "0", "0"], "a level twice"),
     (["--dataset", "pascal5i"], "not pascal5i"),
 ])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 import methods.support_copy
 from bench.cli.commands import main
+from bench.cli.guard import terminate_as_interrupt
 from bench.core.outputs import RECORD_NAME, remove_outputs, write_output
 from bench.runs.config import method_identity
 from methods import METHODS
@@ -278,3 +280,16 @@ def test_an_unreadable_analysis_table_is_one_error_line_in_the_report(tmp_path, 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "analysis table" in lines[0] and "cannot be read" in lines[0]
     assert not (run / "report.html").exists()
+
+
+def test_a_forked_worker_terminated_ends_silently_as_by_default():
+    """A process pool's worker forked while a command runs inherits its SIGTERM handler; terminating the pool
+    must end the worker as SIG_DFL does, not print a traceback from it."""
+    context = multiprocessing.get_context("fork")
+    with terminate_as_interrupt():
+        worker = context.Process(target=time.sleep, args=(30,))
+        worker.start()
+        time.sleep(0.5)
+        worker.terminate()
+        worker.join(10)
+    assert worker.exitcode == -signal.SIGTERM

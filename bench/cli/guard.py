@@ -3,6 +3,7 @@ SIGTERM 143 (both with a line saying what was kept)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -42,7 +43,11 @@ def exit_status(command: Callable[[], object], interrupted: str = RESUME_HINT) -
         return 0
 
 
-def _raise_terminated(signum, frame) -> None:
+def _raise_terminated(owner: int, signum, frame) -> None:
+    if os.getpid() != owner:  # a forked worker (a process pool's) inherited the handler: end as SIG_DFL would
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated()
 
 
@@ -53,7 +58,7 @@ def terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, functools.partial(_raise_terminated, os.getpid()))
     try:
         yield
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, List
 
 from bench.core.errors import BenchError
+from bench.core.paths import kind_of_mode
 
 _TEMP_SUFFIX = ".tmp"
 LOCK_NAME = ".fss-bench.lock"
@@ -77,7 +78,7 @@ def check_writable_target(path: str | os.PathLike) -> None:
     except OSError as exc:
         raise write_error(path, exc) from None
     if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        kind = "a folder" if stat.S_ISDIR(mode) else f"not a regular file (it is {kind_of_mode(mode)})"
         raise BenchError(f"{path} is {kind}: refusing to replace it; give a new path or a regular file")
 
 

@@ -12,15 +12,20 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCH
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"))
 
 
+def kind_of_mode(mode: int) -> str:
+    """'a regular file', 'a directory', 'a FIFO', 'a character device', ... for an `st_mode`."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
 def kind_of(path: Path) -> Optional[str]:
-    """'a regular file', 'a directory', 'a FIFO', 'a character device', ... (links followed); None: missing."""
+    """What `path` is, as `kind_of_mode` says it (links followed); None: missing."""
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         raise BenchError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return kind_of_mode(mode)
 
 
 def not_regular(path: Path, what: str) -> Optional[BenchError]:

@@ -27,6 +27,7 @@ not 8/16/32); `decoder_scale` / `resize_to_input` let the `tiny` profile keep lo
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.backbones import FrozenBackbone, build_backbone, load_state_file, torchvision_weights
-from methods.base import FewShotSegmenter
+from methods.base import FewShotSegmenter, TestPipeline
 from methods.common import BackboneMethod
 from methods.hsnet_layers import PAPER_CHANNELS, PAPER_KERNELS, PAPER_STRIDES, HypercorrelationLearner, l2_normalise
 from methods.hsnet_layers import hypercorrelation
@@ -235,6 +236,13 @@ class HSNet(BackboneMethod):
             query, supports, support_masks = resize_episode(query, supports, support_masks, self.input_size)
         return super().forward(query, supports, support_masks)
 
+    def network(self, query, supports, support_masks):
+        return super().forward(query, supports, support_masks)
+
+    def authors_pipeline(self) -> TestPipeline:
+        """Their test loader at this model's `input_size` (their 400; None: the run's input size)."""
+        return replace(AUTHORS_PIPELINE, size=self.input_size)
+
     def training_loss(self, query_feats, support_feats, support_masks, query_mask, context=None):
         logits = self.forward_features(query_feats, support_feats, support_masks)
         if logits.shape[-2:] != query_mask.shape[-2:]:
@@ -264,6 +272,16 @@ def resize_episode(query, supports, support_masks, size: int):
         masks = masks.round().long().unflatten(0, (batch, shots))
     return images(query), images(supports.flatten(0, 1)).unflatten(0, (batch, shots)), masks
 
+
+#: their test loader (juhongm999/hsnet): data/dataset.py `FSSDataset.initialize` (torchvision Resize of each PIL
+#: image to 400 x 400, ToTensor, Normalize), data/pascal.py `DatasetPASCAL.__getitem__` (masks resized with
+#: F.interpolate 'nearest', `extract_ignore_idx`: void is background in a support and ignored in the query),
+#: model/hsnet.py `predict_mask_nshot` (per-shot argmax, at the original size with use_original_imgsize, and
+#: the vote), common/evaluation.py `Evaluator.classify_prediction` (void ignored)
+AUTHORS_PIPELINE = TestPipeline(resize="square", size=400, resample="pil", support_void="background",
+                                shots="vote", source="juhongm999/hsnet: data/dataset.py FSSDataset.initialize, "
+                                "data/pascal.py DatasetPASCAL.__getitem__, model/hsnet.py predict_mask_nshot, "
+                                "common/evaluation.py Evaluator.classify_prediction")
 
 PROFILES = {
     # Adam 1e-3 as theirs (no weight decay), the harness's synthetic recipe otherwise (112 x 112 input).

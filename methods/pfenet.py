@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import IGNORE_INDEX, foreground
+from methods.base import IGNORE_INDEX, TestPipeline, cv2_nearest_index, foreground
+from methods.base import longer_side_shape as authors_resize_shape
 from methods.common import BackboneMethod, masked_average_pool, resize_mask_to, segmentation_loss, tile
 from methods.pspnet_backbones import PFENET_BACKBONES
 from methods.registry import MethodError, register_method
@@ -88,22 +89,6 @@ def _resize(x: torch.Tensor, size) -> torch.Tensor:
 
 
 
-def authors_resize_shape(height: int, width: int, size: int):
-    """Their `Resize`: the longer side to `size`, the other scaled alike (truncated), both floored to a
-    multiple of 8 (so 473 -> 472); at least 8."""
-    if height >= width:
-        new_h, new_w = size, int(width * (size * 1.0 / height))
-    else:
-        new_h, new_w = int(height * (size * 1.0 / width)), size
-    return max(8, new_h // 8 * 8), max(8, new_w // 8 * 8)
-
-
-def _nearest_rows(source: int, target: int, device) -> torch.Tensor:
-    """Source indices of cv2's INTER_NEAREST: floor(i * (1 / (target / source))) in double, clamped."""
-    index = torch.floor(torch.arange(target, dtype=torch.float64) * (1.0 / (target / source))).long()
-    return index.clamp_(max=source - 1).to(device)
-
-
 def letterbox(images: torch.Tensor, masks: torch.Tensor, size: int):
     """Normalised images [N, 3, H, W] and masks [N, H, W] -> [N, 3, size, size], [N, size, size] as their
     test transform: resized by `authors_resize_shape`, padded bottom/right (black image, mask 255)."""
@@ -111,7 +96,7 @@ def letterbox(images: torch.Tensor, masks: torch.Tensor, size: int):
     if (new_h, new_w) != tuple(images.shape[-2:]):
         images = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False)
     if (new_h, new_w) != tuple(masks.shape[-2:]):
-        rows, cols = (_nearest_rows(n, m, masks.device) for n, m in zip(masks.shape[-2:], (new_h, new_w)))
+        rows, cols = (cv2_nearest_index(n, m, masks.device) for n, m in zip(masks.shape[-2:], (new_h, new_w)))
         masks = masks[:, rows][:, :, cols]
     mean = torch.tensor(IMAGENET_NORMALISATION["mean"], dtype=images.dtype, device=images.device)
     std = torch.tensor(IMAGENET_NORMALISATION["std"], dtype=images.dtype, device=images.device)
@@ -121,6 +106,13 @@ def letterbox(images: torch.Tensor, masks: torch.Tensor, size: int):
     mask_canvas[:, :new_h, :new_w] = masks
     return canvas, mask_canvas
 
+
+#: their test loader: util/dataset.py `SemData.__getitem__` (cv2 decoding, float pixels, void kept in the
+#: support masks), util/transform.py `Resize` (`resized_val`: longer side to val_size, floored to a multiple of 8,
+#: INTER_LINEAR / INTER_NEAREST, padded black / 255), test.py `validate` (`ori_resize`: logits to the label's
+#: longer side squared, the label padded with 255)
+AUTHORS_PIPELINE_SOURCE = ("dvlab-research/PFENet: util/dataset.py SemData.__getitem__, util/transform.py Resize, "
+                           "test.py validate (resized_val, ori_resize)")
 
 PROFILES = {
     # 14 x 14 features: bins scaled from [60, 30, 15, 8] on 60 x 60; the harness's recipe otherwise.
@@ -259,6 +251,12 @@ class PFENet(BackboneMethod):
         if self.architecture != "authors":
             return super().forward(query, supports, support_masks)
         return self.test_time(query, supports, support_masks)
+
+    def authors_pipeline(self):
+        """Their test loader (`resized_val`, `ori_resize`) at this model's input size; none for the harness's
+        architecture."""
+        return TestPipeline(resize="longer-side", size=self.input_size, resample="cv2", support_void="void",
+                            shots="network", source=AUTHORS_PIPELINE_SOURCE) if self.architecture == "authors" else None
 
     def network(self, query, supports, support_masks):
         """Their network's forward (no test-time resizing): logits upsampled to the input size

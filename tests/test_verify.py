@@ -45,7 +45,7 @@ def test_numbers_within_the_tolerance_pass(published_run, monkeypatch, capsys):
                          1: {1: {"miou": measured(summary, 2, 1), "fbiou": None}}})
     assert main(["verify", "--run", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split() == ["weights", "shot", "metric", "seeds", "fold", "reported", "measured", "diff", "status"]
+    assert lines[0].split() == ["weights", "shot", "metric", "seeds", "fold", "pipeline", "reported", "measured", "diff", "status"]
     assert lines[-1] == "reported numbers: test"  # the entries' source, so a reader knows what was compared
     rows = [line.split() for line in lines[1:-2]]
     assert [(r[0], r[1], r[2], r[3], r[-1]) for r in rows] == [

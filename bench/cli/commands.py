@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify_parser.add_argument("--run", required=True, help="finished run directory (bench run --weights ...)")
     verify_parser.add_argument("--tolerance", type=TOLERANCE, default=1.0,
                                help="allowed difference in points, either way (0 to 100)")
+    verify_parser.add_argument("--pipeline", choices=("authors", "shared"), default="authors",
+                               help="the pipeline the cells must have been scored under where their method declares "
+                               "an authors' one (`bench run --pipeline`); shared compares them as scored")
     weights_parser = sub.add_parser("weights", help="list registered published checkpoints (where to get them, "
                                     "reported numbers)")
     weights_parser.add_argument("pattern", nargs="?", help="fnmatch pattern on method.tag, or a substring")
@@ -113,7 +116,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    return verify_command(args.run, args.tolerance)
+    return verify_command(args.run, args.tolerance, args.pipeline)
 
 
 def cmd_weights(args: argparse.Namespace) -> int:

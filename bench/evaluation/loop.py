@@ -1,16 +1,17 @@
 """Evaluation of one method on one manifest: batches of episodes in, per-episode pixel counts out."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
 
-from analyses.metrics import COUNT_COLUMNS
+from analyses.metrics import COUNT_COLUMNS, episode_counts
 from bench.core.errors import BenchError
 from bench.core.progress import progress_bar
 from bench.data.episodes import support_ids
 from bench.data.images import ImageStore, build_batch, build_native_batch
+from bench.evaluation import authors
 from bench.evaluation.features import CodeCache
 from bench.evaluation.protocol import ScoringProtocol
 from methods.base import FewShotSegmenter
@@ -68,6 +69,9 @@ def evaluate_manifest(method: FewShotSegmenter, store: ImageStore, manifest: pd.
     if features is not None and not CodeCache.supports(method):
         raise ValueError(f"{type(method).__name__} has no cacheable encoder: pass features=None")
     method.eval().to(device)
+    if protocol.pipeline == "authors":
+        return evaluate_authors(method, store, manifest, protocol, batch_size=batch_size, device=device, desc=desc,
+                                quiet=quiet)
     if features is not None:
         features.prepare(method, manifest, quiet=quiet)
     step = 1 if method.native_resolution else batch_size
@@ -78,6 +82,41 @@ def evaluate_manifest(method: FewShotSegmenter, store: ImageStore, manifest: pd.
         logits = forward_episodes(method, store, rows, device, features, desc)
         for i, row in enumerate(rows.itertuples(index=False)):
             counts.append(protocol.score(logits[i], store.mask(row.query, row.class_id), method.logits_align_corners))
+        bar.update(len(rows))
+    bar.close()
+    result = manifest[["episode", "class_id", "query"]].reset_index(drop=True).copy()
+    result[list(COUNT_COLUMNS)] = torch.stack(counts).numpy()
+    return result[RESULT_COLUMNS]
+
+
+def authors_predictions(method: FewShotSegmenter, store: ImageStore, rows: pd.DataFrame, device: str, desc: str,
+                        eval_size: Optional[int] = None) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """(boolean prediction, 0/1/255 target) of each episode of `rows` under the method's authors' pipeline,
+    in the scoring frame (`authors.scoring_size`)."""
+    pipeline = authors.method_pipeline(method, desc)
+    size = pipeline.size or store.input_size
+    at_input = authors.scoring_size(pipeline, size, eval_size, desc)
+    episodes = [int(e) for e in rows["episode"]]
+    batch = authors.prepare_batch(pipeline, size, store, rows)
+    moved = authors.Prepared(batch.query.to(device), batch.supports.to(device), batch.support_masks.to(device),
+                             batch.targets)
+    preds = list(authors.predictions(method, pipeline, size, moved, at_input,
+                                     lambda logits: check_logits(logits, episodes, desc)))
+    return list(zip(preds, authors.scoring_targets(pipeline, size, batch, at_input)))
+
+
+def evaluate_authors(method: FewShotSegmenter, store: ImageStore, manifest: pd.DataFrame, protocol: ScoringProtocol,
+                     *, batch_size: int, device: str, desc: str, quiet: bool) -> pd.DataFrame:
+    """`evaluate_manifest` under `--pipeline authors` (see bench.evaluation.authors)."""
+    if protocol.void_as_background:
+        raise BenchError(f"{desc}: --pipeline authors ignores void pixels as the authors' code does; "
+                         "--void-as-background belongs to the shared pipeline")
+    counts = []
+    bar = progress_bar(total=len(manifest), desc=desc, quiet=quiet, unit="ep")
+    for start in range(0, len(manifest), batch_size):
+        rows = manifest.iloc[start : start + batch_size]
+        for pred, target in authors_predictions(method, store, rows, device, desc, protocol.eval_size):
+            counts.append(episode_counts(pred, target, protocol.ignore_label))
         bar.update(len(rows))
     bar.close()
     result = manifest[["episode", "class_id", "query"]].reset_index(drop=True).copy()

@@ -22,12 +22,17 @@ from bench.data.images import resize_mask
 @dataclass(frozen=True)
 class ScoringProtocol:
     """`eval_size`: score at this square size instead of each label's original size (HSNet: 400);
-    `void_as_background`: score void pixels as background (OSLSM) instead of ignoring them."""
+    `void_as_background`: score void pixels as background (OSLSM) instead of ignoring them; `pipeline`: the
+    shared preparation and scoring, or each method's authors' (`bench.evaluation.authors`)."""
 
     eval_size: Optional[int] = option(None, "score at this square size instead of each label's original size "
                                       "(HSNet: 400)", minimum=1, maximum=4096)
     void_as_background: bool = option(False, "score void (255) pixels as background, as OSLSM, instead of "
                                       "ignoring them")
+    pipeline: str = option("shared", "how episodes become network input and are scored: shared (one preparation "
+                           "for every method: the fair comparison) or authors (each method's own authors' test "
+                           "loader and scoring, where it declares one: hsnet, pfenet with published weights; "
+                           "what their test.py prints)", choices=("shared", "authors"), omit_default=True)
     ignore_label: int = option(IGNORE, "the void label of the dataset's masks", cli=False)
 
     def score(self, logits: torch.Tensor, target: np.ndarray, align_corners: bool = False) -> torch.Tensor:

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_bytes, sha256_bytes
 from bench.data.images import ImageStore
-from bench.evaluation.loop import forward_episodes
+from bench.evaluation.loop import authors_predictions, forward_episodes
+from bench.evaluation.protocol import ScoringProtocol
 
 #: the episodes saved per class, in this order
 KINDS = ("best", "worst", "random")
@@ -39,17 +40,23 @@ def pick_episodes(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 @torch.no_grad()
 def save_qualitative(method, store: ImageStore, manifest: pd.DataFrame, rows: pd.DataFrame, path: Path,
-                     device: str = "cpu", features=None) -> str:
-    """Save the picked episodes' predictions; return the sha256 of the file (recorded in the cell)."""
+                     device: str = "cpu", features=None, protocol: ScoringProtocol = ScoringProtocol()) -> str:
+    """Save the picked episodes' predictions (under the protocol's pipeline, at each label's original size);
+    return the sha256 of the file (recorded in the cell)."""
     picked = pick_episodes(rows)
     chosen = manifest.set_index("episode").loc[picked.episode].reset_index()
     arrays: Dict[str, np.ndarray] = {}
     for k in range(len(chosen)):
         row = chosen.iloc[k:k + 1]
-        logits = forward_episodes(method, store, row, device, features, path.stem.replace("__", " "))[0:1].float()
-        target = store.mask(row["query"].iloc[0], int(row["class_id"].iloc[0]))
-        logits = F.interpolate(logits, size=target.shape, mode="bilinear", align_corners=method.logits_align_corners)[0]
-        pred = (logits[1] > logits[0]).cpu().numpy()
+        desc = path.stem.replace("__", " ")
+        if protocol.pipeline == "authors":
+            pred = authors_predictions(method, store, row, device, desc)[0][0].numpy()
+        else:
+            logits = forward_episodes(method, store, row, device, features, desc)[0:1].float()
+            target = store.mask(row["query"].iloc[0], int(row["class_id"].iloc[0]))
+            logits = F.interpolate(logits, size=target.shape, mode="bilinear",
+                                   align_corners=method.logits_align_corners)[0]
+            pred = (logits[1] > logits[0]).cpu().numpy()
         arrays[f"pred_{k}"] = np.packbits(pred)
         arrays[f"shape_{k}"] = np.array(pred.shape)
     table = picked[["episode", "class_id", "query", "kind", "iou"]].assign(supports=list(chosen["supports"]))

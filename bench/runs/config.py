@@ -147,6 +147,8 @@ def _identity(obj) -> Dict:
         if not f.metadata.get("identity", True):
             continue
         value = getattr(obj, f.name)
+        if f.metadata.get("omit_default") and value == f.default:
+            continue
         if is_dataclass(value):
             value = _identity(value)
             if not value:  # a group without identity fields (published: its chosen entries are added by the run)

@@ -86,6 +86,9 @@ def validate(config: RunConfig) -> None:
         raise BenchError(f"--eval-size must be >= 1, got {config.scoring.eval_size}")
     if config.min_object_pixels < 0:
         raise BenchError(f"--min-object-pixels must be >= 0, got {config.min_object_pixels}")
+    if config.scoring.pipeline == "authors" and config.scoring.void_as_background:
+        raise BenchError("--pipeline authors ignores void pixels as the authors' code does; --void-as-background "
+                         "belongs to the shared pipeline")
     if config.identical_input and config.shots != [1]:
         raise BenchError("the identical-input test is 1-shot only: use --shots 1")
     if runtime.executor not in EXECUTORS:
@@ -142,7 +145,8 @@ def protocol_header(config: RunConfig, dataset: FSSDataset) -> str:
     size = f", min object {config.min_object_pixels} px" if config.min_object_pixels else ""
     return (f"{dataset.name}{folds}: splits {' '.join(map(str, config.splits))}, shots "
             f"{' '.join(map(str, config.shots))}, seeds {' '.join(map(str, config.seeds))}; {queries}{size}; "
-            f"input {config.input_size}, scored at {scoring}" + ("; identical input" if config.identical_input else ""))
+            f"input {config.input_size}, scored at {scoring}" + ("; identical input" if config.identical_input else "")
+            + ("; the authors' pipelines (--pipeline authors)" if config.scoring.pipeline == "authors" else ""))
 
 
 def default_out(config: RunConfig, weights: Optional[Dict[str, str]] = None) -> Path:

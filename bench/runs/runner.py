@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Callable, Dict, Optional, Tuple
 
 from analyses.metrics import evaluate_rows
@@ -9,6 +10,7 @@ from bench.core.log import log
 from bench.data.catalog import FSSDataset
 from bench.data.episodes import read_manifest
 from bench.data.images import ImageStore
+from bench.evaluation.authors import method_pipeline
 from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.qualitative import save_qualitative
@@ -55,13 +57,15 @@ class CellRunner:
         manifest = read_manifest(run_dir.manifest_path(cell.manifest))
         start = time.perf_counter()
         # a native-resolution method sees every image at its own size: nothing to cache at the input size
-        features = self.features if CodeCache.supports(method) and not method.native_resolution else None
+        authors = config.scoring.pipeline == "authors"
+        features = self.features if CodeCache.supports(method) and not method.native_resolution and not authors \
+            else None
         rows = evaluate_manifest(method, self.store, manifest, config.scoring, batch_size=config.runtime.batch_size,
                                  device=self.device, features=features, desc=cell.label,
                                  quiet=quiet)
         meta = {"method": cell.method, "cell": cell.manifest, "seconds": round(time.perf_counter() - start, 3),
                 "device": self.device, "options": method.options(), "manifest_sha256": manifest_sha256,
-                "method_identity": identity, **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
+                "method_identity": identity, "pipeline": pipeline_record(method, authors), **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
                 "checkpoint": self.models.for_seed(cell.train_seed).checkpoint_id(cell.method, cell.split),
                 "checkpoint_sha256": checkpoint.get("sha256"), "checkpoint_val_miou": checkpoint.get("val_miou"),
                 "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),
@@ -74,9 +78,17 @@ class CellRunner:
         # the cell's files last: a cell that counts as done has its qualitative file too
         if cell.shot == min(config.shots) and cell.seed == min(config.seeds):
             meta["qualitative_sha256"] = save_qualitative(method, self.store, manifest, rows,
-                                                          run_dir.qualitative_path(cell), self.device, features)
+                                                          run_dir.qualitative_path(cell), self.device, features,
+                                                          config.scoring)
         run_dir.write_cell(cell, rows, meta)
         scores = evaluate_rows(rows)
         log(f"{cell.label}: mIoU {100 * scores['miou']:.2f}, FB-IoU {100 * scores['fbiou']:.2f}, "
             f"{len(rows)} episodes in {meta['seconds']:.1f} s")
         return meta
+
+
+def pipeline_record(method: FewShotSegmenter, authors: bool) -> Dict:
+    """What a cell records of its pipeline: "shared", or the authors' declared pipeline it followed."""
+    if not authors:
+        return {"name": "shared", "authors_declared": method.authors_pipeline() is not None}
+    return {"name": "authors", **asdict(method_pipeline(method, type(method).__name__))}

@@ -9,6 +9,11 @@ A difference beyond the tolerance (in points) is a miss, and the command then ex
 is a one-line error (exit 2), as is a cell that names other published weights than config.json records.
 The `fold` column says whether each file was proven to be of its fold (the entry's sha256 or a fold the
 file records); an unverified one is also a `warning:` line.
+
+The authors' numbers come from their own test loaders, so verification compares cells scored under the
+authors' pipeline (`bench run --pipeline authors`) by default: a cell of a method that declares one but was
+scored under the shared pipeline is refused (`--pipeline shared` compares it anyway, and says so). A method
+that declares no authors' pipeline is compared as scored, and its `pipeline` column says "shared".
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ class Check:
     tolerance: float
     #: whether every cell's file was proven to be of its fold (by sha256 or the fold it records)
     fold_verified: bool = False
+    #: the pipeline its cells were scored under: "authors" or "shared"
+    pipeline: str = "shared"
 
     @property
     def difference(self) -> float:
@@ -90,11 +97,32 @@ def check_claims(metas: List[Dict], config: Dict, path: Path) -> None:
                              f"{cell.method} split {cell.split}: the cell was edited; re-run it")
 
 
-def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
-    """The checks of a finished run (one BenchError if there is nothing to check)."""
+def cell_pipelines(metas: List[Dict], pipeline: str, path: Path) -> Dict[Tuple[str, int, int], str]:
+    """{(method, split, shot): pipeline name} of the published cells; a BenchError for a cell scored under the
+    shared pipeline although its method declares an authors' one, when `pipeline` is "authors"."""
+    names: Dict[Tuple[str, int, int], str] = {}
+    for meta in metas:
+        if not meta.get("weights"):
+            continue
+        cell = Cell.of(str(meta.get("method")), str(meta.get("cell")))
+        record = meta.get("pipeline") if isinstance(meta.get("pipeline"), dict) else {}
+        name = "authors" if record.get("name") == "authors" else "shared"
+        if pipeline == "authors" and name == "shared" and record.get("authors_declared"):
+            raise BenchError(f"{path}: {cell.method} {cell.manifest} was scored under the shared pipeline, but its "
+                             "authors' numbers come from their own test loader: re-run it with `bench run "
+                             "--pipeline authors`, or compare it anyway with `bench verify --pipeline shared`")
+        names[(cell.method, cell.split, cell.shot)] = name if names.get((cell.method, cell.split, cell.shot), name) \
+            == name else "mixed"
+    return names
+
+
+def verify_run(path: Path, tolerance: float = 1.0, pipeline: str = "authors") -> List[Check]:
+    """The checks of a finished run (one BenchError if there is nothing to check); `pipeline`: the pipeline
+    the published cells must have been scored under where their method declares an authors' one."""
     check_tolerance(tolerance)
     results = load_results(path)
     check_claims(results.metas, results.config, path)
+    pipelines = cell_pipelines(results.metas, pipeline, path)
     if results.config["config"].get("identical_input"):
         raise BenchError(f"{path} is an identical-input run (support = query): not comparable with reported numbers")
     cells = published_cells(results.metas)
@@ -115,7 +143,8 @@ def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
         if not numbers:
             unreported.append(f"{name} {shot}-shot")
         checks += [Check(name, split, shot, label, float(value), float(measured), int(row["seeds"]), tolerance,
-                         (method, split) not in unverified and WEIGHTS.get(name).fold_verifiable)
+                         (method, split) not in unverified and WEIGHTS.get(name).fold_verifiable,
+                         pipelines[(method, split, shot)])
                    for label, value, measured in numbers]
     if not checks:
         raise BenchError(f"no reported number to compare with: the entries report none for {', '.join(unreported)}")
@@ -124,11 +153,11 @@ def verify_run(path: Path, tolerance: float = 1.0) -> List[Check]:
 
 def format_checks(checks: List[Check]) -> str:
     width = max(len("weights"), *(len(c.weights) for c in checks))
-    lines = [f"{'weights':<{width}} {'shot':>4} {'metric':<6} {'seeds':>5} {'fold':<10} {'reported':>8} "
-             f"{'measured':>8} {'diff':>6}  status"]
+    lines = [f"{'weights':<{width}} {'shot':>4} {'metric':<6} {'seeds':>5} {'fold':<10} {'pipeline':<8} "
+             f"{'reported':>8} {'measured':>8} {'diff':>6}  status"]
     for c in checks:
         lines.append(f"{c.weights:<{width}} {c.shot:>4} {c.metric:<6} {c.seeds:>5} "
-                     f"{'verified' if c.fold_verified else 'unverified':<10} {c.reported:>8.2f} "
+                     f"{'verified' if c.fold_verified else 'unverified':<10} {c.pipeline:<8} {c.reported:>8.2f} "
                      f"{c.measured:>8.2f} {c.difference:>+6.2f}  {'ok' if c.ok else 'MISS'}")
     misses = sum(not c.ok for c in checks)
     tolerance = checks[0].tolerance
@@ -146,9 +175,9 @@ def fold_warnings(checks: List[Check]) -> List[str]:
             for name in dict.fromkeys(c.weights for c in checks if not c.fold_verified)]
 
 
-def verify_command(path: Path, tolerance: float) -> int:
+def verify_command(path: Path, tolerance: float, pipeline: str = "authors") -> int:
     """Print the table; 0 if every number is within the tolerance, 1 otherwise."""
-    checks = verify_run(path, tolerance)
+    checks = verify_run(path, tolerance, pipeline)
     print(format_checks(checks))
     for line in fold_warnings(checks):
         print(line, file=sys.stderr)

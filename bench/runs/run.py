@@ -38,7 +38,7 @@ from bench.training.models import ModelProvider, is_trainable, training_dataset
 from bench.training.options import SELECT_ON, TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
-from methods import METHODS, MethodError, RegistryError
+from methods import METHODS, FewShotSegmenter, MethodError, RegistryError
 from methods.plugins import load_plugins
 
 MIN_INPUT_SIZE = 16
@@ -53,6 +53,23 @@ def check_methods(names: List[str]) -> List[str]:
         return METHODS.expand(names)
     except RegistryError as exc:
         raise BenchError(str(exc)) from None
+
+
+def check_authors_pipelines(methods: List[str], scoring) -> None:
+    """Before anything is trained or written: `--pipeline authors` needs methods that can declare an authors'
+    pipeline (a builder defining `authors_pipeline`; whether this configuration does is checked when it is built)
+    and void ignored."""
+    if scoring.void_as_background:
+        raise BenchError("--pipeline authors ignores void pixels as the authors' code does; --void-as-background "
+                         "belongs to the shared pipeline")
+    def can_declare(name: str) -> bool:
+        return getattr(METHODS.get(name).builder, "authors_pipeline", None) not in (None, FewShotSegmenter.authors_pipeline)
+
+    none = [m for m in methods if not can_declare(m)]
+    if none:
+        declared = [m for m in METHODS.names() if can_declare(m)]
+        raise BenchError(f"--pipeline authors: {', '.join(none)} declare{'s' if len(none) == 1 else ''} no authors' "
+                         f"test pipeline (those that can: {', '.join(declared) or 'none'}); use --pipeline shared")
 
 
 def check_training(options: TrainingOptions, dataset: str) -> None:
@@ -86,9 +103,8 @@ def validate(config: RunConfig) -> None:
         raise BenchError(f"--eval-size must be >= 1, got {config.scoring.eval_size}")
     if config.min_object_pixels < 0:
         raise BenchError(f"--min-object-pixels must be >= 0, got {config.min_object_pixels}")
-    if config.scoring.pipeline == "authors" and config.scoring.void_as_background:
-        raise BenchError("--pipeline authors ignores void pixels as the authors' code does; --void-as-background "
-                         "belongs to the shared pipeline")
+    if config.scoring.pipeline == "authors":
+        check_authors_pipelines(check_methods(config.methods), config.scoring)
     if config.identical_input and config.shots != [1]:
         raise BenchError("the identical-input test is 1-shot only: use --shots 1")
     if runtime.executor not in EXECUTORS:

@@ -19,7 +19,10 @@ arXiv:2104.01538), written from the paper and the spec notes; facts checked agai
 * loss: cross-entropy of the 2-class logits against the query mask, void counted as background (their
   `extract_ignore_idx` zeroes it); 1-shot training;
 * `input_size` (their 400): a native-resolution method that resizes query and supports itself (bilinear,
-  antialiased, as PIL's resize; masks nearest) and returns logits at that size for the evaluator to resize.
+  antialiased, as PIL's resize; masks nearest) and returns logits at that size for the evaluator to resize;
+* their test loader as data (`AUTHORS_PIPELINE`, followed under `bench run --pipeline authors`): each image
+  resized from its own size by PIL, masks by F.interpolate 'nearest', the k-shot vote taken at the scoring
+  size (their `predict_mask_nshot` with `use_original_imgsize` votes at the original size).
 
 Deviations: the decoder's x2 upsampling uses (2h, 2w) where theirs uses (2w, 2w) (equal on their square
 inputs); on `synthnet` the groups, support strides and widths are options (its maps are at stride 4 and 8,

@@ -39,9 +39,10 @@ Deviations of the default (`architecture="harness"`, the frozen-backbone variant
   image bilinear (as cv2 INTER_LINEAR), mask nearest (cv2's INTER_NEAREST indices), padded bottom/right to a square (image black,
   i.e. 0 before normalisation; mask 255); logits upsampled to the square (align_corners=True), then to
   max(H, W) squared and cropped to H x W (their `ori_resize`: the label padded with 255 to that square).
-Remaining deviations of that option: the harness gives the supports already resized onto the query
-frame (theirs resize each support from its own size); a side that would floor to 0 is kept at 8 (theirs
-would fail); the frozen backbone keeps BN in eval mode also in training (theirs: batch statistics).
+Remaining deviations of that option: under the shared pipeline the harness gives the supports already
+resized onto the query frame (theirs resize each support from its own size: `--pipeline authors` does, see
+`authors_pipeline`); a side that would floor to 0 is kept at 8 (theirs would fail); the frozen backbone keeps
+BN in eval mode also in training (theirs: batch statistics).
 """
 from __future__ import annotations
 

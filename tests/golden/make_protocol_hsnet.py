@@ -34,7 +34,7 @@ from tests.golden.authors import authors_code, clone_arguments, import_from
 from tests.golden.make_hsnet import SEED, seeded_model
 from tests.golden.protocol_fixture import FIXTURES, MANIFESTS, episode_record, manifests, voc_sized_root
 
-IMG_SIZE = 128  # their 400; 128 keeps layer4 at 4 x 4 and a 5-shot episode near a second on CPU
+IMG_SIZE = 128  # their 400; 128 keeps layer4 at 4 x 4 (13 x 13 at 400) and a 5-shot episode a few seconds on CPU
 NAME = "protocol-hsnet"
 EXTRA_SHIFT = 0.018  # median foreground margin of seeded_model on these episodes: about half the pixels foreground
 

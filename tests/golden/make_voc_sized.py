@@ -6,9 +6,9 @@ end on it) and the harness's `pascal5i` dataset.
 
 Layout: `VOC2012/JPEGImages/<id>.jpg` (RGB, quality 80), `VOC2012/SegmentationClassAug/<id>.png`
 (grayscale class indices as SBD's aug masks ship, 255 = a void band along every object boundary) and
-`lists/{val,trn}/fold0.txt` (split 1: test classes 1..5). Test classes 1, 2, 3 with 8 images each (two
-of them with a second test class, two with a small object of a few hundred pixels, some with a training
-class as well); 4 training images of classes 6..20 for trn/fold0.txt. Content is smooth (gradients,
+`lists/{val,trn}/fold0.txt` (split 1: test classes 1..5). Test classes 1, 2, 3 with 8 images each: per
+class one also holds the next test class, one a training class, one only a small object (~200 labelled
+pixels inside its void band), one a second small object; 4 images of training classes for trn/fold0.txt. Content is smooth (gradients,
 blobs, a low-frequency texture) so the JPEG files stay small. Deterministic for a given numpy and
 Pillow; the committed files, not this script, are what the tests read.
 """

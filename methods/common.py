@@ -173,11 +173,13 @@ class BackboneMethod(FewShotSegmenter):
     def forward(self, query, supports, support_masks):
         return self.forward_features(*self.encode_episode(query, supports), support_masks)
 
-    def forward_features(self, query_feats, support_feats, support_masks):
-        """Logits from backbone features: [B, C, h, w], [B, K, C, h, w], masks [B, K, H, W]."""
+    def forward_features(self, query_feats, support_feats, support_masks, **decode_options):
+        """Logits from backbone features: [B, C, h, w], [B, K, C, h, w], masks [B, K, H, W] (`decode_options`
+        for the method's own `decode`)."""
         batch, shots = support_feats.shape[:2]
         code = self.support_code(support_feats.flatten(0, 1), support_masks.flatten(0, 1))
-        return self.decode(self.query_code(query_feats), tuple(v.unflatten(0, (batch, shots)) for v in code))
+        return self.decode(self.query_code(query_feats), tuple(v.unflatten(0, (batch, shots)) for v in code),
+                           **decode_options)
 
     # Evaluation caches what does not depend on the other side of the episode: the query's code
     # per image and each support's code per (image, class). Codes are tuples of batched tensors.

@@ -223,15 +223,18 @@ class HSNet(BackboneMethod):
                      for f in feats)
 
     def one_shot(self, query: Sequence[torch.Tensor], support: Sequence[torch.Tensor], size) -> torch.Tensor:
+        """Logits of one shot, resized to `size` (bilinear, align_corners) unless it is None."""
         logits = self.learner(hypercorrelation(query, support, self.group_sizes))
-        if self.resize_to_input:
+        if size is not None:
             logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=True)
         return logits
 
-    def decode(self, query_code, support_code):
+    def decode(self, query_code, support_code, resize: Optional[bool] = None):
+        """`resize`: logits resized to the input size (default: the `resize_to_input` option)."""
         size_token, *query = query_code
+        size = size_token.shape[-2:] if (self.resize_to_input if resize is None else resize) else None
         shots = support_code[0].shape[1]
-        logits = [self.one_shot(query, [s[:, k] for s in support_code], size_token.shape[-2:]) for k in range(shots)]
+        logits = [self.one_shot(query, [s[:, k] for s in support_code], size) for k in range(shots)]
         return logits[0] if shots == 1 else vote_scores(logits)
 
     def forward(self, query, supports, support_masks):
@@ -240,7 +243,10 @@ class HSNet(BackboneMethod):
         return super().forward(query, supports, support_masks)
 
     def network(self, query, supports, support_masks):
-        return super().forward(query, supports, support_masks)
+        """Their network's forward as their test calls it: logits at the learner's resolution, for the pipeline
+        to resize (bilinear, align_corners) straight to the scoring size, as `use_original_imgsize` does (and
+        as their forward does to the input size otherwise)."""
+        return self.forward_features(*self.encode_episode(query, supports), support_masks, resize=False)
 
     def authors_pipeline(self) -> TestPipeline:
         """Their test loader at this model's `input_size` (their 400; None: the run's input size)."""

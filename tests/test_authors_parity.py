@@ -4,10 +4,13 @@ on the committed VOC-layout fixture (VOC image sizes, void bands, small objects)
 scored at the original size and at the network's input. The per-episode counts of their `test.py` are
 golden data (tests/golden/make_protocol_{hsnet,pfenet}.py ran their code); the harness's must equal them.
 
-Tolerance: every count within PIXELS of theirs (resampling in float32 by torch where theirs used cv2 or
-PIL lands a few boundary pixels on the other side), and no more than EPISODES episodes differing at all.
+Tolerance: none. Every count of every episode equals theirs (measured: 0 pixels in all 80 episodes; torch's
+float32 bilinear in place of cv2's INTER_LINEAR and the normalisation order could flip a boundary pixel, which
+PIXELS would then have to admit, stated here).
 """
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -21,11 +24,12 @@ from bench.data.voc import open_pascal5i
 from bench.evaluation import authors
 from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.protocol import ScoringProtocol
+from methods.base import FewShotSegmenter
 from tests.golden.protocol_fixture import load, voc_sized_root
 
 #: the largest difference of any count of an episode (pixels), and the episodes allowed to differ at all
-PIXELS = {"protocol-hsnet": 0, "protocol-pfenet": 40}
-EPISODES = {"protocol-hsnet": 0, "protocol-pfenet": 10}
+PIXELS = {"protocol-hsnet": 0, "protocol-pfenet": 0}
+EPISODES = {"protocol-hsnet": 0, "protocol-pfenet": 0}
 CASES = [(name, config) for name, configs in (
     ("protocol-hsnet", ("shot1-original", "shot1-size128", "shot5-original", "shot5-size128")),
     ("protocol-pfenet", ("shot1-original", "shot1-size121", "shot5-original", "shot5-size121"))) for config in configs]
@@ -45,6 +49,24 @@ def model_of(name: str):
     return model.eval()
 
 
+class Remembered(FewShotSegmenter):
+    """The model, its `network` outputs remembered by input: the two scorings of a shot configuration then
+    cost one evaluation (what is scored is still computed by the pipeline from the network's own output)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.outputs = model, {}
+
+    def authors_pipeline(self):
+        return self.model.authors_pipeline()
+
+    def network(self, query, supports, support_masks):
+        key = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in (query, supports, support_masks)))
+        if key.hexdigest() not in self.outputs:
+            self.outputs[key.hexdigest()] = self.model.network(query, supports, support_masks)
+        return self.outputs[key.hexdigest()]
+
+
 @pytest.fixture(scope="module")
 def models():
     return {}
@@ -54,7 +76,7 @@ def ours(models, name: str, config: str) -> tuple:
     meta, golden, manifests = load(name)
     setup = meta["configurations"][config]
     if name not in models:
-        models[name] = model_of(name)
+        models[name] = Remembered(model_of(name))
     root, lists = voc_sized_root()
     store = ImageStore(open_pascal5i(root, lists), 64)
     rows = evaluate_manifest(models[name], store, manifests[setup["shot"]],

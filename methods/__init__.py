@@ -30,6 +30,11 @@ def load_builtin() -> None:
         raise
 
 
+def builtin_loaded() -> bool:
+    """Whether the built-in methods' modules are imported (then the live registries cost nothing more)."""
+    return _loaded
+
+
 METHODS.set_loader(load_builtin)
 WEIGHTS.set_loader(load_builtin)
 
@@ -42,4 +47,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["BUILTIN", "FewShotSegmenter", "METHODS", "MethodCard", "MethodError", "RegistryError", "WEIGHTS",
-           "build_method", "list_methods", "load_builtin", "register_method"]
+           "build_method", "builtin_loaded", "list_methods", "load_builtin", "register_method"]

@@ -3,7 +3,7 @@
 `python -m bench --help`, `bench list` and `bench weights` answer from this file instead of importing every
 method's module (torch, torchvision). It is generated from the live registries (`live_catalog`), never written
 by hand: after adding or changing a method, a backbone or a published checkpoint, run
-`python -m methods.catalog` (tests/test_catalog.py fails while the file is stale). Plugins are not in it: a
+`python -m methods.catalog` (tests/test_light_cli.py fails while the file is stale). Plugins are not in it: a
 command given `--plugin`, or finding an installed plugin, reads the live registries.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from methods import builtin_loaded
 from methods.registry import METHODS
 from methods.weights import WEIGHTS, PublishedWeights
 
@@ -39,7 +40,9 @@ def read_catalog() -> Dict[str, object]:
 
 
 def method_summaries() -> List[Tuple[str, str]]:
-    """(name, one-line summary) of every built-in method, sorted by name."""
+    """(name, one-line summary) of every method, sorted by name."""
+    if builtin_loaded():
+        return [(name, METHODS.card(name).summary) for name in METHODS.names()]
     return [tuple(row) for row in read_catalog()["methods"]]
 
 
@@ -49,7 +52,10 @@ def backbone_names() -> Tuple[str, ...]:
 
 
 def weights_entries() -> List[PublishedWeights]:
-    """The published checkpoints as `bench weights` shows them (without key maps or hashes), sorted by name."""
+    """The published checkpoints as `bench weights` shows them (from the catalog: without key maps or hashes),
+    sorted by name."""
+    if builtin_loaded():
+        return WEIGHTS.entries()
     return [PublishedWeights(**{k: v for k, v in row.items() if k != "reported"},
                              reported={int(k): v for k, v in row["reported"].items()})
             for row in read_catalog()["weights"]]

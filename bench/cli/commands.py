@@ -98,14 +98,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    if args.plugin or has_installed_plugins():  # plugins register at run time: the live registries
-        from methods import METHODS, WEIGHTS
-
+    if args.plugin or has_installed_plugins():  # they register when loaded: the listings then read the registries
         load_plugins(args.plugin)
-        summaries = [(name, METHODS.card(name).summary) for name in METHODS.names()]
-        entries = WEIGHTS.entries()
-    else:
-        summaries, entries = method_summaries(), weights_entries()
+    summaries, entries = method_summaries(), weights_entries()
     print("methods:")
     for name, summary in summaries:
         print(f"  {name:<24}{summary}")

@@ -25,11 +25,12 @@ WEIGHTS_FIELDS = ("method", "tag", "file_name", "url", "dataset", "fold", "input
 
 
 def live_catalog() -> Dict[str, object]:
-    """The catalog of the registries as they are now (imports every built-in method)."""
+    """The catalog of the built-in registries as they are now (imports every built-in method; plugins left out)."""
     backbones = importlib.import_module("methods.backbones").BACKBONES
     weights = [{**{f: getattr(e, f) for f in WEIGHTS_FIELDS},
                 "reported": {str(k): dict(v) for k, v in sorted(e.reported.items())}} for e in WEIGHTS.entries()]
-    return {"methods": [[name, METHODS.card(name).summary] for name in METHODS.names()],
+    builtin = [name for name in METHODS.names() if METHODS.card(name).builder.__module__.startswith("methods.")]
+    return {"methods": [[name, METHODS.card(name).summary] for name in builtin],
             "backbones": backbones.names(), "weights": weights}
 
 

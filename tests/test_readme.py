@@ -124,6 +124,7 @@ def test_readme_listings_run(command, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # every method trained: about 5 minutes on 2 idle cores, much longer on a busy machine
 def test_the_readme_regression_check_runs_as_written(tmp_path):
     """The README's runs/ci block, as written (its runs/ folder moved under tmp_path): the baseline passes."""
     import os

@@ -26,7 +26,9 @@ def restore_threads():
 
 def test_threads_are_set_recorded_and_logged(voc_root, tmp_path, restore_threads):
     log = tmp_path / "run.log"
+    before = torch.get_num_threads()
     assert main(args(voc_root, tmp_path / "one", "--threads", "1", "--log-file", str(log))) == 0
+    assert torch.get_num_threads() == before  # restored for whoever called the run in-process
     assert main(args(voc_root, tmp_path / "two", "--threads", "2")) == 0
     env = json.loads((tmp_path / "one" / "config.json").read_text())["environment"]
     assert env["torch_threads"] == 1 and env["cores_available"] == available_cores()

@@ -10,7 +10,7 @@ from typing import Optional
 
 from bench.cli.arguments import build
 from bench.cli.guard import USER_ERRORS
-from bench.core.environment import available_cores, resolve_device, set_threads
+from bench.core.environment import available_cores, resolve_device, torch_threads
 from bench.core.errors import BenchError
 from bench.core.log import log, log_session
 from bench.data.catalog import open_dataset
@@ -27,11 +27,12 @@ from methods.plugins import load_plugins
 def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> None:
     """Log lines go to stderr when it is not a terminal (unless --quiet) and to --log-file, from rank 0."""
     main = distributed.from_env().is_main
-    with log_session(args.log_file if main else None, args.quiet or not main, "bench train", USER_ERRORS):
-        _train(args, hook)
+    with log_session(args.log_file if main else None, args.quiet or not main, "bench train", USER_ERRORS), \
+            torch_threads(getattr(args, "threads", None)) as threads:
+        _train(args, hook, threads)
 
 
-def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
+def _train(args: argparse.Namespace, hook: Optional[TaskHook], threads: int) -> None:
     methods, splits = list(dict.fromkeys(args.methods)), list(dict.fromkeys(args.splits))
     load_plugins(args.plugin)
     # a pattern or `all` selects the trainable methods it matches; a training-free method named is an error
@@ -54,7 +55,7 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
     log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}, "
         f"training seeds {' '.join(map(str, seeds))}")
     if args.executor != "ray":  # a Ray task runs with --cpus-per-task threads
-        log(f"training uses {set_threads(args.threads)} threads (--threads; {available_cores()} cores available)")
+        log(f"training uses {threads} threads (--threads; {available_cores()} cores available)")
     if args.executor == "ray":
         models = open_models(args, training, "cpu", quiet=args.quiet)  # the tasks pick their own device
         print(checkpoints_line(models))

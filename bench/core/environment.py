@@ -1,13 +1,14 @@
 """What produced a result: package versions, git revision, platform and device."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 from bench.core.errors import BenchError
 
@@ -133,15 +134,20 @@ def default_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else available_cores()
 
 
-def set_threads(requested: Optional[int]) -> int:
-    """Set torch's intra-op threads to `requested` (None: `default_threads()`); the number set. It can change the
-    last bits of floating-point sums (so it is recorded), never the protocol; on a busy machine fewer threads
-    than torch's default can be ten times faster."""
+@contextlib.contextmanager
+def torch_threads(requested: Optional[int]) -> Iterator[int]:
+    """torch's intra-op threads set to `requested` (None: `default_threads()`) for the block, which gets the
+    number; the previous number is restored after it. It can change the last bits of floating-point sums (so
+    it is recorded), never the protocol; on a busy machine fewer threads than torch's default can be ten
+    times faster."""
     import torch
 
-    threads = requested or default_threads()
+    previous, threads = torch.get_num_threads(), requested or default_threads()
     torch.set_num_threads(threads)
-    return threads
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(previous)
 
 
 def describe_environment(device: str) -> Dict[str, object]:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analyses.summary import collapse_warnings, format_table
 from bench.core.environment import (HOME_VARIABLE, available_cores, describe_environment, home_path, resolve_device,
-                                    set_threads)
+                                    torch_threads)
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
 from bench.core.log import log, log_session
@@ -268,9 +268,10 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     config = replace(config, runtime=replace(runtime, out=str(out)))
     run_dir = RunDir(out)
     run_dir.check_writable()
-    with run_dir.lock(runtime.wait):  # asked before the expensive checks; nothing is written until prepare
+    # the lock is asked before the expensive checks (every image decoded, checkpoints trained or verified)
+    with run_dir.lock(runtime.wait), torch_threads(runtime.threads) as threads:
         record, summary = _checked_run(config, dataset, manifests, header, published, weights, dataset_hash, manifest_hashes,
-                              run_dir, plugins, hook)
+                                       run_dir, plugins, threads, hook)
     log(f"run finished: {out}")
     print(f"run directory: {out}")
     present = record["config"]["methods"]  # every method of the run directory, in order of addition
@@ -288,11 +289,11 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
 
 def _checked_run(config: RunConfig, dataset: FSSDataset, manifests: Dict[str, pd.DataFrame], header: str,
                  published: Optional[PublishedModels], weights: Dict, dataset_hash: str, manifest_hashes: Dict[str, str],
-                 run_dir: RunDir, plugins: List[Dict], hook: Optional[ray_executor.TaskHook]) -> Tuple[Dict, pd.DataFrame]:
+                 run_dir: RunDir, plugins: List[Dict], threads: int,
+                 hook: Optional[ray_executor.TaskHook]) -> Tuple[Dict, pd.DataFrame]:
     """The checks that read data (every image, the checkpoints) and the evaluation, under the run's lock; the
-    run's config.json record and its summary."""
+    run's config.json record and its summary (checks before anything is written: `run_dir.prepare` writes)."""
     runtime, out = config.runtime, run_dir.path
-    threads = set_threads(runtime.threads)
     device = resolve_device(runtime.device) if runtime.executor == "local" else runtime.device
     store = ImageStore(dataset, config.input_size, budget_bytes=cache_budgets(runtime)["store"])
     check_episode_data(store, manifests, runtime.quiet)

@@ -1,22 +1,22 @@
-"""Shared plumbing of the analysis commands: arguments, dataset and models, outputs, errors."""
+"""Shared plumbing of the analyses' implementations: dataset and models, outputs (their command-line options and
+`cli`: `analyses.cli`, re-exported here)."""
 from __future__ import annotations
 
 import argparse
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List
 
 import numpy as np
 import pandas as pd
 import torch
 
-from bench.cli.arguments import add_options, build, field_type, number
-from bench.cli.guard import exit_status
+from analyses.cli import EPISODES, PAIRS, SEED, SHARED_OPTIONS, SHOTS, add_arguments, cli  # noqa: F401
+from bench.cli.arguments import build
 from bench.core.environment import resolve_device
 from bench.core.errors import BenchError
 from bench.core.outputs import write_output
-from bench.core.log import log_session
 from bench.data.catalog import FSSDataset, open_dataset
 from bench.data.episodes import images_by_class
 from bench.runs.config import RunConfig, RuntimeOptions
@@ -26,38 +26,6 @@ from bench.training.options import TrainingOptions
 from methods.backbones import FrozenBackbone, build_backbone
 from methods.common import masked_average_pool
 from methods.plugins import load_plugins
-from methods.registry import MethodError
-
-#: the options of `bench run` the analyses share (the same flags, defaults and help)
-SHARED_OPTIONS = ("plugin", "dataset", "data_root", "lists", "profile", "backbone", "backbone_weights", "checkpoints", "no_train",
-                  "device", "quiet", "log_file")
-
-
-#: the analyses' own numeric options, bounded as `bench run`'s (the same fields) or as their cost allows
-EPISODES, SHOTS, SEED = (field_type(RunConfig, name) for name in ("episodes", "shots", "seeds"))
-PAIRS = number(int, 1, 100_000)  # image pairs (or images) encoded by the backbone: 100,000 is hours
-
-
-def add_arguments(parser: argparse.ArgumentParser, *, methods: str = "none", splits: str = "one") -> None:
-    """Dataset, split(s), method(s), checkpoint and output options shared by the analyses.
-
-    methods: "none", "one" (--method) or "many" (--methods); splits: "one" (--split) or "many" (--splits).
-    """
-    add_options(parser, RunConfig, names=SHARED_OPTIONS)
-    if splits == "one":
-        parser.add_argument("--split", type=number(int), default=1, help="split 1..4 (paper numbering)")
-    else:
-        parser.add_argument("--splits", nargs="+", type=number(int), default=[1, 2, 3, 4], metavar="K",
-                            help="splits 1..4 (paper numbering)")
-    if methods == "one":
-        parser.add_argument("--method", required=True, help="registered method (see `python -m bench list`)")
-    elif methods == "many":
-        parser.add_argument("--methods", nargs="+", required=True, metavar="M",
-                            help="registered methods (see `python -m bench list`)")
-    parser.add_argument("--seed", type=SEED, default=0, help="seed of the analysis' sampling")
-    parser.add_argument("--out", help="output folder (default: <run>/analyses/<name> with --run, else runs/analyses/...)")
-    parser.add_argument("--run", help="a run directory to write the outputs into (under analyses/)")
-
 
 def run_config(args: argparse.Namespace, out: Path, **grid) -> RunConfig:
     """The `bench run` config of an analysis' own run: its shared options, the grid given, output `out`."""
@@ -132,25 +100,6 @@ def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Anal
         out = Path("runs") / "analyses" / f"{name}-{dataset.name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     return Analysis(name, args, dataset, models, out, device)
-
-
-def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[argparse.Namespace], None],
-        argv: Optional[List[str]] = None) -> int:
-    """Run an analysis command: BenchError or MethodError -> one `error:` line and exit status 2. Its log
-    lines (generating, pretraining, training, evaluating) go to stderr in a batch job and to --log-file."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a usage error: its one `error:` line is printed; --help exits
-        if exc.code == 0:
-            raise
-        return 2
-
-    def logged():
-        with log_session(args.log_file, args.quiet, parser.prog, (BenchError, MethodError)):
-            return body(args)
-
-    return exit_status(logged, interrupted="interrupted")
 
 
 @torch.no_grad()

@@ -48,6 +48,12 @@ def _register(key: str, what: str, load) -> Dict:
     return _loaded[key]
 
 
+def has_installed_plugins(group: str = ENTRY_POINT_GROUP) -> bool:
+    """Whether a plugin is installed (an entry point of `group`) or already loaded in this process; nothing is
+    imported (the listings read the light catalog when there is none)."""
+    return bool(_loaded) or any(True for _ in metadata.entry_points(group=group))
+
+
 def load_entry_points(group: str = ENTRY_POINT_GROUP) -> List[Dict]:
     """Load every installed plugin of `group` (once per process); their records."""
     global _entry_points_done

@@ -5,6 +5,10 @@ its class or factory: what the harness needs to know of it (whether it trains, i
 profile, the paper it reproduces, a one-line summary) is declared there, once. Registering a name twice,
 or asking for a name that does not exist, is an error that lists the known names (unlike timm's
 warn-and-overwrite).
+
+A registry may be given a `loader` (`set_loader`): the implementations that register into it, imported the
+first time the registry is read or written. Naming a registry is light; reading it loads the implementations
+(the methods' modules import torch), so `--help` and the listings never do (`methods.BUILTIN`).
 """
 from __future__ import annotations
 
@@ -67,6 +71,15 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: Dict[str, Callable] = {}
+        self._loader: Optional[Callable[[], None]] = None
+
+    def set_loader(self, loader: Callable[[], None]) -> None:
+        """`loader()` imports what registers into this registry (idempotent); it runs on first use."""
+        self._loader = loader
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            self._loader()
 
     def register(self, name: str) -> Callable[[Callable], Callable]:
         """Decorator: `@BACKBONES.register("resnet50")` on a class or factory."""
@@ -78,6 +91,7 @@ class Registry:
         return decorate
 
     def _add(self, name: str, entry) -> None:
+        self._load()
         if not is_method_name(name):
             raise RegistryError(f"{self.kind} name {name!r} is not a plain name ({NAME_RULE}, at most 100 "
                                 "characters): it names files and folders")
@@ -86,12 +100,14 @@ class Registry:
         self._entries[name] = entry
 
     def get(self, name: str):
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
             raise RegistryError(f"unknown {self.kind} '{name}'; known {self.kind}s: {', '.join(self.names())}") from None
 
     def names(self, pattern: str = "*") -> List[str]:
+        self._load()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
     def expand(self, patterns: List[str]) -> List[str]:
@@ -112,9 +128,11 @@ class Registry:
         return list(dict.fromkeys(out))
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._entries
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from methods.registry import MethodError, RegistryError
 
@@ -106,8 +106,18 @@ class WeightsRegistry:
 
     def __init__(self) -> None:
         self._entries: Dict[str, PublishedWeights] = {}
+        self._loader: Optional[Callable[[], None]] = None
+
+    def set_loader(self, loader: Callable[[], None]) -> None:
+        """`loader()` imports the modules that declare entries (idempotent); it runs on first use."""
+        self._loader = loader
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            self._loader()
 
     def register(self, *entries: PublishedWeights) -> None:
+        self._load()
         for entry in entries:
             if entry.name in self._entries:
                 raise RegistryError(f"published weights '{entry.name}' are already registered")
@@ -116,18 +126,21 @@ class WeightsRegistry:
             self._entries[entry.name] = entry
 
     def get(self, name: str) -> PublishedWeights:
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
             raise RegistryError(f"unknown published weights '{name}'; known: {', '.join(self.names()) or 'none'}") from None
 
     def names(self, pattern: str = "*") -> List[str]:
+        self._load()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
     def entries(self, pattern: str = "*") -> List[PublishedWeights]:
         return [self._entries[n] for n in self.names(pattern)]
 
     def for_method(self, method: str) -> List[PublishedWeights]:
+        self._load()
         return [e for e in self._entries.values() if e.method == method]
 
     def find(self, method: str, dataset: str, fold: int, **options) -> List[PublishedWeights]:
@@ -136,6 +149,7 @@ class WeightsRegistry:
                 and all(e.options.get(k) == v for k, v in options.items())]
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._entries
 
 

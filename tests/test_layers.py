@@ -11,6 +11,13 @@ Layers, bottom up (a module may import its own layer and those listed for it):
   reports                      bench (not its CLI), methods, analyses.metrics / summary
   analyses (the experiments)   bench, methods, analyses, reports.stats (the bootstrap: numpy and pandas only)
   bench.cli, bench.benchmarks  everything
+
+Light declarations, heavy implementations (issue 31): option dataclasses, registries, cards and the catalog
+import no torch, so `--help` and the listings answer at once (tests/test_light_cli.py). A registry loads the
+implementations that register into it by module name on first use (`methods.BUILTIN`); a function-local
+import of the project is allowed only in LAZY_IMPORTS (the command-line layer, which imports a command's
+implementation after parsing, and the light modules named there with their reason). Local imports are read
+like the others, so they keep the layers and the no-cycle rule.
 """
 from __future__ import annotations
 
@@ -116,10 +123,22 @@ def test_no_import_cycle():
             visit(name)
 
 
+#: where a function may import the project (light modules whose one heavy function needs an implementation)
+LAZY_IMPORTS = {
+    "bench.cli": "a command imports its implementation after the arguments are parsed",
+    **{f"analyses.{p.stem}": "an analysis' command imports its implementation (analyses.impl) after parsing"
+       for p in (ROOT / "analyses" / "impl").glob("*.py") if p.stem != "__init__"},
+    "bench.evaluation.protocol": "ScoringProtocol is an option group (--help); only its score() needs torch",
+}
+
+
 def test_no_function_local_import_of_the_project():
-    """Imports of our modules sit at the top of the file (an optional dependency such as Ray may be local)."""
+    """Imports of our modules sit at the top of the file, except in LAZY_IMPORTS (an optional dependency such
+    as Ray, or torch in a light module, may be local anywhere)."""
     local = []
     for name, path in MODULES.items():
+        if within(name, set(LAZY_IMPORTS)):
+            continue
         for func in ast.walk(ast.parse(path.read_text())):
             if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for node in ast.walk(func):
@@ -129,6 +148,23 @@ def test_no_function_local_import_of_the_project():
                             n.split(".")[0] in PACKAGES for n in names):
                         local.append(f"{name}.{func.name}")
     assert not local, local
+
+
+def test_local_imports_are_read_as_imports():
+    """A command's function-local import is an edge of the graph: it obeys the layers like any other."""
+    assert "bench.runs.run" in GRAPH["bench.cli.commands"]
+    assert "analyses.metrics" in GRAPH["bench.evaluation.protocol"]
+
+
+def test_builtin_methods_are_modules():
+    """The registries' loader imports `methods.BUILTIN` by name: each is a module of `methods/`, and every
+    module that registers a method is named there."""
+    import methods
+
+    registering = {n.split(".")[1] for n, p in MODULES.items()
+                   if n.startswith("methods.") and n != "methods.registry" and "@register_method(" in p.read_text()}
+    assert all(f"methods.{name}" in MODULES for name in methods.BUILTIN)
+    assert registering <= set(methods.BUILTIN), sorted(registering - set(methods.BUILTIN))
 
 
 def test_the_checker_sees_a_back_arrow():

@@ -1,8 +1,15 @@
-"""Command line: `python -m bench run|train|report|compare|check|verify|weights|datasets|prepare|list`."""
+"""Command line: `python -m bench run|train|report|compare|check|verify|weights|datasets|prepare|list`.
+
+This module is light: parsing, `--help`, `list`, `weights` and `datasets` import no torch (the options are
+dataclasses of light modules, the methods' names and cards come from `methods.catalog`). Each command imports
+its implementation inside its function, after the arguments are parsed (the layering rule allows that in the
+command-line layer only: tests/test_layers.py).
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,23 +17,21 @@ from bench.cli.arguments import RESAMPLES, TOLERANCE, Parser, add_options, build
 from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
 from bench.cli.prepare import add_prepare_parser, prepare_command
-from bench.cli.train import TRAIN_FIELDS, train_command
 from bench.cli.weights import weights_command
 from bench.core.environment import package_versions
 from bench.core.errors import BenchError
 from bench.data.catalog import DATASETS
 from bench.runs.config import RunConfig
-from bench.runs.run import run
-from bench.runs.verify import verify_command
+from bench.training.options import TrainingOptions
 from bench.training.profiles import PROFILES
-from methods import METHODS
-from methods.plugins import load_plugins
-from methods.weights import WEIGHTS
-from reports.check import check
-from reports.compare import compare_runs, print_comparison
-from reports.render import render_report
+from methods.catalog import method_summaries, weights_entries
+from methods.plugins import has_installed_plugins, load_plugins
 
-ANALYSES = ("identical", "similarity", "error_regions", "error_overlap", "tsne", "protocol", "context")
+#: the `bench run` fields that `bench train` takes (its training options included)
+TRAIN_FIELDS = ("methods", "plugin", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet",
+                "log_file", "executor", "address", "connect_timeout", "cpus_per_task", "threads",
+                *(f.name for f in fields(TrainingOptions)))
+ANALYSES = ("identical", "similarity", "error_regions", "error_overlap", "tsne", "protocol", "context", "pipeline_gap")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,41 +86,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from bench.runs.run import run
+
     run(build(RunConfig, args))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from bench.cli.train import train_command
+
+    train_command(args)
+
+
 def cmd_list(args: argparse.Namespace) -> None:
-    load_plugins(args.plugin)
+    if args.plugin or has_installed_plugins():  # they register when loaded: the listings then read the registries
+        load_plugins(args.plugin)
+    summaries, entries = method_summaries(), weights_entries()
     print("methods:")
-    for name in METHODS.names():
-        print(f"  {name:<24}{METHODS.card(name).summary}")
+    for name, summary in summaries:
+        print(f"  {name:<24}{summary}")
     print("training profiles:")
     for name in sorted(PROFILES):
         print(f"  {name}")
     print("datasets:")
     for name in DATASETS.names():
         print(f"  {name}")
-    owners = sorted({e.method for e in WEIGHTS.entries()})
-    print(f"published weights: {len(WEIGHTS.names())} checkpoints of {', '.join(owners) or 'no method'} "
+    owners = sorted({e.method for e in entries})
+    print(f"published weights: {len(entries)} checkpoints of {', '.join(owners) or 'no method'} "
           "(`python -m bench weights` lists them)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from reports.check import check
+
     return check(args.run, args.baseline, args.tolerance, args.update)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     if args.runs and not args.out:
         raise BenchError("--runs merges several runs: give the report's file with --out")
+    from reports.render import render_report
+
     runs = list(dict.fromkeys(args.runs)) if args.runs else None
     print(f"report written to {render_report(runs or args.run, args.out, args.resamples, args.reference, args.qualitative)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from reports.compare import compare_runs, print_comparison
+
     print_comparison(compare_runs(args.run_a, args.run_b, args.resamples), args.run_a, args.run_b)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from bench.runs.verify import verify_command
+
     return verify_command(args.run, args.tolerance, args.pipeline)
 
 
@@ -127,7 +150,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return datasets_command(args.name)
 
 
-COMMANDS = {"run": cmd_run, "train": train_command, "check": cmd_check, "report": cmd_report, "compare": cmd_compare,
+COMMANDS = {"run": cmd_run, "train": cmd_train, "check": cmd_check, "report": cmd_report, "compare": cmd_compare,
             "verify": cmd_verify, "weights": cmd_weights, "datasets": cmd_datasets, "prepare": prepare_command,
             "list": cmd_list}
 

@@ -6,12 +6,11 @@ runs on N processes under `torchrun --nproc_per_node N -m bench train ...`.
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from typing import Optional
 
 from bench.cli.arguments import build
 from bench.cli.guard import USER_ERRORS
-from bench.core.environment import resolve_device
+from bench.core.environment import available_cores, resolve_device, torch_threads
 from bench.core.errors import BenchError
 from bench.core.log import log, log_session
 from bench.data.catalog import open_dataset
@@ -24,20 +23,16 @@ from bench.training.models import ModelProvider, is_trainable
 from bench.training.options import TrainingOptions
 from methods.plugins import load_plugins
 
-#: the `bench run` fields that `bench train` takes (its training options included)
-TRAIN_FIELDS = ("methods", "plugin", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet",
-                "log_file", "executor", "address", "connect_timeout", "cpus_per_task",
-                *(f.name for f in fields(TrainingOptions)))
-
 
 def train_command(args: argparse.Namespace, hook: Optional[TaskHook] = None) -> None:
     """Log lines go to stderr when it is not a terminal (unless --quiet) and to --log-file, from rank 0."""
     main = distributed.from_env().is_main
-    with log_session(args.log_file if main else None, args.quiet or not main, "bench train", USER_ERRORS):
-        _train(args, hook)
+    with log_session(args.log_file if main else None, args.quiet or not main, "bench train", USER_ERRORS), \
+            torch_threads(getattr(args, "threads", None)) as threads:
+        _train(args, hook, threads)
 
 
-def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
+def _train(args: argparse.Namespace, hook: Optional[TaskHook], threads: int) -> None:
     methods, splits = list(dict.fromkeys(args.methods)), list(dict.fromkeys(args.splits))
     load_plugins(args.plugin)
     # a pattern or `all` selects the trainable methods it matches; a training-free method named is an error
@@ -59,6 +54,8 @@ def _train(args: argparse.Namespace, hook: Optional[TaskHook]) -> None:
     # after the checks: an error in the arguments stays one line on stderr
     log(f"bench train: {', '.join(methods)} on {args.dataset}, splits {' '.join(map(str, splits))}, "
         f"training seeds {' '.join(map(str, seeds))}")
+    if args.executor != "ray":  # a Ray task runs with --cpus-per-task threads
+        log(f"training uses {threads} threads (--threads; {available_cores()} cores available)")
     if args.executor == "ray":
         models = open_models(args, training, "cpu", quiet=args.quiet)  # the tasks pick their own device
         print(checkpoints_line(models))

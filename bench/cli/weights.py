@@ -2,13 +2,16 @@
 
 A PATTERN with a wildcard (`*`, `?`, `[`) is matched against the names `method.tag` (fnmatch); one
 without is a substring (`bench weights pfenet`). Nothing matching is one line and exit status 1
-(as grep), so scripts can test for an entry.
+(as grep), so scripts can test for an entry. The entries are read from the light catalog
+(`methods.catalog`): no method is imported.
 """
 from __future__ import annotations
 
+import fnmatch
 from typing import List, Optional
 
-from methods.weights import WEIGHTS, PublishedWeights
+from methods.catalog import weights_entries
+from methods.weights import PublishedWeights
 
 
 def _number(value: Optional[float]) -> str:
@@ -33,9 +36,10 @@ def weights_command(pattern: Optional[str]) -> int:
     glob = pattern or "*"
     if not any(c in glob for c in "*?["):
         glob = f"*{glob}*"
-    entries = WEIGHTS.entries(glob)
+    known = weights_entries()
+    entries = [e for e in known if fnmatch.fnmatchcase(e.name, glob)]
     if not entries:
-        print(f"no published weights match '{pattern}' ({len(WEIGHTS.names())} registered; `bench weights` lists them)")
+        print(f"no published weights match '{pattern}' ({len(known)} registered; `bench weights` lists them)")
         return 1
     print(weights_table(entries))
     print(f"\n{len(entries)} published checkpoint(s); reported numbers in percent (-: not reported). Put the files "

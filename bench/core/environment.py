@@ -1,15 +1,14 @@
 """What produced a result: package versions, git revision, platform and device."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, Optional
-
-import torch
+from typing import Dict, Iterator, Optional
 
 from bench.core.errors import BenchError
 
@@ -90,6 +89,8 @@ def cache_dir() -> Path:
 
 def resolve_device(requested: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an unknown or unavailable device is a BenchError."""
+    import torch  # here, not at the top: the command line answers --help without torch
+
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested not in ("cpu", "cuda") and not requested.startswith("cuda:"):
@@ -112,16 +113,52 @@ def cpu_model() -> str:
 def numerics() -> Dict[str, object]:
     """What decides floating-point rounding on the CPU here: the pinning variables (None: not set), the
     kernels ATen dispatches to and the thread count."""
+    import torch
+
     return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), **{name: os.environ.get(name) for name in NUMERICS_VARIABLES}}
 
 
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The torch threads of evaluation when --threads is not given: $OMP_NUM_THREADS when it is a positive
+    integer (as torch reads it; `.ci/run` pins it), else the cores available to this process."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else available_cores()
+
+
+@contextlib.contextmanager
+def torch_threads(requested: Optional[int]) -> Iterator[int]:
+    """torch's intra-op threads set to `requested` (None: `default_threads()`) for the block, which gets the
+    number; the previous number is restored after it. It can change the last bits of floating-point sums (so
+    it is recorded), never the protocol; on a busy machine fewer threads than torch's default can be ten
+    times faster."""
+    import torch
+
+    previous, threads = torch.get_num_threads(), requested or default_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(previous)
+
+
 def describe_environment(device: str) -> Dict[str, object]:
+    import torch
+
     info: Dict[str, object] = {
         "versions": package_versions(),
         "git_revision": git_revision(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cores_available": available_cores(),
         "torch_threads": torch.get_num_threads(),
         "numerics": numerics(),
         "device": device,

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-from analyses.metrics import episode_counts
 from bench.core.options import option
 from bench.data.base import IGNORE
-from bench.data.images import resize_mask
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,12 @@ class ScoringProtocol:
     def score(self, logits: torch.Tensor, target: np.ndarray, align_corners: bool = False) -> torch.Tensor:
         """Counts of one episode: logits [2, h, w] (resized bilinearly with `align_corners`, the method's
         `logits_align_corners`) against its 0/1/void target."""
+        import torch  # here: the dataclass is an option group, read by --help without torch
+        import torch.nn.functional as F
+
+        from analyses.metrics import episode_counts
+        from bench.data.images import resize_mask
+
         target_t = torch.as_tensor(target)
         if self.void_as_background:
             target_t = torch.where(target_t == self.ignore_label, torch.zeros_like(target_t), target_t)

@@ -19,9 +19,7 @@ from typing import Dict, List, Optional
 
 from bench.core.options import MAX_SEED, option
 from bench.evaluation.protocol import ScoringProtocol
-from bench.training.models import is_trainable
-from bench.training.options import TrainingOptions
-from bench.training.published import PublishedOptions
+from bench.training.options import PublishedOptions, TrainingOptions
 from methods import METHODS
 
 EXECUTORS = ("local", "ray")
@@ -55,6 +53,9 @@ class RuntimeOptions:
                            "task", identity=False, choices=EXECUTORS)
     address: Optional[str] = option(None, "with --executor ray: join this cluster (default: start a local one)",
                                     identity=False, metavar="ADDR")
+    threads: Optional[int] = option(None, "torch threads of evaluation and training in this process (default: "
+                                    "$OMP_NUM_THREADS when set, else the cores available to the process); recorded in "
+                                    "config.json's environment", identity=False, metavar="N", minimum=1, maximum=1024)
     cpus_per_task: int = option(1, "with --executor ray: CPUs (and torch threads) per task", identity=False,
                                 metavar="N", minimum=1, maximum=1024)
     connect_timeout: float = option(10.0, "with --executor ray --address: seconds to wait for the cluster to "
@@ -180,7 +181,7 @@ def method_identity(method: str, training: Dict, weights: Dict[str, str], code: 
     """
     mine = {k: v for k, v in sorted(weights.items()) if k.split("/", 1)[0] == method}
     training = {k: v for k, v in training.items() if v is not None}  # an option added later is unset in old records
-    learned = is_trainable(method)
+    learned = METHODS.card(method).trainable
     code = None if learned or not code else METHODS.card(method).code_sha256
     return {"method": method, **({"training": training} if learned else {}),
             **({"code": code} if code else {}), **({"weights": mine} if mine else {})}

@@ -11,7 +11,8 @@ from typing import Dict, List, Optional, Tuple
 import pandas as pd
 
 from analyses.summary import collapse_warnings, format_table
-from bench.core.environment import HOME_VARIABLE, describe_environment, home_path, resolve_device
+from bench.core.environment import (HOME_VARIABLE, available_cores, describe_environment, home_path, resolve_device,
+                                    torch_threads)
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
 from bench.core.log import log, log_session
@@ -267,47 +268,10 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     config = replace(config, runtime=replace(runtime, out=str(out)))
     run_dir = RunDir(out)
     run_dir.check_writable()
-    device = resolve_device(runtime.device) if runtime.executor == "local" else runtime.device
-    store = ImageStore(dataset, config.input_size, budget_bytes=cache_budgets(runtime)["store"])
-    check_episode_data(store, manifests, runtime.quiet)
-    train_set = training_dataset(config.training, dataset, config.methods, progress=not runtime.quiet)
-    models = ModelProvider(train_set, config.training, device=device, quiet=runtime.quiet, published=published)
-    if any(is_trainable(m) for m in config.methods):
-        print(checkpoints_line(models))
-    identities = method_identities(config, weights)
-    cells = run_cells_of(identities, manifest_hashes)
-    checkpoint_ids = {c.checkpoint_key: models.for_seed(c.train_seed).checkpoint_id(c.method, c.split) for c in cells}
-    checkpoint_hashes = {c.checkpoint_key: models.for_seed(c.train_seed).verify_checkpoint(c.method, c.split)
-                         for c in cells}
-    protocol = {**config.protocol(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
-    with run_dir.lock(runtime.wait):
-        existing = run_dir.prepare(protocol, identities, runtime.overwrite)
-        record = merged_record(existing, {
-            "format": RunDir.FORMAT,
-            "identity": protocol,
-            "config": config.to_dict(),
-            "methods": identities,
-            "protocol": header,
-            "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
-                        "class_names": {str(k): v for k, v in dataset.class_names().items()}},
-            "manifests": manifest_hashes,
-            "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
-            **({"weights": published.record()} if published is not None else {}),
-            "environment": {**describe_environment(device), "plugins": plugins},
-        })
-        atomic_write_json(run_dir.config_path, record)
-        for name, manifest in manifests.items():
-            write_manifest(manifest, run_dir.manifest_path(name))
-        todo = pending_cells(cells, run_dir, manifest_hashes, models, checkpoint_hashes)
-        log(f"{len(todo)} cells to evaluate ({', '.join(config.methods)}; executor {runtime.executor}, device "
-            f"{device}) into {out}")
-        if runtime.executor == "ray":
-            ray_executor.evaluate_grid(config, run_dir, manifest_hashes, models, todo, hook)
-        else:
-            runner = CellRunner(config, dataset, models, device, store)
-            local.evaluate_cells(runner, run_dir, manifest_hashes, todo, runtime.quiet)
-        run_dir.remove_stale_temporaries()  # every writer of this run has finished
-        summary = write_results(run_dir, record)
+    # the lock is asked before the expensive checks (every image decoded, checkpoints trained or verified)
+    with run_dir.lock(runtime.wait), torch_threads(runtime.threads) as threads:
+        record, summary = _checked_run(config, dataset, manifests, header, published, weights, dataset_hash, manifest_hashes,
+                                       run_dir, plugins, threads, hook)
     log(f"run finished: {out}")
     print(f"run directory: {out}")
     present = record["config"]["methods"]  # every method of the run directory, in order of addition
@@ -321,6 +285,58 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     if weights:
         print(f"\npublished weights evaluated; compare with the reported numbers: python -m bench verify --run {out}")
     return out
+
+
+def _checked_run(config: RunConfig, dataset: FSSDataset, manifests: Dict[str, pd.DataFrame], header: str,
+                 published: Optional[PublishedModels], weights: Dict, dataset_hash: str, manifest_hashes: Dict[str, str],
+                 run_dir: RunDir, plugins: List[Dict], threads: int,
+                 hook: Optional[ray_executor.TaskHook]) -> Tuple[Dict, pd.DataFrame]:
+    """The checks that read data (every image, the checkpoints) and the evaluation, under the run's lock; the
+    run's config.json record and its summary (checks before anything is written: `run_dir.prepare` writes)."""
+    runtime, out = config.runtime, run_dir.path
+    device = resolve_device(runtime.device) if runtime.executor == "local" else runtime.device
+    store = ImageStore(dataset, config.input_size, budget_bytes=cache_budgets(runtime)["store"])
+    check_episode_data(store, manifests, runtime.quiet)
+    train_set = training_dataset(config.training, dataset, config.methods, progress=not runtime.quiet)
+    models = ModelProvider(train_set, config.training, device=device, quiet=runtime.quiet, published=published)
+    if any(is_trainable(m) for m in config.methods):
+        print(checkpoints_line(models))
+    identities = method_identities(config, weights)
+    cells = run_cells_of(identities, manifest_hashes)
+    checkpoint_ids = {c.checkpoint_key: models.for_seed(c.train_seed).checkpoint_id(c.method, c.split) for c in cells}
+    checkpoint_hashes = {c.checkpoint_key: models.for_seed(c.train_seed).verify_checkpoint(c.method, c.split)
+                         for c in cells}
+    protocol = {**config.protocol(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
+    existing = run_dir.prepare(protocol, identities, runtime.overwrite)
+    record = merged_record(existing, {
+        "format": RunDir.FORMAT,
+        "identity": protocol,
+        "config": config.to_dict(),
+        "methods": identities,
+        "protocol": header,
+        "dataset": {"name": dataset.name, "root": str(getattr(dataset, "root", "")), "hash": dataset_hash,
+                    "class_names": {str(k): v for k, v in dataset.class_names().items()}},
+        "manifests": manifest_hashes,
+        "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
+        **({"weights": published.record()} if published is not None else {}),
+        "environment": {**describe_environment(device), "plugins": plugins},
+    })
+    atomic_write_json(run_dir.config_path, record)
+    for name, manifest in manifests.items():
+        write_manifest(manifest, run_dir.manifest_path(name))
+    todo = pending_cells(cells, run_dir, manifest_hashes, models, checkpoint_hashes)
+    log(f"{len(todo)} cells to evaluate ({', '.join(config.methods)}; executor {runtime.executor}, device "
+        f"{device}) into {out}")
+    log(f"evaluation uses {runtime.cpus_per_task} threads per Ray task (--cpus-per-task)" if runtime.executor == "ray"
+        else f"evaluation uses {threads} threads (--threads; {available_cores()} cores available)")
+    if runtime.executor == "ray":
+        ray_executor.evaluate_grid(config, run_dir, manifest_hashes, models, todo, hook)
+    else:
+        runner = CellRunner(config, dataset, models, device, store)
+        local.evaluate_cells(runner, run_dir, manifest_hashes, todo, runtime.quiet)
+    run_dir.remove_stale_temporaries()  # every writer of this run has finished
+    summary = write_results(run_dir, record)
+    return record, summary
 
 
 def check_episode_data(store: ImageStore, manifests: Dict[str, pd.DataFrame], quiet: bool) -> None:

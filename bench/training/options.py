@@ -1,4 +1,5 @@
-"""The training options of a run or of `bench train`: one source of truth for their flags."""
+"""The training options and the published-weights options of a run or of `bench train`: one source of truth for
+their flags (light: no torch, so `--help` answers at once)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -7,7 +8,7 @@ from typing import List, Optional
 
 from bench.core.environment import home_path
 from bench.core.options import MAX_SEED, option
-from methods.backbones import BACKBONES
+from methods.catalog import backbone_names
 
 SELECT_ON = ("held-out", "test")
 
@@ -25,7 +26,7 @@ class TrainingOptions:
     select_on: str = option("held-out", "checkpoint selection: held-out images of the training classes, or the "
                             "split's test classes (the paper's practice, recorded in the run)", choices=SELECT_ON)
     backbone: Optional[str] = option(None, "override the profile's frozen backbone (vgg16: the original of PANet, "
-                                     "SG-One, AMP, OSLSM, co-FCN)", choices=tuple(BACKBONES.names()))
+                                     "SG-One, AMP, OSLSM, co-FCN)", choices=backbone_names())
     train_dataset: Optional[str] = option(None, "dataset learned methods train on (default: the evaluated one; a "
                                           "test-only cross-domain benchmark: pascal-all, PASCAL with all 20 "
                                           "classes)", metavar="NAME")
@@ -57,3 +58,22 @@ class TrainingOptions:
     def checkpoint_root(self) -> Path:
         """--checkpoints, else $FSS_BENCH_HOME/checkpoints, else ./checkpoints."""
         return Path(self.checkpoints) if self.checkpoints else home_path("checkpoints")
+
+
+@dataclass(frozen=True)
+class PublishedOptions:
+    """Which published checkpoints a run evaluates (the chosen entries are in the run's identity)."""
+
+    weights: Optional[List[str]] = option(
+        None, "published checkpoints (see `bench weights`): a folder holding the authors' files under their own "
+        "names, and/or TAG=FILE with TAG an entry's name; cells of those methods load them (no training)",
+        identity=False, metavar="DIR|TAG=FILE")
+    weights_variant: Optional[List[str]] = option(
+        None, "where several published checkpoints fit a method's split (e.g. ResNet-50 and -101), keep those "
+        "whose name matches one of these patterns (fnmatch, e.g. 'hsnet.*-resnet101'; a pattern naming no entry "
+        "of a method leaves that method alone)", identity=False,
+        metavar="PATTERN")
+
+    @property
+    def used(self) -> bool:
+        return bool(self.weights)

@@ -30,35 +30,16 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.core.fileio import sha256_file
-from bench.core.options import option
 from bench.core.paths import kind_of, not_regular
 from bench.data.images import IMAGENET_MEAN, IMAGENET_STD
 from bench.training.checkpoints import check_finite, load_tensors
+from bench.training.options import PublishedOptions  # noqa: F401  (declared with the other options)
 from methods import METHODS, FewShotSegmenter, build_method
 from methods.common import BackboneMethod
 from methods.weights import WEIGHTS, PublishedWeights
 
 SHOWN_KEYS = 3  # keys named in a did-not-fit error (then a count)
 NORMALISATION_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class PublishedOptions:
-    """Which published checkpoints a run evaluates (the chosen entries are in the run's identity)."""
-
-    weights: Optional[List[str]] = option(
-        None, "published checkpoints (see `bench weights`): a folder holding the authors' files under their own "
-        "names, and/or TAG=FILE with TAG an entry's name; cells of those methods load them (no training)",
-        identity=False, metavar="DIR|TAG=FILE")
-    weights_variant: Optional[List[str]] = option(
-        None, "where several published checkpoints fit a method's split (e.g. ResNet-50 and -101), keep those "
-        "whose name matches one of these patterns (fnmatch, e.g. 'hsnet.*-resnet101'; a pattern naming no entry "
-        "of a method leaves that method alone)", identity=False,
-        metavar="PATTERN")
-
-    @property
-    def used(self) -> bool:
-        return bool(self.weights)
 
 
 def fold_of(split: int) -> int:

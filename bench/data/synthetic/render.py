@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from bench.data.base import IGNORE
 from bench.data.synthetic.classes import CLASSES, SCENES, ClassDef, confusers, scene_distribution
@@ -72,6 +71,8 @@ def camera(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     r2 = ((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2
     img = img * (1.0 - rng.uniform(0.0, 0.5) * r2)[..., None]
     if rng.random() < 0.3:
+        from scipy.ndimage import gaussian_filter  # here: the dataset cards (`bench --help`) need no scipy
+
         s = rng.uniform(0.3, 0.7)
         img = gaussian_filter(img, (s, s, 0))
     img = img + rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0.004, 0.025)

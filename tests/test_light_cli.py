@@ -44,12 +44,7 @@ def test_commands_import_no_torch(argv):
     assert imported("bench.cli.commands", argv) == []
 
 
-LATER = {"pipeline_gap": "analyses.pipeline_gap is being changed (the authors' pipeline): split it into "
-                         "command and analyses/impl/ as the others once that lands"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=LATER[n], strict=True)) if n in LATER
-                                  else n for n in ANALYSES])
+@pytest.mark.parametrize("name", ANALYSES)
 def test_analysis_help_imports_no_torch(name):
     assert imported(f"analyses.{name}", ["--help"]) == []
 

@@ -6,6 +6,7 @@ only after the arguments are parsed.
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Callable, List, Optional
 
 from bench.cli.arguments import add_options, field_type, number
@@ -63,3 +64,19 @@ def cli(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[arg
             return body(args)
 
     return exit_status(logged, interrupted="interrupted")
+
+
+def command(build_parser: Callable[[], argparse.ArgumentParser], implementation: str):
+    """`(run, main, __getattr__)` of an analysis command whose implementation (the module `implementation`, with
+    a `run(args)`) is imported only once its arguments are parsed: `--help` and a usage error answer without
+    torch; the implementation's functions are also attributes of the command's module."""
+    def run(args: argparse.Namespace):
+        return importlib.import_module(implementation).run(args)
+
+    def main(argv: Optional[List[str]] = None) -> int:
+        return cli(build_parser, run, argv)
+
+    def module_attribute(name: str):
+        return getattr(importlib.import_module(implementation), name)
+
+    return run, main, module_attribute

@@ -24,9 +24,8 @@ the level).
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from analyses.cli import EPISODES, PAIRS, SEED, SHOTS, add_arguments, cli
+from analyses.cli import EPISODES, PAIRS, SEED, SHOTS, add_arguments, command
 from bench.cli.arguments import RESAMPLES, Parser, add_options, number
 from bench.runs.config import RunConfig
 
@@ -48,20 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace):
-    """The analysis, imported here: `--help` and a usage error answer without torch."""
-    from analyses.impl.context import run as implementation
-
-    return implementation(args)
-
-
-def main(argv=None) -> int:
-    return cli(build_parser, run, argv)
-
-
-def __getattr__(name: str):
-    """The implementation's functions, also as `analyses.context.<function>`."""
-    return getattr(importlib.import_module(IMPLEMENTATION), name)
+run, main, __getattr__ = command(build_parser, IMPLEMENTATION)
 
 
 if __name__ == "__main__":

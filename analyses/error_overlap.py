@@ -22,9 +22,8 @@ Outputs (in --out): overlap.csv, episodes.csv (per-episode pixel counts), overla
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from analyses.cli import EPISODES, add_arguments, cli
+from analyses.cli import EPISODES, add_arguments, command
 from bench.cli.arguments import Parser, path_type
 
 IMPLEMENTATION = "analyses.impl.error_overlap"
@@ -39,20 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace):
-    """The analysis, imported here: `--help` and a usage error answer without torch."""
-    from analyses.impl.error_overlap import run as implementation
-
-    return implementation(args)
-
-
-def main(argv=None) -> int:
-    return cli(build_parser, run, argv)
-
-
-def __getattr__(name: str):
-    """The implementation's functions, also as `analyses.error_overlap.<function>`."""
-    return getattr(importlib.import_module(IMPLEMENTATION), name)
+run, main, __getattr__ = command(build_parser, IMPLEMENTATION)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ identical.png / .svg.
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from analyses.cli import EPISODES, SEED, add_arguments, cli
+from analyses.cli import EPISODES, SEED, add_arguments, command
 from bench.cli.arguments import Parser
 
 IMPLEMENTATION = "analyses.impl.identical"
@@ -34,20 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace):
-    """The analysis, imported here: `--help` and a usage error answer without torch."""
-    from analyses.impl.identical import run as implementation
-
-    return implementation(args)
-
-
-def main(argv=None) -> int:
-    return cli(build_parser, run, argv)
-
-
-def __getattr__(name: str):
-    """The implementation's functions, also as `analyses.identical.<function>`."""
-    return getattr(importlib.import_module(IMPLEMENTATION), name)
+run, main, __getattr__ = command(build_parser, IMPLEMENTATION)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ Outputs (in --out): pipeline_gap.csv, pipeline_gap.png / .svg, and the two run d
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from analyses.cli import EPISODES, SEED, SHOTS, add_arguments, cli
+from analyses.cli import EPISODES, SEED, SHOTS, add_arguments, command
 from bench.cli.arguments import Parser, add_options, number
 from bench.runs.config import RunConfig
 from bench.training.options import PublishedOptions
@@ -40,20 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace):
-    """The analysis, imported here: `--help` and a usage error answer without torch."""
-    from analyses.impl.pipeline_gap import run as implementation
-
-    return implementation(args)
-
-
-def main(argv=None) -> int:
-    return cli(build_parser, run, argv)
-
-
-def __getattr__(name: str):
-    """The implementation's functions, also as `analyses.pipeline_gap.<function>`."""
-    return getattr(importlib.import_module(IMPLEMENTATION), name)
+run, main, __getattr__ = command(build_parser, IMPLEMENTATION)
 
 
 if __name__ == "__main__":

@@ -65,13 +65,10 @@ class MethodCard:
         return self.builder(**options)
 
 
-class Registry:
-    """Maps names to builders; strict about duplicates and unknown names (backbones, datasets)."""
+class LazilyFilled:
+    """A registry whose entries are registered by modules imported on its first use (`set_loader`)."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
-        self._entries: Dict[str, Callable] = {}
-        self._loader: Optional[Callable[[], None]] = None
+    _loader: Optional[Callable[[], None]] = None
 
     def set_loader(self, loader: Callable[[], None]) -> None:
         """`loader()` imports what registers into this registry (idempotent); it runs on first use."""
@@ -80,6 +77,14 @@ class Registry:
     def _load(self) -> None:
         if self._loader is not None:
             self._loader()
+
+
+class Registry(LazilyFilled):
+    """Maps names to builders; strict about duplicates and unknown names (backbones, datasets)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: Dict[str, Callable] = {}
 
     def register(self, name: str) -> Callable[[Callable], Callable]:
         """Decorator: `@BACKBONES.register("resnet50")` on a class or factory."""

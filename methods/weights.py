@@ -14,9 +14,9 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from methods.registry import MethodError, RegistryError
+from methods.registry import LazilyFilled, MethodError, RegistryError
 
 IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 DATAPARALLEL_PREFIX = "module."
@@ -101,20 +101,11 @@ class PublishedWeights:
         return bool(self.sha256 or self.fold_key)
 
 
-class WeightsRegistry:
+class WeightsRegistry(LazilyFilled):
     """`method.tag` -> PublishedWeights; strict about duplicates and unknown names."""
 
     def __init__(self) -> None:
         self._entries: Dict[str, PublishedWeights] = {}
-        self._loader: Optional[Callable[[], None]] = None
-
-    def set_loader(self, loader: Callable[[], None]) -> None:
-        """`loader()` imports the modules that declare entries (idempotent); it runs on first use."""
-        self._loader = loader
-
-    def _load(self) -> None:
-        if self._loader is not None:
-            self._loader()
 
     def register(self, *entries: PublishedWeights) -> None:
         self._load()

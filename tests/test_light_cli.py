@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli.commands import ANALYSES, main
-from methods import load_builtin
+from bench.cli.commands import ANALYSES
 from methods.catalog import live_catalog, read_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,11 +62,12 @@ def test_catalog_is_fresh():
 
 
 @pytest.mark.parametrize("argv", [["list"], ["weights"], ["weights", "hsnet"]], ids=" ".join)
-def test_listings_from_the_catalog_are_the_live_ones(argv, capsys):
-    """A fresh process answers from the catalog; this one (methods loaded) from the live registries."""
+def test_listings_from_the_catalog_are_the_live_ones(argv):
+    """A fresh process answers from the catalog; one that loaded the methods first, from the live registries
+    (both fresh: registrations made by other tests in this process must not count)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    light = subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, env=env, cwd=ROOT,
-                           timeout=120)
-    load_builtin()
-    assert main(argv) == 0
-    assert light.returncode == 0 and light.stdout == capsys.readouterr().out  # (plugins: tests/test_plugins.py)
+    live = "import sys, methods; methods.load_builtin(); from bench.cli.commands import main; sys.exit(main(sys.argv[1:]))"
+    light, loaded = (subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+                     for command in ([sys.executable, "-m", "bench", *argv], [sys.executable, "-c", live, *argv]))
+    assert light.returncode == 0 and loaded.returncode == 0, light.stderr + loaded.stderr
+    assert light.stdout == loaded.stdout  # (plugins: tests/test_plugins.py)

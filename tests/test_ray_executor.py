@@ -49,13 +49,9 @@ def grid(env, out, checkpoints, *extra, quiet=True):
 
 @pytest.fixture(scope="module")
 def local_run(env):
-    """The grid with the local executor, trained and evaluated with 1 torch thread, as each Ray task is."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # floating-point reductions in training depend on the thread count
-    try:
-        assert main(grid(env, env / "local", env / "ck-local")) == 0
-    finally:
-        torch.set_num_threads(threads)
+    """The grid with the local executor, trained and evaluated with 1 torch thread, as each Ray task is
+    (floating-point reductions in training depend on the thread count)."""
+    assert main(grid(env, env / "local", env / "ck-local", "--threads", "1")) == 0
     return env / "local"
 
 

@@ -150,3 +150,21 @@ def trained_hsnet(cache_env, tmp_path_factory):
     assert main(["train", "--methods", "hsnet", "--dataset", "synthetic-tiny", "--splits", "1", "--checkpoints",
                  str(root), "--quiet"]) == 0
     return root
+
+
+def test_verify_expects_the_authors_pipeline_where_the_method_declares_one(tmp_path):
+    from bench.core.errors import BenchError
+    from bench.runs.verify import cell_pipelines
+
+    def cell(pipeline):
+        return {"method": "hsnet", "cell": "split1_shot1_seed0", "weights": "hsnet.x", "pipeline": pipeline}
+    declared_shared = cell({"name": "shared", "authors_declared": True})
+    with pytest.raises(BenchError, match="scored under the shared pipeline"):
+        cell_pipelines([declared_shared], "authors", tmp_path)
+    assert cell_pipelines([declared_shared], "shared", tmp_path) == {("hsnet", 1, 1): "shared"}
+    undeclared = cell({"name": "shared", "authors_declared": False})
+    assert cell_pipelines([undeclared], "authors", tmp_path) == {("hsnet", 1, 1): "shared"}
+    followed = cell({"name": "authors", "resize": "square"})
+    assert cell_pipelines([followed], "authors", tmp_path) == {("hsnet", 1, 1): "authors"}
+    assert cell_pipelines([followed, {**undeclared, "cell": "split1_shot1_seed1"}], "authors", tmp_path) == \
+        {("hsnet", 1, 1): "mixed"}

@@ -33,9 +33,15 @@ def method_pipeline(method: FewShotSegmenter, desc: str) -> TestPipeline:
     pipeline = method.authors_pipeline()
     if pipeline is None:
         raise BenchError(f"{desc}: --pipeline authors, but {type(method).__name__} in this configuration declares "
-                         "no authors' test pipeline (declared by: hsnet, pfenet with architecture=authors); use "
-                         "--pipeline shared")
+                         "no authors' test pipeline; use --pipeline shared")
     return pipeline
+
+
+def check_scoring(scoring) -> None:
+    """Under `--pipeline authors`, void is ignored as the authors' code does: `void_as_background` is refused."""
+    if scoring.pipeline == "authors" and scoring.void_as_background:
+        raise BenchError("--pipeline authors ignores void pixels as the authors' code does; --void-as-background "
+                         "belongs to the shared pipeline")
 
 
 def content_shape(pipeline: TestPipeline, size: int, height: int, width: int) -> Tuple[int, int]:
@@ -58,15 +64,15 @@ def prepare_image(pipeline: TestPipeline, size: int, image: np.ndarray) -> torch
         pixels = image if (height, width) == new else \
             np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(new[::-1], Image.BILINEAR))
         tensor = normalize(torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1))
-        black = normalize(torch.zeros(3, size, size, dtype=torch.uint8))
     else:  # cv2.resize of the float image, padded black, Normalize
         tensor = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
         if (height, width) != new:
             tensor = F.interpolate(tensor[None], size=new, mode="bilinear", align_corners=False)[0]
         tensor = _cv2_normalise(tensor.contiguous())
-        black = _cv2_normalise(torch.zeros(3, size, size))
     if new == (size, size):
         return tensor
+    black = normalize(torch.zeros(3, size, size, dtype=torch.uint8)) if pipeline.resample == "pil" else \
+        _cv2_normalise(torch.zeros(3, size, size))
     black[:, :new[0], :new[1]] = tensor
     return black
 

@@ -84,9 +84,7 @@ def evaluate_manifest(method: FewShotSegmenter, store: ImageStore, manifest: pd.
             counts.append(protocol.score(logits[i], store.mask(row.query, row.class_id), method.logits_align_corners))
         bar.update(len(rows))
     bar.close()
-    result = manifest[["episode", "class_id", "query"]].reset_index(drop=True).copy()
-    result[list(COUNT_COLUMNS)] = torch.stack(counts).numpy()
-    return result[RESULT_COLUMNS]
+    return result_rows(manifest, counts)
 
 
 def authors_predictions(method: FewShotSegmenter, store: ImageStore, rows: pd.DataFrame, device: str, desc: str,
@@ -108,9 +106,7 @@ def authors_predictions(method: FewShotSegmenter, store: ImageStore, rows: pd.Da
 def evaluate_authors(method: FewShotSegmenter, store: ImageStore, manifest: pd.DataFrame, protocol: ScoringProtocol,
                      *, batch_size: int, device: str, desc: str, quiet: bool) -> pd.DataFrame:
     """`evaluate_manifest` under `--pipeline authors` (see bench.evaluation.authors)."""
-    if protocol.void_as_background:
-        raise BenchError(f"{desc}: --pipeline authors ignores void pixels as the authors' code does; "
-                         "--void-as-background belongs to the shared pipeline")
+    authors.check_scoring(protocol)
     counts = []
     bar = progress_bar(total=len(manifest), desc=desc, quiet=quiet, unit="ep")
     for start in range(0, len(manifest), batch_size):
@@ -119,6 +115,11 @@ def evaluate_authors(method: FewShotSegmenter, store: ImageStore, manifest: pd.D
             counts.append(episode_counts(pred, target, protocol.ignore_label))
         bar.update(len(rows))
     bar.close()
+    return result_rows(manifest, counts)
+
+
+def result_rows(manifest: pd.DataFrame, counts: List[torch.Tensor]) -> pd.DataFrame:
+    """Per-episode rows (RESULT_COLUMNS) of `manifest` with each episode's counts."""
     result = manifest[["episode", "class_id", "query"]].reset_index(drop=True).copy()
     result[list(COUNT_COLUMNS)] = torch.stack(counts).numpy()
     return result[RESULT_COLUMNS]

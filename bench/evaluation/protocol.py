@@ -7,9 +7,7 @@ void. A `ScoringProtocol` names those choices; the run records it in its config.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from bench.core.options import option
 from bench.data.base import IGNORE

@@ -28,6 +28,7 @@ from bench.data.episodes import (
     write_manifest,
 )
 from bench.data.images import ImageStore
+from bench.evaluation.authors import check_scoring
 from bench.runs import local, ray_executor
 from bench.runs.cells import Cell, method_cells
 from bench.runs.config import EXECUTORS, RunConfig, cache_budgets, method_identities, recorded_methods
@@ -60,9 +61,8 @@ def check_authors_pipelines(methods: List[str], scoring) -> None:
     """Before anything is trained or written: `--pipeline authors` needs methods that can declare an authors'
     pipeline (a builder defining `authors_pipeline`; whether this configuration does is checked when it is built)
     and void ignored."""
-    if scoring.void_as_background:
-        raise BenchError("--pipeline authors ignores void pixels as the authors' code does; --void-as-background "
-                         "belongs to the shared pipeline")
+    check_scoring(scoring)
+
     def can_declare(name: str) -> bool:
         return getattr(METHODS.get(name).builder, "authors_pipeline", None) not in (None, FewShotSegmenter.authors_pipeline)
 

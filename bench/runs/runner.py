@@ -65,7 +65,8 @@ class CellRunner:
                                  quiet=quiet)
         meta = {"method": cell.method, "cell": cell.manifest, "seconds": round(time.perf_counter() - start, 3),
                 "device": self.device, "options": method.options(), "manifest_sha256": manifest_sha256,
-                "method_identity": identity, "pipeline": pipeline_record(method, authors), **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
+                "method_identity": identity, "pipeline": pipeline_record(method, authors),
+                **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
                 "checkpoint": self.models.for_seed(cell.train_seed).checkpoint_id(cell.method, cell.split),
                 "checkpoint_sha256": checkpoint.get("sha256"), "checkpoint_val_miou": checkpoint.get("val_miou"),
                 "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),

@@ -8,7 +8,7 @@ authors`; see bench.evaluation.authors). The field argues about exactly this dif
 400 x 400 versus original-size scoring, juhongm999/hsnet issues 1, 5, 6). Both are resumable `bench run`
 directories under --out (`shared/`, `authors/`) on the same manifests; per method and shot the table gives
 mIoU under each, the paired difference (authors - shared) with its 95% cluster-bootstrap interval
-(`reports.stats.paired_difference`), the episodes whose counts differ and the largest difference as a share of
+(`analyses.stats.paired_difference`), the episodes whose counts differ and the largest difference as a share of
 an episode's scored pixels.
 
 Outputs (in --out): pipeline_gap.csv, pipeline_gap.png / .svg, and the two run directories.

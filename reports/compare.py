@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from analyses.stats import check_resamples, paired_difference
 from bench.core.errors import BenchError
 from bench.runs.results import load_results
-from reports.stats import check_resamples, paired_difference
 
 
 def _load(run_dir: Path):

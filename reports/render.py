@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader
 
+from analyses.stats import bootstrap_table, check_resamples, paired_table
 from analyses.summary import class_iou_table, collapse_warnings, collapsed_cells, summarize
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_text, check_writable_target, sha256_file
@@ -21,7 +22,6 @@ from bench.runs.results import load_results, load_runs
 from bench.runs.rundir import RERUN, RunDir, time_per_method
 from reports import plots
 from reports.paper import TABLE5_NAMES, paper_value
-from reports.stats import bootstrap_table, check_resamples, paired_table
 
 #: the floor a learned method must beat: a learned method at or below it on a split is flagged
 FLOOR = "all-foreground"

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 import bench.runs.runner as runner_module
+from analyses.stats import bootstrap_mean_over_splits, bootstrap_miou, bootstrap_table
 from analyses.summary import cell_metrics, summarize
 from bench.cli.commands import main
 from bench.runs.results import load_results, load_runs
-from bench.runs.results_file import SCHEMA_VERSION, CellResult, ResultsFile, SplitResult
+from bench.runs.results_file import INTERVAL_RESAMPLES, SCHEMA_VERSION, CellResult, ResultsFile, SplitResult
 
 
 def args(voc_root, out, methods, *extra):
@@ -125,7 +126,29 @@ def test_results_json_follows_its_schema_and_the_episodes(grown):
     config = json.loads((grown / "grown" / "config.json").read_text())
     assert doc["manifests"] == config["manifests"] and doc["dataset"]["hash"] == config["dataset"]["hash"]
     assert doc["methods"]["support-copy"]["identity"]["method"] == "support-copy"
-    assert "bench report" in doc["intervals"]
+    assert "bench report" in doc["intervals"] and doc["interval_resamples"] == INTERVAL_RESAMPLES
+
+
+def test_results_json_intervals_are_bench_reports(grown):
+    """The stored intervals are `bench report`'s (its table, from the saved episodes, same resamples and seed),
+    and each cell's and each mean over splits' those of `analyses.stats` on its rows."""
+    doc = json.loads((grown / "grown" / "results.json").read_text())
+    episodes = load_results(grown / "grown").episodes
+    shown = bootstrap_table(episodes, INTERVAL_RESAMPLES).set_index(["method", "split", "shot"])
+    splits = [r for r in doc["splits"] if r["aggregate"] is None]
+    assert len(splits) == len(shown) == 4
+    for row in splits:
+        expected = shown.loc[(row["method"], row["split"], row["shot"])]
+        assert (row["miou_ci_low"], row["miou_ci_high"]) == (expected.ci_low, expected.ci_high)
+        assert row["miou_ci_low"] <= row["miou_mean"] <= row["miou_ci_high"]
+    for row in (r for r in doc["splits"] if r["aggregate"] == "mean"):
+        rows = episodes[(episodes.method == row["method"]) & (episodes.shot == row["shot"])]
+        _, low, high = bootstrap_mean_over_splits(rows, INTERVAL_RESAMPLES)
+        assert (row["miou_ci_low"], row["miou_ci_high"]) == (low, high)
+    for cell in doc["cells"]:
+        rows = episodes[(episodes.method == cell["method"]) & (episodes.split == cell["split"])
+                        & (episodes.seed == cell["seed"])]
+        assert (cell["miou_ci_low"], cell["miou_ci_high"]) == bootstrap_miou(rows, INTERVAL_RESAMPLES)[1:]
 
 
 def test_summary_csv_loads_as_numbers(grown):

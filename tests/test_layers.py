@@ -2,14 +2,15 @@
 
 Layers, bottom up (a module may import its own layer and those listed for it):
   methods                      nothing of ours (own errors)
-  analyses.metrics, .summary   nothing of ours but each other (metrics is the leaf)
+  analyses.metrics, .summary,  nothing of ours but each other (metrics is the leaf; stats, the bootstrap,
+    .stats                     numpy and pandas only, so results.json and the reports share its intervals)
   bench.core                   nothing else of ours
   bench.data                   core, methods (its generic registry)
   bench.evaluation             core, data, methods, the metrics
   bench.training               core, data, evaluation, methods, the metrics
-  bench.runs                   everything of bench below it, methods, metrics and summary
-  reports                      bench (not its CLI), methods, analyses.metrics / summary
-  analyses (the experiments)   bench, methods, analyses, reports.stats (the bootstrap: numpy and pandas only)
+  bench.runs                   everything of bench below it, methods, metrics, summary and stats
+  reports                      bench (not its CLI), methods, analyses.metrics / summary / stats
+  analyses (the experiments)   bench, methods, analyses
   bench.cli, bench.benchmarks  everything
 
 Light declarations, heavy implementations (issue 31): option dataclasses, registries, cards and the catalog
@@ -29,7 +30,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "methods", "analyses", "reports")
-LEAVES = {"analyses.metrics": set(), "analyses.summary": {"analyses.metrics"}}
+LEAVES = {"analyses.metrics": set(), "analyses.summary": {"analyses.metrics"}, "analyses.stats": set()}
 ALLOWED = {
     "methods": {"methods"},
     "bench.core": {"bench.core"},
@@ -38,11 +39,11 @@ ALLOWED = {
     "bench.training": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "methods",
                        "analyses.metrics"},
     "bench.runs": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
-                   "analyses.metrics", "analyses.summary"},
+                   "analyses.metrics", "analyses.summary", "analyses.stats"},
     "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
-                "analyses.metrics", "analyses.summary", "reports"},
+                "analyses.metrics", "analyses.summary", "analyses.stats", "reports"},
     "analyses": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.cli",
-                 "methods", "analyses", "reports.stats"},
+                 "methods", "analyses"},
     "bench.cli": {"bench", "methods", "analyses", "reports"},
     "bench.benchmarks": {"bench", "methods", "analyses", "reports"},
     "bench": {"bench"},  # bench/__init__.py and bench/__main__.py

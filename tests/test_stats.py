@@ -3,8 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyses.stats import (EPISODE, MAX_RESAMPLES, bootstrap_mean_over_splits, bootstrap_miou, bootstrap_table,
+                            paired_difference, paired_table)
 from analyses.summary import summarize
-from reports.stats import EPISODE, bootstrap_miou, bootstrap_table, paired_difference, paired_table
+from bench.cli.arguments import RESAMPLES
 
 
 def episodes(method, n=200, quality=0.5, seed=0, seeds=(0,)):
@@ -139,3 +141,30 @@ def test_paired_difference_with_training_seeds_pairs_each_episode_once():
     assert result["episodes"] == len(rows)
     single = paired_difference(_trained(rows, [1.0]), b, 300)
     assert single["difference"] == pytest.approx(0.0)
+
+
+def test_mean_over_splits_is_the_summarys_with_each_split_drawn_on_its_own():
+    one = episodes("a", seeds=(0, 1))
+    assert bootstrap_mean_over_splits(one, resamples=200) == bootstrap_miou(one, resamples=200)
+    both = pd.concat([one, episodes("a", quality=0.7, seed=5, seeds=(0, 1)).assign(split=2)], ignore_index=True)
+    point, low, high = bootstrap_mean_over_splits(both, resamples=300)
+    summary = summarize(both).set_index("split")
+    assert point == pytest.approx(summary.loc["mean", "miou_mean"], abs=1e-9)
+    assert low < point < high
+    _, low_1, high_1 = bootstrap_miou(one, resamples=300)
+    assert high - low < high_1 - low_1  # two splits' independent draws average out
+
+
+@pytest.mark.parametrize("resamples, message", [(0, "must be >= 1"), (MAX_RESAMPLES + 1, "must be <= 100,000")])
+def test_a_bad_resample_count_is_a_value_error(resamples, message):
+    """The library refuses it (the command line already did, as it parsed `--resamples`)."""
+    with pytest.raises(ValueError, match=message):
+        bootstrap_miou(episodes("a"), resamples=resamples)
+    with pytest.raises(ValueError, match=message):
+        paired_difference(episodes("a"), episodes("b"), resamples=resamples)
+
+
+def test_the_command_lines_bounds_are_the_librarys():
+    assert RESAMPLES(str(MAX_RESAMPLES)) == MAX_RESAMPLES
+    with pytest.raises(Exception, match="must be <="):
+        RESAMPLES(str(MAX_RESAMPLES + 1))

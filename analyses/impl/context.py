@@ -11,6 +11,7 @@ import pandas as pd
 
 from analyses.common import Analysis, run_config
 from analyses.impl import similarity
+from analyses.stats import miou_estimate, paired_difference
 from bench.core.errors import BenchError
 from bench.core.log import log
 from bench.data.catalog import context_name
@@ -18,7 +19,6 @@ from bench.data.synthetic import format_level
 from bench.runs.results import load_results
 from bench.runs.rundir import time_per_method
 from bench.runs.run import run as bench_run
-from reports.stats import miou_estimate, paired_difference
 
 WITHOUT, WITH = "simpropnet-dpr", "simpropnet-dpr-fbaf"
 

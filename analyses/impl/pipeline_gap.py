@@ -10,10 +10,10 @@ import pandas as pd
 
 from analyses.common import Analysis, checked_methods, run_config
 from analyses.metrics import COUNT_COLUMNS
+from analyses.stats import miou_estimate, paired_difference
 from bench.data.catalog import open_dataset
 from bench.runs.results import load_results
 from bench.runs.run import run as bench_run
-from reports.stats import miou_estimate, paired_difference
 
 PIPELINES = ("shared", "authors")
 KEYS = ["method", "split", "shot", "seed", "episode", "class_id", "query"]

@@ -1,7 +1,8 @@
 """results.json: one versioned file per run with its configuration, environment, metrics and provenance.
 
 Written atomically by `bench run` at the end of each run, from the saved per-episode rows (never from
-stored metrics), next to episodes.csv. The schema is the TypedDicts below; `SCHEMA_VERSION` changes
+stored metrics), next to episodes.csv, with the 95% bootstrap intervals of mIoU that `bench report` shows
+(`analyses.stats`: (query image, class) pairs resampled, seed `INTERVAL_SEED`). The schema is the TypedDicts below; `SCHEMA_VERSION` changes
 whenever a field is removed or changes meaning (adding a field does not). Missing values are JSON null.
 """
 from __future__ import annotations
@@ -11,15 +12,20 @@ from typing import Dict, List, Optional, TypedDict
 
 import pandas as pd
 
-from analyses.summary import cell_metrics
+from analyses.stats import bootstrap_mean_over_splits, bootstrap_miou
+from analyses.summary import CELL_KEYS, TRAIN, cell_metrics
 from bench.data.episodes import parse_cell
 from bench.runs.cells import Cell
 from bench.runs.config import recorded_methods
 
 SCHEMA_VERSION = 1
-#: why results.json holds no confidence intervals (bench.runs sits below reports/, which computes them)
-INTERVALS = ("not stored: 95% bootstrap intervals over episodes are computed from episodes.csv by "
-             "`bench report` (reports/stats.py)")
+#: the bootstrap of the stored intervals: `bench report --resamples 1000` shows the same numbers
+INTERVAL_RESAMPLES = 1000
+INTERVAL_SEED = 0
+#: what the stored intervals are
+INTERVALS = ("miou_ci_low / miou_ci_high: 95% percentile bootstrap intervals of mIoU (analyses.stats, as `bench "
+             "report` shows them): distinct (query image, class) pairs resampled with replacement, and training "
+             "seeds where several; the mean over splits draws each split on its own")
 
 
 class CellResult(TypedDict):
@@ -32,6 +38,8 @@ class CellResult(TypedDict):
     train_seed: Optional[int]  # null: the method's only checkpoint (or no training)
     episodes: int
     miou: float  # percent
+    miou_ci_low: Optional[float]  # 95% bootstrap interval of miou (percent; see ResultsFile.intervals)
+    miou_ci_high: Optional[float]
     fbiou: float  # percent
     sha256: str  # of the cell's per-episode CSV (episodes/<key>.csv)
     checkpoint: Optional[str]  # folder under the checkpoint root, or published/<entry>
@@ -47,6 +55,8 @@ class SplitResult(TypedDict):
     aggregate: Optional[str]  # "mean" (over splits) or null
     shot: int
     miou_mean: float
+    miou_ci_low: Optional[float]  # 95% bootstrap interval of miou_mean (percent; see ResultsFile.intervals)
+    miou_ci_high: Optional[float]
     miou_std: Optional[float]  # over seeds (episode sets); null with one seed
     miou_train_std: Optional[float]  # over training seeds; null with one
     fbiou_mean: float
@@ -74,7 +84,9 @@ class ResultsFile(TypedDict):
     methods: Dict[str, MethodRecord]
     cells: List[CellResult]
     splits: List[SplitResult]
-    intervals: str  # where the confidence intervals are (not in this file)
+    intervals: str  # how the cells' and splits' miou_ci_low / miou_ci_high were computed
+    interval_resamples: int  # their bootstrap resamples (`bench report --resamples`)
+    interval_seed: int  # their bootstrap's random seed
 
 
 def _number(value) -> Optional[float]:
@@ -89,25 +101,50 @@ def _cell(method: str, split, shot, seed, train_seed) -> Cell:
     return Cell(method, int(split), int(shot), int(seed), _int(train_seed))
 
 
-def results_document(record: Dict, episodes: pd.DataFrame, summary: pd.DataFrame, metas: List[Dict]) -> ResultsFile:
+def _bounds(estimate) -> tuple:
+    """(low, high) of a bootstrap's (point, low, high); null where undefined (no class with a foreground)."""
+    return _number(estimate[1]), _number(estimate[2])
+
+
+def _intervals(episodes: pd.DataFrame, resamples: int) -> Dict:
+    """(low, high) of the mIoU of every cell (by `Cell`), split ((method, "<split>", shot)) and mean over
+    splits ((method, "mean", shot)), as `analyses.stats.bootstrap_table` groups them."""
+    out = {}
+    keys = CELL_KEYS + ([TRAIN] if TRAIN in episodes.columns else [])
+    for key, rows in episodes.groupby(keys, sort=True, dropna=False):
+        named = dict(zip(keys, key))
+        cell = _cell(named["method"], named["split"], named["shot"], named["seed"], named.get(TRAIN))
+        out[cell] = _bounds(bootstrap_miou(rows, resamples, INTERVAL_SEED))
+    for (method, shot), group in episodes.groupby(["method", "shot"], sort=True):
+        for split, rows in group.groupby("split", sort=True):
+            out[(method, str(split), shot)] = _bounds(bootstrap_miou(rows, resamples, INTERVAL_SEED))
+        out[(method, "mean", shot)] = _bounds(bootstrap_mean_over_splits(group, resamples, INTERVAL_SEED))
+    return out
+
+
+def results_document(record: Dict, episodes: pd.DataFrame, summary: pd.DataFrame, metas: List[Dict],
+                     resamples: int = INTERVAL_RESAMPLES) -> ResultsFile:
     """results.json of a run: `record` its config.json, `episodes` its gathered rows, `summary` their
-    `summarize`, `metas` the records of the cells gathered."""
+    `summarize`, `metas` the records of the cells gathered; `resamples` those of the intervals."""
+    intervals = _intervals(episodes, resamples)
     by_cell = {_cell(m["method"], *parse_cell(m["cell"]), m.get("train_seed")): m for m in metas}
     cells: List[CellResult] = []
     for row in cell_metrics(episodes).itertuples(index=False):
-        meta = by_cell[_cell(row.method, row.split, row.shot, row.seed, getattr(row, "train_seed", None))]
+        cell = _cell(row.method, row.split, row.shot, row.seed, getattr(row, "train_seed", None))
+        meta, (low, high) = by_cell[cell], intervals[cell]
         cells.append(CellResult(
             method=row.method, split=int(row.split), shot=int(row.shot), seed=int(row.seed),
             train_seed=_int(getattr(row, "train_seed", None)), episodes=int(row.episodes), miou=float(row.miou),
-            fbiou=float(row.fbiou), sha256=meta["sha256"], checkpoint=meta.get("checkpoint"),
+            miou_ci_low=low, miou_ci_high=high, fbiou=float(row.fbiou), sha256=meta["sha256"], checkpoint=meta.get("checkpoint"),
             checkpoint_sha256=meta.get("weights_sha256") or meta.get("checkpoint_sha256"),
             weights=meta.get("weights")))
     splits: List[SplitResult] = []
     for row in summary.itertuples(index=False):
         aggregate = row.split == "mean"
+        low, high = intervals[(row.method, str(row.split), row.shot)]
         splits.append(SplitResult(
             method=row.method, split=None if aggregate else int(row.split), aggregate="mean" if aggregate else None,
-            shot=int(row.shot), miou_mean=float(row.miou_mean), miou_std=_number(row.miou_std),
+            shot=int(row.shot), miou_mean=float(row.miou_mean), miou_ci_low=low, miou_ci_high=high, miou_std=_number(row.miou_std),
             miou_train_std=_number(row.miou_train_std), fbiou_mean=float(row.fbiou_mean),
             fbiou_std=_number(row.fbiou_std), fbiou_train_std=_number(row.fbiou_train_std), seeds=int(row.seeds),
             train_seeds=int(row.train_seeds), episodes=int(row.episodes)))
@@ -122,5 +159,6 @@ def results_document(record: Dict, episodes: pd.DataFrame, summary: pd.DataFrame
         schema_version=SCHEMA_VERSION, config=record["config"], protocol=record.get("protocol", ""),
         environment=record.get("environment", {}),
         dataset={"name": record["dataset"]["name"], "hash": record["dataset"].get("hash")},
-        manifests=dict(record["manifests"]), methods=methods, cells=cells, splits=splits, intervals=INTERVALS)
+        manifests=dict(record["manifests"]), methods=methods, cells=cells, splits=splits, intervals=INTERVALS,
+        interval_resamples=resamples, interval_seed=INTERVAL_SEED)
 

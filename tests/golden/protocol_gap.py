@@ -7,7 +7,7 @@ pipeline equals), the largest difference as % of an episode's pixels, mIoU both 
 """
 from __future__ import annotations
 
-from reports.stats import paired_difference
+from analyses.stats import paired_difference
 from tests.golden.protocol_fixture import compare, harness_counts, load
 from tests.test_authors_parity import model_of
 

@@ -8,6 +8,11 @@ clusters, the distinct (query image, class) pairs, with replacement; each drawn 
 episodes of every seed, and the estimate is recomputed. A paired comparison draws the same clusters for
 both methods evaluated on identical episodes, so the interval of the difference reflects the sampling
 of queries, not the difference of two unrelated draws.
+
+A leaf of the layers (numpy and pandas only; tests/test_layers.py): `bench report`, `bench compare`, the
+analyses and results.json (`bench.runs.results_file`) all compute their intervals here. A bad resample
+count is a ValueError; the command line refuses it earlier, as it parses `--resamples`
+(`bench.cli.arguments.RESAMPLES`, the same bounds).
 """
 from __future__ import annotations
 
@@ -15,8 +20,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-
-from bench.core.errors import BenchError
 
 KEYS = ["split", "shot", "seed", "episode"]
 #: the resampled unit: a (query image, class) pair
@@ -30,9 +33,9 @@ MAX_RESAMPLES = 100_000
 def check_resamples(resamples: int) -> int:
     """`--resamples`, refused outside 1..MAX_RESAMPLES (a huge count would exhaust memory)."""
     if resamples < 1:
-        raise BenchError(f"--resamples must be >= 1, got {resamples}")
+        raise ValueError(f"--resamples must be >= 1, got {resamples}")
     if resamples > MAX_RESAMPLES:
-        raise BenchError(f"--resamples must be <= {MAX_RESAMPLES:,} (the draws are held in memory), got {resamples}")
+        raise ValueError(f"--resamples must be <= {MAX_RESAMPLES:,} (the draws are held in memory), got {resamples}")
     return resamples
 
 
@@ -106,11 +109,28 @@ def bootstrap_miou(rows: pd.DataFrame, resamples: int = 1000, seed: int = 0,
                    cluster: Sequence[str] = CLUSTER) -> Tuple[float, float, float]:
     """(mIoU, lower, upper): the tables' mIoU of `rows` (one method, split and shot) with a 95% percentile
     bootstrap interval over clusters and, where the method was trained with several seeds, training seeds."""
+    check_resamples(resamples)
+    samples = _resampled(rows, resamples, np.random.default_rng(seed), cluster)
+    return miou_estimate(rows), float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
+
+
+def bootstrap_mean_over_splits(rows: pd.DataFrame, resamples: int = 1000, seed: int = 0,
+                               cluster: Sequence[str] = CLUSTER) -> Tuple[float, float, float]:
+    """(mIoU, lower, upper) of the summary's "mean" row: the mean over splits of each split's mIoU (`rows`: one
+    method and shot), with a 95% percentile interval; each split's clusters (and training seeds) are drawn on
+    their own (the splits hold disjoint classes) and each draw averaged over the splits."""
+    check_resamples(resamples)
     rng = np.random.default_rng(seed)
+    parts = [group for _, group in rows.groupby("split", sort=True)]
+    samples = np.mean([_resampled(part, resamples, rng, cluster) for part in parts], axis=0)
+    point = float(np.mean([miou_estimate(part) for part in parts]))
+    return point, float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
+
+
+def _resampled(rows: pd.DataFrame, resamples: int, rng: np.random.Generator, cluster: Sequence[str]) -> np.ndarray:
+    """The estimate of `rows` under `resamples` draws of its clusters (and training seeds, where several)."""
     codes = _cluster_codes(rows, cluster)
-    point = miou_estimate(rows)
-    samples = _estimate(rows, _draw_clusters(codes, resamples, rng)[:, codes], _train_draws(rows, resamples, rng))
-    return float(point), float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
+    return _estimate(rows, _draw_clusters(codes, resamples, rng)[:, codes], _train_draws(rows, resamples, rng))
 
 
 def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = 1000, seed: int = 0,
@@ -118,6 +138,7 @@ def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int
     """mIoU(a) - mIoU(b) on the episodes both were evaluated on, with a paired 95% bootstrap interval: the same
     clusters drawn for both; each method's training seeds (where several) resampled on their own, since two
     methods' trainings are independent."""
+    check_resamples(resamples)
     episode = KEYS + ["class_id", "query"]
     common = rows_a[episode].drop_duplicates().merge(rows_b[episode].drop_duplicates(), on=episode)
     if common.empty:

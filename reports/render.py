@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader
 
+from analyses.registry import report_sections
 from analyses.stats import bootstrap_table, check_resamples, paired_table
 from analyses.summary import class_iou_table, collapse_warnings, collapsed_cells, summarize
 from bench.core.errors import BenchError
@@ -26,10 +27,6 @@ from reports.paper import TABLE5_NAMES, paper_value
 #: the floor a learned method must beat: a learned method at or below it on a split is flagged
 FLOOR = "all-foreground"
 ABLATIONS = ["canet", "simpropnet-dpr", "simpropnet-fbaf", "simpropnet-dpr-fbaf", "simpropnet"]
-ANALYSES = {"similarity": "FG vs BG similarity (Figure 3)", "tsne": "tSNE of MAP vectors (Figure 6)",
-            "error_regions": "Error-region similarity (Section 3.1)", "error_overlap": "Error overlap (Table 1)",
-            "identical": "Identical input (Tables 2 and 6)", "protocol": "Protocol sensitivity",
-            "context": "FBAF gain vs background context (Figure 3's premise)"}
 
 
 def load_run(run_dir: Path) -> Dict:
@@ -150,7 +147,7 @@ def checked_qualitative(run_dir: RunDir, meta: Dict):
 
 def analyses_sections(run_dir: Path) -> List[Dict]:
     sections = []
-    for name, title in ANALYSES.items():
+    for name, title in report_sections().items():
         for folder in sorted((run_dir / "analyses").glob(f"{name}*")):
             qualifier = folder.name[len(name):]  # "" or "-split1-canet": one folder per split / method
             if folder.is_dir() and (not qualifier or qualifier.startswith("-")):

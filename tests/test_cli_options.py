@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analyses.registry import ANALYSES
 from analyses.summary import format_table
 from bench.cli.arguments import HelpFormatter, build
-from bench.cli.commands import ANALYSES, build_parser, main
+from bench.cli.commands import build_parser, main
 from bench.runs.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,9 +66,11 @@ def test_the_epilog_lists_every_analysis_command():
     commands = sorted(p.stem for p in (ROOT / "analyses").glob("*.py")
                       if any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)
                              for n in ast.parse(p.read_text()).body))
-    assert commands and sorted(ANALYSES) == commands
+    assert commands and sorted(ANALYSES) == commands  # the registry (analyses.registry) names exactly these
     epilog = build_parser().format_help()
     assert all(f"python -m analyses.{name}" in epilog for name in commands)
+    assert all(importlib.import_module(f"analyses.{name}").IMPLEMENTATION == f"analyses.impl.{name}"
+               for name in commands)
 
 
 @pytest.mark.parametrize("command", ["run", "train"])

@@ -3,13 +3,14 @@
 Layers, bottom up (a module may import its own layer and those listed for it):
   methods                      nothing of ours (own errors)
   analyses.metrics, .summary,  nothing of ours but each other (metrics is the leaf; stats, the bootstrap,
-    .stats                     numpy and pandas only, so results.json and the reports share its intervals)
+    .stats, .registry          numpy and pandas only, so results.json and the reports share its intervals;
+                               registry, the analyses' names and report titles, read by the CLI and reports)
   bench.core                   nothing else of ours
   bench.data                   core, methods (its generic registry)
   bench.evaluation             core, data, methods, the metrics
   bench.training               core, data, evaluation, methods, the metrics
   bench.runs                   everything of bench below it, methods, metrics, summary and stats
-  reports                      bench (not its CLI), methods, analyses.metrics / summary / stats
+  reports                      bench (not its CLI), methods, analyses.metrics / summary / stats / registry
   analyses (the experiments)   bench, methods, analyses
   bench.cli, bench.benchmarks  everything
 
@@ -30,7 +31,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "methods", "analyses", "reports")
-LEAVES = {"analyses.metrics": set(), "analyses.summary": {"analyses.metrics"}, "analyses.stats": set()}
+LEAVES = {"analyses.metrics": set(), "analyses.summary": {"analyses.metrics"}, "analyses.stats": set(),
+          "analyses.registry": set()}
 ALLOWED = {
     "methods": {"methods"},
     "bench.core": {"bench.core"},
@@ -41,7 +43,7 @@ ALLOWED = {
     "bench.runs": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
                    "analyses.metrics", "analyses.summary", "analyses.stats"},
     "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
-                "analyses.metrics", "analyses.summary", "analyses.stats", "reports"},
+                "analyses.metrics", "analyses.summary", "analyses.stats", "analyses.registry", "reports"},
     "analyses": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.cli",
                  "methods", "analyses"},
     "bench.cli": {"bench", "methods", "analyses", "reports"},

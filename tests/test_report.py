@@ -10,9 +10,11 @@ import pytest
 import torch
 from markupsafe import escape
 
+from analyses.registry import report_sections
 from bench.cli.commands import main
 from bench.runs.rundir import format_times, time_per_method
 from reports.paper import paper_value
+from reports.render import analyses_sections
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -280,3 +282,11 @@ def test_a_learned_method_at_or_below_all_foreground_is_flagged(report, voc_root
     monkeypatch.setattr(reports.render, "learned_methods", lambda config: [])
     assert main(["report", "--run", str(run), "--resamples", "20"]) == 0
     assert "Collapsed training?" not in (run / "report.html").read_text()
+
+
+def test_the_reports_analysis_sections_come_from_the_registry(tmp_path):
+    """Every analysis with a report title is a section of `bench report` when its folder is in the run."""
+    for name in report_sections():
+        (tmp_path / "analyses" / name).mkdir(parents=True)
+    (tmp_path / "analyses" / "pipeline_gap").mkdir()  # registered without a title: not a section
+    assert [s["title"] for s in analyses_sections(tmp_path)] == list(report_sections().values())

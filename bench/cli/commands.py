@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import List, Optional
 
+from analyses.registry import ANALYSES
 from bench.cli.arguments import RESAMPLES, TOLERANCE, Parser, add_options, build, number, path_type
 from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
@@ -31,7 +32,6 @@ from methods.plugins import has_installed_plugins, load_plugins
 TRAIN_FIELDS = ("methods", "plugin", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet",
                 "log_file", "executor", "address", "connect_timeout", "cpus_per_task", "threads",
                 *(f.name for f in fields(TrainingOptions)))
-ANALYSES = ("identical", "similarity", "error_regions", "error_overlap", "tsne", "protocol", "context", "pipeline_gap")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,8 @@ from PIL import Image
 from bench.cli.commands import main
 from bench.core.errors import BenchError
 from bench.data.catalog import card_of, open_dataset
-from bench.data.deepglobe import CLASSES, colour_to_label, keep_tile, make_deepglobe_tiles, tile_bounds
+from bench.data.deepglobe import CLASSES
+from bench.data.prepare.deepglobe import colour_to_label, keep_tile, make_deepglobe_tiles, tile_bounds
 
 RNG = np.random.default_rng(0)
 SIDE = 48

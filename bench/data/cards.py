@@ -2,7 +2,7 @@
 
 A dataset module registers its builder with `@register_dataset(DatasetCard(...))`: citation, expected
 layout, where each part comes from, licence, sizes, fold/class convention, episode count and evaluation
-size. `python -m bench datasets` lists the cards; a missing or incomplete data root is reported with
+size, its default training profile and the preparation step that builds its root (`bench prepare`). `python -m bench datasets` lists the cards; a missing or incomplete data root is reported with
 the layout and where to get each part (`DatasetCard.missing`).
 """
 from __future__ import annotations
@@ -34,7 +34,12 @@ class DatasetCard:
     downloads: Tuple[Tuple[str, str], ...]  # (part, where to get it)
     licence: str
     size: str
+    #: the training profile (bench.training.profiles) its runs and trainings default to without --profile;
+    #: empty: none declared, and a run that needs one asks for --profile
+    profile: str = ""
     prepare: str = ""  # the command that builds the layout from the official archives
+    #: the module whose `STEP` (bench.data.prepare.step.PrepareStep) is `bench prepare <name>`; empty: none
+    prepare_step: str = ""
     #: test-only benchmarks (cross-domain): the model is trained on another dataset
     train_on: str = ""
     #: the registered dataset that `train_on` names (learned methods train on it)

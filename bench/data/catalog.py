@@ -32,7 +32,8 @@ def _synthetic_card(name: str, tiny: bool, context: Optional[float] = None) -> D
     notes = (() if context is not None else
              ("background-context variants: <name>-context<LEVEL>, LEVEL in [0, 1] (python -m analyses.context)",))
     return DatasetCard(
-        name=name, title="the harness's procedurally generated benchmark" + (" (tiny: tests and CI)" if tiny else "")
+        name=name, profile="tiny" if tiny else "synthetic",
+        title="the harness's procedurally generated benchmark" + (" (tiny: tests and CI)" if tiny else "")
         + variant, notes=notes,
         citation="this harness (bench/data/synthetic); generated locally from a seed, content-hashed",
         classes="20 procedural classes (textured shapes in scenes)", folds="4 folds of 5 classes, as PASCAL-5i",

@@ -64,7 +64,8 @@ class ChestXrayDataset(CrossDomainDataset):
 
 
 CHEST_CARD = DatasetCard(
-    name="chest-xray", title="Chest X-ray lungs, PATNet's cross-domain protocol",
+    name="chest-xray", profile="paper-pascal",  # its models train on pascal-all
+    title="Chest X-ray lungs, PATNet's cross-domain protocol",
     citation=f"{PATNET_CITATION}; Candemir et al., Lung Segmentation in Chest Radiographs Using Anatomical "
              "Atlases With Nonrigid Registration, IEEE TMI 2014; Jaeger et al., Automatic Tuberculosis Screening "
              "Using Chest Radiographs, IEEE TMI 2014",

@@ -228,7 +228,8 @@ class COCO20iDataset(FSSDataset):
 
 
 CARD = DatasetCard(
-    name="coco20i", title="COCO-20i (MS COCO 2014, 80 classes in 4 folds)",
+    name="coco20i", profile="paper-coco", prepare_step="bench.data.prepare.coco",
+    title="COCO-20i (MS COCO 2014, 80 classes in 4 folds)",
     citation="Lin et al., Microsoft COCO: Common Objects in Context, ECCV 2014; COCO-20i: Nguyen & Todorovic, "
              "Feature Weighting and Boosting for Few-Shot Segmentation (FWB), ICCV 2019",
     classes="80 COCO categories, 1-based in category-id order",

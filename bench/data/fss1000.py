@@ -105,7 +105,7 @@ class FSS1000Dataset(FSSDataset):
 
 
 FSS1000_CARD = DatasetCard(
-    name="fss1000", title="FSS-1000",
+    name="fss1000", profile="paper-pascal", title="FSS-1000",
     citation="Li et al., FSS-1000: A 1000-Class Dataset for Few-Shot Segmentation, CVPR 2020",
     classes="1000 classes of 10 images (520 train / 240 val / 240 test, HSNet's class lists)",
     folds="one split: tests the 240 test classes (ids 761..1000), trains on the 520 train classes",

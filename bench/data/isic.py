@@ -84,7 +84,8 @@ class ISICDataset(CrossDomainDataset):
 
 
 ISIC_CARD = DatasetCard(
-    name="isic2018", title="ISIC 2018 skin lesions, PATNet's cross-domain protocol",
+    name="isic2018", profile="paper-pascal",  # its models train on pascal-all
+    title="ISIC 2018 skin lesions, PATNet's cross-domain protocol",
     citation=f"{PATNET_CITATION}; Codella et al., Skin Lesion Analysis Toward Melanoma Detection 2018 (ISIC), "
              "arXiv:1902.03368; Tschandl et al., The HAM10000 dataset, Scientific Data 2018",
     classes="3 diagnoses: melanoma, nevus, seborrheic_keratosis (PATNet's class table; foreground = lesion)",

@@ -95,7 +95,8 @@ class VOCLayoutDataset(FSSDataset):
 
 
 PASCAL5I_CARD = DatasetCard(
-    name="pascal5i", title="PASCAL-5i (PASCAL VOC 2012 with SBD's extra masks)",
+    name="pascal5i", profile="paper-pascal", prepare_step="bench.data.prepare.pascal",
+    title="PASCAL-5i (PASCAL VOC 2012 with SBD's extra masks)",
     citation="Shaban et al., One-Shot Learning for Semantic Segmentation, BMVC 2017; VOC: Everingham et al., "
              "IJCV 2010; SBD: Hariharan et al., Semantic Contours from Inverse Detectors, ICCV 2011",
     classes="20 PASCAL VOC classes", folds="4 folds of 5 classes: split k tests classes 5(k-1)+1..5k, trains on the rest",
@@ -142,7 +143,8 @@ class PascalAllClasses(VOCLayoutDataset):
 
 
 PASCAL_ALL_CARD = DatasetCard(
-    name="pascal-all", title="PASCAL VOC 2012 + SBD, all 20 classes in one split (cross-domain training)",
+    name="pascal-all", profile="paper-pascal",
+    title="PASCAL VOC 2012 + SBD, all 20 classes in one split (cross-domain training)",
     citation=PASCAL5I_CARD.citation + "; cross-domain protocol: Lei et al., Cross-Domain Few-Shot Semantic "
              "Segmentation (PATNet), ECCV 2022",
     classes="20 PASCAL VOC classes", folds="one split with every class (no held-out fold)",

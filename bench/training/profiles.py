@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, Optional
 
 from bench.core.errors import BenchError
-from bench.data.catalog import split_context_name
+from bench.data.catalog import card_of
 from methods import METHODS
+from methods.registry import RegistryError
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,22 @@ PROFILES: Dict[str, TrainProfile] = {
     )
 }
 
-DEFAULT_PROFILE = {"synthetic": "synthetic", "synthetic-tiny": "tiny", "pascal5i": "paper-pascal",
-                   "fss1000": "paper-pascal", "coco20i": "paper-coco", "pascal-all": "paper-pascal"}
+def default_profile(dataset: str) -> str:
+    """The profile the dataset's card declares (`DatasetCard.profile`); a dataset that declares none (a
+    plugin's) is refused, naming --profile, rather than given another dataset's recipe."""
+    try:
+        card = card_of(dataset)
+    except RegistryError as exc:  # an unknown dataset: the registry's message, as `open_dataset` gives it
+        raise BenchError(str(exc)) from None
+    if not card.profile:
+        raise BenchError(f"dataset {dataset} declares no default training profile (its card's `profile`); choose "
+                         f"one with --profile: {', '.join(sorted(PROFILES))}")
+    return card.profile
 
 
 def get_profile(name: Optional[str], dataset: str) -> TrainProfile:
-    """The named profile, or the dataset's default one."""
-    name = name or DEFAULT_PROFILE.get(split_context_name(dataset)[0], "paper-pascal")
+    """The named profile, or the dataset's default one (`default_profile`)."""
+    name = name or default_profile(dataset)
     if name not in PROFILES:
         raise BenchError(f"unknown training profile '{name}'; known profiles: {', '.join(sorted(PROFILES))}")
     return PROFILES[name]

@@ -19,6 +19,7 @@ from bench.data.base import open_image
 from bench.data.coco_json import CocoInstances, check_json_size, parse_json, validate_instances
 from bench.data.coco_masks import label_map
 from bench.data.prepare.archives import check_member_size, index_png_bytes, write_once
+from bench.data.prepare.step import Option, PrepareStep
 from bench.data.prepare.target import check_target, claim_target
 
 SPLITS = ("train2014", "val2014")
@@ -125,3 +126,16 @@ def _render(plan: CocoInstances, image: dict, split: str) -> bytes:
         raise BenchError(f"annotations of {image.get('file_name')} in instances_{split}.json cannot be rendered "
                          f"({type(exc).__name__}: {exc})") from None
     return index_png_bytes(label)
+
+
+def _run(args) -> str:
+    summary = prepare_coco(args.train_zip, args.val_zip, args.annotations, args.out, quiet=args.quiet)
+    return f"COCO-20i ready at {summary['root']}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if k != "root")
+
+
+STEP = PrepareStep(
+    help="COCO2014 images + class-index PNGs (HSNet's layout)", run=_run, options=(
+        Option("--train-zip", "archive", "train2014.zip"),
+        Option("--val-zip", "archive", "val2014.zip"),
+        Option("--annotations", "archive", "annotations_trainval2014.zip"),
+        Option("--out", "out", "data root (COCO2014/ goes inside; it must be new, empty or made by this command)")))

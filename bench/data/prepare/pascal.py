@@ -18,6 +18,7 @@ from bench.core.progress import progress_bar
 from bench.data.base import is_plain_name, open_image
 from bench.data.lists import read_pair_list, shipped_lists
 from bench.data.prepare.archives import check_tar_kind, index_png_bytes, stream_tar, write_once
+from bench.data.prepare.step import Option, PrepareStep
 from bench.data.prepare.target import check_target, claim_target
 from bench.core.fileio import atomic_write_text
 
@@ -122,3 +123,18 @@ def check_pascal(root: Path, lists_dir: Path | None = None) -> dict:
     return {"root": str(root), "listed_images": len(ids),
             "images": sum(1 for _ in (root / "JPEGImages").glob("*.jpg")),
             "masks": sum(1 for _ in (root / "SegmentationClassAug").glob("*.png"))}
+
+
+def _run(args) -> str:
+    summary = prepare_pascal(args.voc, args.sbd, args.out, lists_dir=args.lists, quiet=args.quiet)
+    return (f"PASCAL-5i ready at {summary['root']}: {summary['images']} images, {summary['masks']} masks, "
+            f"all {summary['listed_images']} listed images present ({summary['written']} files written this run)")
+
+
+STEP = PrepareStep(
+    help="VOC2012 JPEGImages + SegmentationClassAug from VOC and SBD", run=_run, options=(
+        Option("--voc", "archive", "VOCtrainval_11-May-2012.tar"),
+        Option("--sbd", "archive", "SBD benchmark.tgz"),
+        Option("--out", "out", "data root (VOC2012/ goes inside; it must be new, empty or made by this command)"),
+        Option("--lists", "folder", "split lists folder to check against (default: the shipped PASCAL-5i lists)",
+               required=False)))

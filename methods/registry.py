@@ -80,10 +80,11 @@ class LazilyFilled:
 
 
 class Registry(LazilyFilled):
-    """Maps names to builders; strict about duplicates and unknown names (backbones, datasets)."""
+    """Maps names to builders or entries; strict about duplicates and unknown names (backbones, datasets,
+    methods, published weights)."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, plural: Optional[str] = None):
+        self.kind, self.plural = kind, plural or f"{kind}s"
         self._entries: Dict[str, Callable] = {}
 
     def register(self, name: str) -> Callable[[Callable], Callable]:
@@ -101,7 +102,7 @@ class Registry(LazilyFilled):
             raise RegistryError(f"{self.kind} name {name!r} is not a plain name ({NAME_RULE}, at most 100 "
                                 "characters): it names files and folders")
         if name in self._entries:
-            raise RegistryError(f"{self.kind} '{name}' is already registered; known {self.kind}s: {', '.join(self.names())}")
+            raise RegistryError(f"{self.kind} '{name}' is already registered; known {self.plural}: {', '.join(self.names())}")
         self._entries[name] = entry
 
     def get(self, name: str):
@@ -109,7 +110,7 @@ class Registry(LazilyFilled):
         try:
             return self._entries[name]
         except KeyError:
-            raise RegistryError(f"unknown {self.kind} '{name}'; known {self.kind}s: {', '.join(self.names())}") from None
+            raise RegistryError(f"unknown {self.kind} '{name}'; known {self.plural}: {', '.join(self.names())}") from None
 
     def names(self, pattern: str = "*") -> List[str]:
         self._load()
@@ -125,7 +126,7 @@ class Registry(LazilyFilled):
             elif any(ch in pattern for ch in "*?["):
                 matched = self.names(pattern)
                 if not matched:
-                    raise RegistryError(f"no {self.kind} matches '{pattern}'; known {self.kind}s: {', '.join(self.names())}")
+                    raise RegistryError(f"no {self.kind} matches '{pattern}'; known {self.plural}: {', '.join(self.names())}")
             else:
                 self.get(pattern)
                 matched = [pattern]

@@ -11,12 +11,11 @@ harness's seeded weights in the golden tests).
 """
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from methods.registry import LazilyFilled, MethodError, RegistryError
+from methods.registry import MethodError, Registry
 
 IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 DATAPARALLEL_PREFIX = "module."
@@ -101,31 +100,18 @@ class PublishedWeights:
         return bool(self.sha256 or self.fold_key)
 
 
-class WeightsRegistry(LazilyFilled):
-    """`method.tag` -> PublishedWeights; strict about duplicates and unknown names."""
+class WeightsRegistry(Registry):
+    """`method.tag` -> PublishedWeights: the generic strict registry (duplicates and unknown names are errors),
+    its entries registered as data rather than by decorator, and looked up by method, dataset and fold."""
 
     def __init__(self) -> None:
-        self._entries: Dict[str, PublishedWeights] = {}
+        super().__init__("published weights", plural="published weights")
 
     def register(self, *entries: PublishedWeights) -> None:
-        self._load()
         for entry in entries:
-            if entry.name in self._entries:
-                raise RegistryError(f"published weights '{entry.name}' are already registered")
             if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", entry.tag):
                 raise MethodError(f"weights tag '{entry.tag}' of {entry.method}: use lower-case letters, digits, '.', '-', '_'")
-            self._entries[entry.name] = entry
-
-    def get(self, name: str) -> PublishedWeights:
-        self._load()
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise RegistryError(f"unknown published weights '{name}'; known: {', '.join(self.names()) or 'none'}") from None
-
-    def names(self, pattern: str = "*") -> List[str]:
-        self._load()
-        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+            self._add(entry.name, entry)
 
     def entries(self, pattern: str = "*") -> List[PublishedWeights]:
         return [self._entries[n] for n in self.names(pattern)]
@@ -138,10 +124,6 @@ class WeightsRegistry(LazilyFilled):
         """The entries of `method` for (dataset, fold) whose options include `options`."""
         return [e for e in self.for_method(method) if e.dataset == dataset and e.fold == fold
                 and all(e.options.get(k) == v for k, v in options.items())]
-
-    def __contains__(self, name: str) -> bool:
-        self._load()
-        return name in self._entries
 
 
 WEIGHTS = WeightsRegistry()

@@ -22,7 +22,8 @@ from bench.runs.cells import Cell
 from bench.runs.config import RunConfig
 from bench.runs.rundir import RunDir
 from bench.training.published import PublishedModels, PublishedOptions
-from methods.weights import WEIGHTS
+from methods.registry import MethodError, Registry, RegistryError
+from methods.weights import WEIGHTS, PublishedWeights, WeightsRegistry
 from tests.published_fixture import (
     ENTRIES,
     OPTIONS,
@@ -263,3 +264,20 @@ def test_the_authors_architectures_load_files_laid_out_like_theirs(voc_root, tmp
         meta = RunDir(out).cell_meta(Cell(method, 1, 1, 0))
         assert (meta["weights"], meta["weights_sha256"]) == (name, sha256)
     assert not (tmp_path / "no-checkpoints").exists()
+
+
+def test_the_weights_registry_is_the_generic_one():
+    """Built on `methods.registry.Registry`: its strictness, its names and lookups, its messages."""
+    registry = WeightsRegistry()
+    assert isinstance(registry, Registry)
+    entry = PublishedWeights(method="m", tag="pascal5i-fold0", file_name="f.pth", url="u", dataset="pascal5i", fold=0)
+    registry.register(entry)
+    assert registry.get("m.pascal5i-fold0") is entry and registry.names() == ["m.pascal5i-fold0"]
+    assert "m.pascal5i-fold0" in registry and registry.find("m", "pascal5i", 0) == [entry]
+    with pytest.raises(RegistryError, match="published weights 'm.pascal5i-fold0' is already registered"):
+        registry.register(entry)
+    with pytest.raises(RegistryError, match="unknown published weights 'm.x'; known published weights: m.pascal5i"):
+        registry.get("m.x")
+    with pytest.raises(MethodError, match="weights tag 'Bad' of m"):
+        registry.register(PublishedWeights(method="m", tag="Bad", file_name="f", url="u", dataset="d", fold=0))
+    assert WEIGHTS.names("hsnet.*") and all(WEIGHTS.get(n).method == "hsnet" for n in WEIGHTS.names("hsnet.*"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 from analyses.cli import EPISODES, SEED, SHOTS, add_arguments, command
-from bench.cli.arguments import Parser, add_options, number
+from bench.cli.arguments import RESAMPLES, Parser, add_options, number
 from bench.runs.config import RunConfig
 from bench.training.options import PublishedOptions
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", nargs="+", type=SHOTS, default=[1, 5], metavar="K", help="support images per episode")
     parser.add_argument("--seeds", nargs="+", type=SEED, default=[0], metavar="S", help="episode sets")
     parser.add_argument("--episodes", type=EPISODES, default=1000, help="episodes per seed")
-    parser.add_argument("--resamples", type=number(int, 1, 100_000), default=1000, help="bootstrap resamples of the paired interval")
+    parser.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples of the paired interval")
     return parser
 
 

@@ -94,7 +94,8 @@ def path_type(kind: str = "file", convert: type = str):
     return parse
 
 
-#: bootstrap resamples (report, compare, analyses): each is a pass over every episode's scores
+#: bootstrap resamples (report, compare, analyses): each is a pass over every episode's scores; the bounds are
+#: analyses.stats.check_resamples' (1 to MAX_RESAMPLES; that module needs pandas, so they are written here too)
 RESAMPLES = number(int, 1, 100_000)
 #: a tolerance in mIoU points (check, verify): NaN would pass every comparison
 TOLERANCE = number(float, 0, 100)

@@ -1,0 +1,53 @@
+"""Benchmarks (pytest-benchmark). Every test under tests/benchmarks is marked `benchmark`, which the default
+`pytest` run deselects (pyproject's addopts); `tox -e bench` runs them:
+
+    python -m pytest -m benchmark --benchmark-enable tests/benchmarks
+
+Each one is seconds long on `synthetic-tiny` (generated into a private cache) with untrained models: they time
+the harness's machinery, not what a method learns.
+"""
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents and item.get_closest_marker("benchmark") is None:
+            item.add_marker(pytest.mark.benchmark)
+
+
+@pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory):
+    """A private FSS_BENCH_CACHE holding `synthetic-tiny` (about 2 s to generate)."""
+    root = tmp_path_factory.mktemp("bench-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FSS_BENCH_CACHE", str(root))
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny(bench_cache):
+    from bench.data.catalog import open_dataset
+
+    return open_dataset("synthetic-tiny")
+
+
+def manifests(dataset, episodes, shots=(1, 5), seeds=(0,), split=1):
+    from bench.data.episodes import EpisodeSpec, sample_episodes
+
+    return [sample_episodes(dataset, EpisodeSpec(split, shot, seed, episodes)) for seed in seeds for shot in shots]
+
+
+def decoded_store(dataset, found, size):
+    """An ImageStore at `size` with every image of `found` decoded (decoding is not what is timed)."""
+    from bench.data.episodes import image_ids
+    from bench.data.images import ImageStore
+
+    store = ImageStore(dataset, size)
+    for image_id in image_ids(found):
+        store.image(image_id)
+    return store

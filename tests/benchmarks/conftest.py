@@ -3,7 +3,7 @@
 
     python -m pytest -m benchmark --benchmark-enable tests/benchmarks
 
-Each one is seconds long on `synthetic-tiny` (generated into a private cache) with untrained models: they time
+Each one is seconds long on `synthetic-tiny` (generated into each module's private cache) with untrained models: they time
 the harness's machinery, not what a method learns.
 """
 from pathlib import Path
@@ -19,18 +19,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.benchmark)
 
 
-@pytest.fixture(scope="session")
-def bench_cache(tmp_path_factory):
-    """A private FSS_BENCH_CACHE holding `synthetic-tiny` (about 2 s to generate)."""
-    root = tmp_path_factory.mktemp("bench-cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("FSS_BENCH_CACHE", str(root))
-    yield root
-    patch.undo()
-
-
-@pytest.fixture(scope="session")
-def tiny(bench_cache):
+@pytest.fixture(scope="module")
+def tiny(cache_env):
+    """`synthetic-tiny`, generated into the module's private FSS_BENCH_CACHE (about 2 s)."""
     from bench.data.catalog import open_dataset
 
     return open_dataset("synthetic-tiny")

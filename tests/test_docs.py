@@ -42,6 +42,19 @@ def test_every_relative_link_resolves():
     assert not broken, broken
 
 
+def anchors(page):
+    """GitHub's anchors of the page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", without_code(page.read_text()), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_anchor_of_a_link_names_a_heading():
+    broken = [f"{page.relative_to(ROOT)}: {target}" for page in pages() for target, path in relative_links(page)
+              if "#" in target and path.suffix == ".md" and path.exists()
+              and target.split("#", 1)[1] not in anchors(path)]
+    assert not broken, broken
+
+
 def test_expected_missing_pages_are_still_missing():
     """Once a page of EXPECTED_MISSING_UNTIL_MERGE exists (its branch merged), take it out of the set."""
     present = sorted(p for p in EXPECTED_MISSING_UNTIL_MERGE if (ROOT / p).exists())

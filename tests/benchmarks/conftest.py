@@ -3,8 +3,8 @@
 
     python -m pytest -m benchmark --benchmark-enable tests/benchmarks
 
-Each one is seconds long on `synthetic-tiny` (generated into each module's private cache) with untrained models: they time
-the harness's machinery, not what a method learns.
+Each one is seconds long on `synthetic-tiny` (generated into each module's private cache) with untrained models and one torch
+thread: they time the harness's machinery, not what a method learns.
 """
 from pathlib import Path
 
@@ -17,6 +17,18 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents and item.get_closest_marker("benchmark") is None:
             item.add_marker(pytest.mark.benchmark)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared machine two threads on busy cores oversubscribe and the figures swing by
+    tens of times; one thread gives figures that compare."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ def test_killed_worker_is_retried_without_lost_or_duplicated_rows(env, ray_clust
 
 def test_a_cell_that_keeps_failing_is_reported_in_one_line(env, ray_cluster, local_run, tmp_path, monkeypatch,
                                                            capsys):
-    monkeypatch.setattr("bench.runs.ray_executor.MAX_RETRIES", 0)
+    monkeypatch.setattr("bench.runs.executors.ray.MAX_RETRIES", 0)
     faults = Faults(["support-copy__split1_shot5_seed0"])
     assert main_with(faults, grid(env, tmp_path / "ray", env / "ck-local", "--executor", "ray", "--no-train")) == 2
     err = capsys.readouterr().err.strip()

@@ -171,9 +171,10 @@ class RayExecutor(Executor):
 
     def train_grid(self, session: Session, pairs: Pairs, hook: Optional[TaskHook] = None) -> None:
         runtime = session.config.runtime
-        tasks = train_tasks(session, missing_checkpoints(session, pairs))
-        if not tasks:
+        missing = missing_checkpoints(session, pairs)
+        if not missing:
             return
+        tasks = train_tasks(worker_payload(session), missing)
         with cluster(runtime.address, runtime.quiet) as ray:
             run_tasks(ray, tasks, session.models.root / ".attempts", runtime.cpus_per_task,
                       cluster_gpus(ray, runtime.device), "training cells", runtime.quiet, hook or TaskHook())
@@ -184,8 +185,8 @@ class RayExecutor(Executor):
         if not todo:
             return
         runtime = session.config.runtime
-        trains = train_tasks(session, pairs_to_train(session, todo))
         payload = worker_payload(session)
+        trains = train_tasks(payload, pairs_to_train(session, todo))
         with cluster(runtime.address, runtime.quiet) as ray:
             waits = {task.key.split("__", 1)[1]: task.key for task in trains}
             tasks = trains + [Task(cell.key, _evaluate_task, (payload, cell.key, manifest_hashes[cell.manifest],
@@ -198,9 +199,8 @@ class RayExecutor(Executor):
 EXECUTOR = RayExecutor
 
 
-def train_tasks(session: Session, pairs: Pairs) -> List[Task]:
-    """Tasks that train the (method, split) pairs."""
-    payload = worker_payload(session) if pairs else ""
+def train_tasks(payload: str, pairs: Pairs) -> List[Task]:
+    """Tasks that train the (method, split) pairs (`payload`: the session's, `worker_payload`)."""
     return [Task(train_key(name, split), _train_task, (payload, name, split)) for name, split in pairs]
 
 

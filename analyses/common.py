@@ -14,15 +14,15 @@ import torch
 
 from analyses.cli import EPISODES, PAIRS, SEED, SHARED_OPTIONS, SHOTS, add_arguments, cli  # noqa: F401
 from bench.cli.arguments import build
-from bench.core.environment import resolve_device
+from bench.core.environment import home_path
 from bench.core.errors import BenchError
 from bench.core.outputs import write_output
-from bench.data.catalog import FSSDataset, open_dataset
+from bench.data.catalog import FSSDataset
 from bench.data.episodes import images_by_class
 from bench.runs.config import RunConfig, RuntimeOptions
 from bench.runs.run import check_methods
+from bench.runs.session import open_session
 from bench.training.models import ModelProvider
-from bench.training.options import TrainingOptions
 from methods.backbones import FrozenBackbone, build_backbone
 from methods.common import masked_average_pool
 from methods.plugins import load_plugins
@@ -84,22 +84,23 @@ def checked_methods(args: argparse.Namespace) -> List[str]:
 
 
 def open_analysis(args: argparse.Namespace, name: str, suffix: str = "") -> Analysis:
-    """Validate the common arguments, open the dataset and the model provider, create the output folder."""
-    checked_methods(args)
-    device = resolve_device(args.device)
-    dataset = open_dataset(args.dataset, args.data_root, args.lists, progress=not args.quiet)
-    for split in [args.split] if hasattr(args, "split") else args.splits:
+    """Validate the common arguments, open the session (dataset, device, model provider) as `bench run` does,
+    create the output folder (default under $FSS_BENCH_HOME's runs/ when it is set)."""
+    methods = checked_methods(args)
+    splits = [args.split] if hasattr(args, "split") else list(args.splits)
+    session = open_session(build(RunConfig, args, methods=methods, splits=splits))
+    dataset = session.dataset
+    for split in splits:
         dataset.check_split(split)
         dataset.check_files(split, "test")
-    models = ModelProvider(dataset, build(TrainingOptions, args), device=device, quiet=args.quiet)
     if args.out:
         out = Path(args.out)
     elif args.run:
         out = Path(args.run) / "analyses" / f"{name}{suffix}"  # one folder per split / method: no overwrites
     else:
-        out = Path("runs") / "analyses" / f"{name}-{dataset.name}{suffix}"
+        out = home_path("runs") / "analyses" / f"{name}-{dataset.name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
-    return Analysis(name, args, dataset, models, out, device)
+    return Analysis(name, args, dataset, session.models, out, session.device)
 
 
 @torch.no_grad()

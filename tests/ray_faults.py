@@ -1,4 +1,4 @@
-"""Faults for the Ray executor's tests, injected through its TaskHook (production code has none).
+"""Faults for the Ray and Slurm executors' tests, injected through their TaskHook (production code has none).
 
 `Faults(kill_first_attempt=[keys], delay_s=s)`: every attempt sleeps `delay_s`; the first attempt of an
 evaluation task in `kill_first_attempt` writes half of its CSV (no JSON beside it) and SIGKILLs its
@@ -18,7 +18,7 @@ from bench.cli.commands import build_parser
 from bench.cli.guard import exit_status
 from bench.cli.train import train_command
 from bench.runs.config import RunConfig
-from bench.runs.ray_executor import TaskHook
+from bench.runs.executors.base import TaskHook
 from bench.runs.run import run
 
 
@@ -49,7 +49,7 @@ def main_with(hook: Optional[TaskHook], argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return exit_status(lambda: run(build(RunConfig, args), hook))
-    return exit_status(lambda: train_command(args, hook))
+    return exit_status(lambda: train_command(build(RunConfig, args), hook))
 
 
 if __name__ == "__main__":  # a driver process for the interrupted-driver test: `python -m tests.ray_faults DELAY ARGV...`

@@ -120,7 +120,7 @@ def test_cross_domain_trains_on_pascal_with_all_classes(voc_root, tmp_path, caps
 
 def test_fold_convention_reaches_training_workers(tmp_path, monkeypatch):
     """A Ray training task reopens the dataset from its spec: the convention must travel with it."""
-    from bench.runs.ray_executor import dataset_spec
+    from bench.runs.executors.base import dataset_spec
     from tests.test_coco20i import make_root
 
     monkeypatch.setenv("FSS_BENCH_CACHE", str(tmp_path / "cache"))

@@ -76,13 +76,17 @@ def same_checkpoints(a, b):
         assert all(torch.equal(left[k], right[k]) for k in left), rel
 
 
-def test_ray_run_trains_and_evaluates_like_the_local_executor(env, ray_cluster, local_run, tmp_path):
-    out = tmp_path / "ray"
-    assert main(grid(env, out, tmp_path / "ck", "--executor", "ray")) == 0
-    assert_same_results(out, local_run)
-    same_checkpoints(tmp_path / "ck", env / "ck-local")
+def assert_like_local(out, checkpoints, local_out, local_checkpoints, executor):
+    """Files and checkpoints as the local executor's; the cells record their executor and first attempt."""
+    assert_same_results(out, local_out)
+    same_checkpoints(checkpoints, local_checkpoints)
     meta = json.loads((out / "episodes" / "canet__split1_shot1_seed0.json").read_text())
-    assert meta["executor"] == "ray" and meta["attempt"] == 1
+    assert meta["executor"] == executor and meta["attempt"] == 1
+
+
+def test_ray_run_trains_and_evaluates_like_the_local_executor(env, ray_cluster, local_run, tmp_path):
+    assert main(grid(env, tmp_path / "ray", tmp_path / "ck", "--executor", "ray")) == 0
+    assert_like_local(tmp_path / "ray", tmp_path / "ck", local_run, env / "ck-local", "ray")
 
 
 def test_killed_worker_is_retried_without_lost_or_duplicated_rows(env, ray_cluster, local_run, tmp_path, capsys):
@@ -97,7 +101,7 @@ def test_killed_worker_is_retried_without_lost_or_duplicated_rows(env, ray_clust
 
 def test_a_cell_that_keeps_failing_is_reported_in_one_line(env, ray_cluster, local_run, tmp_path, monkeypatch,
                                                            capsys):
-    monkeypatch.setattr("bench.runs.ray_executor.MAX_RETRIES", 0)
+    monkeypatch.setattr("bench.runs.executors.ray.MAX_RETRIES", 0)
     faults = Faults(["support-copy__split1_shot5_seed0"])
     assert main_with(faults, grid(env, tmp_path / "ray", env / "ck-local", "--executor", "ray", "--no-train")) == 2
     err = capsys.readouterr().err.strip()

@@ -59,7 +59,7 @@ def test_a_held_lock_is_refused_before_any_image_is_read(voc_root, tmp_path, mon
         raise AssertionError("the images were read before the lock was asked")
 
     monkeypatch.setattr(run_module, "check_episode_data", no_reading)
-    monkeypatch.setattr(run_module, "training_dataset", no_reading)
+    monkeypatch.setattr("bench.runs.session.training_dataset", no_reading)  # the session opens it
     with RunDir(out).lock():
         assert main(args(voc_root, out)) == 2  # a BenchError: one line
     assert "is in use by process" in capsys.readouterr().err

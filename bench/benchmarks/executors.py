@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.cli.commands import main as bench_main
-from bench.runs.ray_executor import require_ray
+from bench.runs.executors.ray import require_ray
 from bench.runs.rundir import RunDir
 
 

@@ -30,7 +30,8 @@ from methods.plugins import has_installed_plugins, load_plugins
 
 #: the `bench run` fields that `bench train` takes (its training options included)
 TRAIN_FIELDS = ("methods", "plugin", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet",
-                "log_file", "executor", "address", "connect_timeout", "cpus_per_task", "threads",
+                "log_file", "executor", "address", "connect_timeout", "cpus_per_task", "threads", "partition", "time_limit",
+                "gpus_per_task", "array_parallelism", "slurm_logs",
                 *(f.name for f in fields(TrainingOptions)))
 
 
@@ -94,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from bench.cli.train import train_command
 
-    train_command(args)
+    train_command(build(RunConfig, args))
 
 
 def cmd_list(args: argparse.Namespace) -> None:

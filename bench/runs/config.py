@@ -19,10 +19,12 @@ from typing import Dict, List, Optional
 
 from bench.core.options import MAX_SEED, option
 from bench.evaluation.protocol import ScoringProtocol
+from bench.runs.executors import EXECUTORS as EXECUTOR_REGISTRY
 from bench.training.options import PublishedOptions, TrainingOptions
 from methods import METHODS
 
-EXECUTORS = ("local", "ray")
+#: the registered executors' names (`bench.runs.executors`; naming them imports none)
+EXECUTORS = tuple(EXECUTOR_REGISTRY.names())
 
 
 @dataclass(frozen=True)
@@ -50,17 +52,28 @@ class RuntimeOptions:
     cache_spill: Optional[str] = option(None, "folder where evicted codes are spilled (bit-exact) instead of being "
                                         "recomputed", identity=False, metavar="DIR", path="folder")
     executor: str = option("local", "local: one cell after another in this process; ray: every cell is a Ray "
-                           "task", identity=False, choices=EXECUTORS)
+                           "task; slurm: every cell is a Slurm job (submitit)", identity=False, choices=EXECUTORS)
     address: Optional[str] = option(None, "with --executor ray: join this cluster (default: start a local one)",
                                     identity=False, metavar="ADDR")
     threads: Optional[int] = option(None, "torch threads of evaluation and training in this process (default: "
                                     "$OMP_NUM_THREADS when set, else the cores available to the process); recorded in "
                                     "config.json's environment", identity=False, metavar="N", minimum=1, maximum=1024)
-    cpus_per_task: int = option(1, "with --executor ray: CPUs (and torch threads) per task", identity=False,
+    cpus_per_task: int = option(1, "with --executor ray or slurm: CPUs (and torch threads) per task", identity=False,
                                 metavar="N", minimum=1, maximum=1024)
     connect_timeout: float = option(10.0, "with --executor ray --address: seconds to wait for the cluster to "
                                     "answer before giving up, checked before anything is written", identity=False,
                                     metavar="S", minimum=0.1, maximum=600)
+    partition: Optional[str] = option(None, "with --executor slurm: the partition the jobs are submitted to "
+                                      "(default: the cluster's)", identity=False, metavar="NAME")
+    time_limit: int = option(240, "with --executor slurm: minutes each job (one training or one cell) may run",
+                             identity=False, metavar="MIN", minimum=1, maximum=100_000)
+    gpus_per_task: int = option(0, "with --executor slurm: GPUs per job (0: the jobs run on CPUs)", identity=False,
+                                metavar="N", minimum=0, maximum=64)
+    array_parallelism: int = option(64, "with --executor slurm: jobs of an array running at once", identity=False,
+                                    metavar="N", minimum=1, maximum=100_000)
+    slurm_logs: Optional[str] = option(None, "with --executor slurm: folder of submitit's job files and logs "
+                                       "(default: .submitit/ in the run directory, or in --checkpoints for "
+                                       "`bench train`)", identity=False, metavar="DIR", path="folder")
 
 
 def cache_budgets(runtime: RuntimeOptions) -> Dict[str, Optional[int]]:

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import pandas as pd
 
 from analyses.summary import collapse_warnings, format_table
-from bench.core.environment import (HOME_VARIABLE, available_cores, describe_environment, home_path, resolve_device,
+from bench.core.environment import (HOME_VARIABLE, describe_environment, home_path, resolve_device,
                                     torch_threads)
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_json
@@ -29,14 +29,15 @@ from bench.data.episodes import (
 )
 from bench.data.images import ImageStore
 from bench.evaluation.authors import check_scoring
-from bench.runs import local, ray_executor
 from bench.runs.cells import Cell, method_cells
-from bench.runs.config import EXECUTORS, RunConfig, cache_budgets, method_identities, recorded_methods
+from bench.runs.config import RunConfig, RuntimeOptions, recorded_methods
+from bench.runs.executors import EXECUTORS, executor_class
+from bench.runs.executors.base import Executor, TaskHook
 from bench.runs.results import write_results
 from bench.runs.rundir import RunDir, format_times, time_per_method
-from bench.runs.runner import CellRunner
+from bench.runs.session import Session, open_session
 from bench.training import distributed
-from bench.training.models import ModelProvider, is_trainable, training_dataset
+from bench.training.models import ModelProvider, is_trainable
 from bench.training.options import SELECT_ON, TrainingOptions
 from bench.training.published import PublishedModels
 from bench.training.profiles import get_profile
@@ -108,25 +109,22 @@ def validate(config: RunConfig) -> None:
         check_authors_pipelines(check_methods(config.methods), config.scoring)
     if config.identical_input and config.shots != [1]:
         raise BenchError("the identical-input test is 1-shot only: use --shots 1")
-    if runtime.executor not in EXECUTORS:
-        raise BenchError(f"unknown executor '{runtime.executor}'; choose from {', '.join(EXECUTORS)}")
-    if runtime.executor == "ray":
-        ray_executor.require_ray(runtime.address, runtime.connect_timeout)
-        if runtime.cpus_per_task < 1:
-            raise BenchError(f"--cpus-per-task must be >= 1, got {runtime.cpus_per_task}")
-    else:
-        resolve_device(runtime.device)  # with Ray, each task resolves the device of its own machine
+    check_executor(runtime).check(len(config.training.seeds()), "run")
     if distributed.from_env().enabled:
         raise BenchError("torchrun is for `bench train` (one training on several processes); "
-                         "spread an evaluation grid with --executor ray")
+                         "spread an evaluation grid with --executor ray or slurm")
     if runtime.batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1, got {runtime.batch_size}")
     check_training(config.training, config.dataset)
     if config.published.weights_variant and not config.published.weights:
         raise BenchError("--weights-variant chooses among published weights: give --weights DIR as well")
-    if runtime.executor == "ray" and len(config.training.seeds()) > 1:
-        raise BenchError("--executor ray evaluates one training seed: give --train-seeds one seed at a time, or run "
-                         "several seeds with the local executor")
+
+
+def check_executor(runtime: RuntimeOptions) -> Executor:
+    """The executor of `--executor` (registered in `bench.runs.executors`), not checked yet."""
+    if runtime.executor not in EXECUTORS:
+        raise BenchError(f"unknown executor '{runtime.executor}'; choose from {', '.join(EXECUTORS.names())}")
+    return executor_class(runtime.executor)(runtime)
 
 
 def with_dataset_defaults(config: RunConfig) -> RunConfig:
@@ -233,19 +231,19 @@ def resolve(config: RunConfig, dataset: FSSDataset) -> Tuple[RunConfig, Dict[str
     return config, manifests
 
 
-def run(config: RunConfig, hook: Optional[ray_executor.TaskHook] = None) -> Path:
+def run(config: RunConfig, hook: Optional[TaskHook] = None) -> Path:
     """Evaluate every (method, split, shot, seed) cell that is not finished yet; return the run dir.
 
     Everything is checked before the run directory is touched: the arguments, the data every episode
     uses (each image and label decoded once), the manifests, the checkpoints and the output folder.
     Log lines go to stderr when it is not a terminal (unless quiet) and to --log-file.
-    `hook`: called by the Ray executor's tasks (tests inject faults with it).
+    `hook`: called by the Ray and Slurm executors' tasks (tests inject faults with it).
     """
     with log_session(config.runtime.log_file, config.runtime.quiet, "bench run", (BenchError, MethodError)):
         return _run(config, hook)
 
 
-def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
+def _run(config: RunConfig, hook: Optional[TaskHook]) -> Path:
     plugins = load_plugins(config.plugin)  # before any method name is checked
     config = with_dataset_defaults(replace(config, methods=check_methods(config.methods)))
     validate(config)
@@ -270,8 +268,11 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     run_dir.check_writable()
     # the lock is asked before the expensive checks (every image decoded, checkpoints trained or verified)
     with run_dir.lock(runtime.wait), torch_threads(runtime.threads) as threads:
-        record, summary = _checked_run(config, dataset, manifests, header, published, weights, dataset_hash, manifest_hashes,
-                                       run_dir, plugins, threads, hook)
+        executor = check_executor(config.runtime)
+        device = resolve_device(runtime.device) if executor.in_process else runtime.device
+        session = open_session(config, device, dataset=dataset, published=published)
+        record, summary = _checked_run(session, executor, manifests, header, dataset_hash, manifest_hashes, run_dir,
+                                       plugins, threads, hook)
     log(f"run finished: {out}")
     print(f"run directory: {out}")
     present = record["config"]["methods"]  # every method of the run directory, in order of addition
@@ -287,23 +288,19 @@ def _run(config: RunConfig, hook: Optional[ray_executor.TaskHook]) -> Path:
     return out
 
 
-def _checked_run(config: RunConfig, dataset: FSSDataset, manifests: Dict[str, pd.DataFrame], header: str,
-                 published: Optional[PublishedModels], weights: Dict, dataset_hash: str, manifest_hashes: Dict[str, str],
-                 run_dir: RunDir, plugins: List[Dict], threads: int,
-                 hook: Optional[ray_executor.TaskHook]) -> Tuple[Dict, pd.DataFrame]:
+def _checked_run(session: Session, executor: Executor, manifests: Dict[str, pd.DataFrame], header: str,
+                 dataset_hash: str, manifest_hashes: Dict[str, str], run_dir: RunDir, plugins: List[Dict], threads: int,
+                 hook: Optional[TaskHook]) -> Tuple[Dict, pd.DataFrame]:
     """The checks that read data (every image, the checkpoints) and the evaluation, under the run's lock; the
     run's config.json record and its summary (checks before anything is written: `run_dir.prepare` writes)."""
+    config, dataset, published, identities = session.config, session.dataset, session.published, session.identities
     runtime, out = config.runtime, run_dir.path
-    device = resolve_device(runtime.device) if runtime.executor == "local" else runtime.device
-    store = ImageStore(dataset, config.input_size, budget_bytes=cache_budgets(runtime)["store"])
-    check_episode_data(store, manifests, runtime.quiet)
-    train_set = training_dataset(config.training, dataset, config.methods, progress=not runtime.quiet)
-    models = ModelProvider(train_set, config.training, device=device, quiet=runtime.quiet, published=published)
+    check_episode_data(session.store, manifests, runtime.quiet)
+    models = session.models
     if any(is_trainable(m) for m in config.methods):
         print(checkpoints_line(models))
-    identities = method_identities(config, weights)
     cells = run_cells_of(identities, manifest_hashes)
-    checkpoint_ids = {c.checkpoint_key: models.for_seed(c.train_seed).checkpoint_id(c.method, c.split) for c in cells}
+    checkpoint_ids = {c.checkpoint_key: session.checkpoint_id(c) for c in cells}
     checkpoint_hashes = {c.checkpoint_key: models.for_seed(c.train_seed).verify_checkpoint(c.method, c.split)
                          for c in cells}
     protocol = {**config.protocol(), "dataset_hash": dataset_hash, "manifests": manifest_hashes}
@@ -319,21 +316,16 @@ def _checked_run(config: RunConfig, dataset: FSSDataset, manifests: Dict[str, pd
         "manifests": manifest_hashes,
         "checkpoints": {k: v for k, v in checkpoint_ids.items() if v},
         **({"weights": published.record()} if published is not None else {}),
-        "environment": {**describe_environment(device), "plugins": plugins},
+        "environment": {**describe_environment(session.device), "plugins": plugins},
     })
     atomic_write_json(run_dir.config_path, record)
     for name, manifest in manifests.items():
         write_manifest(manifest, run_dir.manifest_path(name))
-    todo = pending_cells(cells, run_dir, manifest_hashes, models, checkpoint_hashes)
+    todo = pending_cells(cells, run_dir, manifest_hashes, checkpoint_ids, checkpoint_hashes)
     log(f"{len(todo)} cells to evaluate ({', '.join(config.methods)}; executor {runtime.executor}, device "
-        f"{device}) into {out}")
-    log(f"evaluation uses {runtime.cpus_per_task} threads per Ray task (--cpus-per-task)" if runtime.executor == "ray"
-        else f"evaluation uses {threads} threads (--threads; {available_cores()} cores available)")
-    if runtime.executor == "ray":
-        ray_executor.evaluate_grid(config, run_dir, manifest_hashes, models, todo, hook)
-    else:
-        runner = CellRunner(config, dataset, models, device, store)
-        local.evaluate_cells(runner, run_dir, manifest_hashes, todo, runtime.quiet)
+        f"{session.device}) into {out}")
+    log(executor.describe_threads(threads))
+    executor.evaluate_grid(session, run_dir, manifest_hashes, todo, hook)
     run_dir.remove_stale_temporaries()  # every writer of this run has finished
     summary = write_results(run_dir, record)
     return record, summary
@@ -379,12 +371,11 @@ def merged_record(existing: Optional[Dict], record: Dict) -> Dict:
     return merged
 
 
-def pending_cells(cells: List[Cell], run_dir: RunDir, manifest_hashes: Dict[str, str], models: ModelProvider,
-                  checkpoint_hashes: Dict[str, Optional[str]]) -> List[Cell]:
+def pending_cells(cells: List[Cell], run_dir: RunDir, manifest_hashes: Dict[str, str],
+                  checkpoint_ids: Dict[str, Optional[str]], checkpoint_hashes: Dict[str, Optional[str]]) -> List[Cell]:
     """The cells with no finished result for their current manifest and checkpoint (its folder and,
     where the checkpoint is here, its content hash)."""
-    todo = [c for c in cells if not run_dir.cell_done(c, manifest_hashes[c.manifest],
-                                                      models.for_seed(c.train_seed).checkpoint_id(c.method, c.split),
+    todo = [c for c in cells if not run_dir.cell_done(c, manifest_hashes[c.manifest], checkpoint_ids[c.checkpoint_key],
                                                       checkpoint_hashes[c.checkpoint_key])]
     if len(todo) < len(cells):
         print(f"resuming {run_dir.path}: {len(cells) - len(todo)} finished cells kept, {len(todo)} to run",

@@ -1,4 +1,4 @@
-"""The cell runner: evaluates one cell and writes its files; both executors use it."""
+"""The cell runner: evaluates one cell and writes its files; every executor uses it (in its workers)."""
 from __future__ import annotations
 
 import time
@@ -7,30 +7,28 @@ from typing import Callable, Dict, Optional, Tuple
 
 from analyses.metrics import evaluate_rows
 from bench.core.log import log
-from bench.data.catalog import FSSDataset
 from bench.data.episodes import read_manifest
-from bench.data.images import ImageStore
 from bench.evaluation.authors import method_pipeline
 from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
 from bench.evaluation.qualitative import save_qualitative
 from bench.runs.cells import Cell
-from bench.runs.config import RunConfig, cache_budgets, method_identities
+from bench.runs.config import cache_budgets
 from bench.runs.rundir import RunDir
-from bench.training.models import ModelProvider
+from bench.runs.session import Session
 from methods import FewShotSegmenter
 
 
 class CellRunner:
     """Evaluates cells in one process, reusing decoded images, the feature cache and the loaded model."""
 
-    def __init__(self, config: RunConfig, dataset: FSSDataset, models: ModelProvider, device: str,
-                 store: Optional[ImageStore] = None):
-        self.config, self.models, self.device = config, models, device
+    def __init__(self, session: Session):
+        config = session.config
+        self.session, self.config, self.models, self.device = session, config, session.models, session.device
         budgets = cache_budgets(config.runtime)
-        self.store = store or ImageStore(dataset, config.input_size, budget_bytes=budgets["store"])
+        self.store = session.store
         self.features = None if config.runtime.no_feature_cache else CodeCache(
-            self.store, device, budget_bytes=budgets["codes"], spill_dir=config.runtime.cache_spill)
+            self.store, self.device, budget_bytes=budgets["codes"], spill_dir=config.runtime.cache_spill)
         self._loaded: Dict = {}
 
     def close(self) -> None:
@@ -44,16 +42,16 @@ class CellRunner:
             self._loaded[(name, split, train_seed)] = self.models.for_seed(train_seed).get(name, split)
         return self._loaded[(name, split, train_seed)]
 
-    def evaluate(self, run_dir: RunDir, cell: Cell, manifest_sha256: str, quiet: bool,
+    def evaluate(self, run_dir: RunDir, cell: Cell, manifest_sha256: str, checkpoint_id: Optional[str], quiet: bool,
                  extra_meta: Optional[Dict] = None, before_write: Optional[Callable] = None) -> Dict:
         """Evaluate one cell and write its files atomically (a repeated cell overwrites); return its meta.
 
+        `checkpoint_id`: the driver's `Session.checkpoint_id(cell)`, recorded in the meta.
         `before_write(csv_path, rows)` is called once the rows exist, before any file is written.
         """
         config = self.config
         method, checkpoint = self.model(cell.method, cell.split, cell.train_seed)
-        published = self.models.published
-        identity = method_identities(config, published.identity() if published is not None else {})[cell.method]
+        identity = self.session.identities[cell.method]
         manifest = read_manifest(run_dir.manifest_path(cell.manifest))
         start = time.perf_counter()
         # a native-resolution method sees every image at its own size: nothing to cache at the input size
@@ -67,7 +65,7 @@ class CellRunner:
                 "device": self.device, "options": method.options(), "manifest_sha256": manifest_sha256,
                 "method_identity": identity, "pipeline": pipeline_record(method, authors),
                 **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
-                "checkpoint": self.models.for_seed(cell.train_seed).checkpoint_id(cell.method, cell.split),
+                "checkpoint": checkpoint_id,
                 "checkpoint_sha256": checkpoint.get("sha256"), "checkpoint_val_miou": checkpoint.get("val_miou"),
                 "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),
                 "checkpoint_best_epoch": checkpoint.get("best_epoch"),

@@ -17,8 +17,8 @@ from bench.runs.config import RunConfig
 from methods.registry import MethodError
 
 #: the options of `bench run` the analyses share (the same flags, defaults and help)
-SHARED_OPTIONS = ("plugin", "dataset", "data_root", "lists", "profile", "backbone", "backbone_weights", "checkpoints", "no_train",
-                  "device", "quiet", "log_file")
+SHARED_OPTIONS = ("plugin", "dataset", "data_root", "lists", "train_dataset", "train_data_root", "profile", "backbone",
+                  "backbone_weights", "checkpoints", "no_train", "device", "quiet", "log_file")
 
 
 #: the analyses' own numeric options, bounded as `bench run`'s (the same fields) or as their cost allows

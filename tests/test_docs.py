@@ -15,11 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Pages written on another branch, linked from here before they exist. TEMPORARY: the lead empties this set
-#: once those branches are merged (test_expected_missing_pages_are_still_missing then fails as a reminder).
-EXPECTED_MISSING_UNTIL_MERGE = {"docs/scale-out.md", "docs/guides/add-an-executor.md"}
-
-
 def pages():
     return [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
@@ -38,7 +33,7 @@ def relative_links(page):
 
 def test_every_relative_link_resolves():
     broken = [f"{page.relative_to(ROOT)}: {target}" for page in pages() for target, path in relative_links(page)
-              if not path.exists() and path.relative_to(ROOT).as_posix() not in EXPECTED_MISSING_UNTIL_MERGE]
+              if not path.exists()]
     assert not broken, broken
 
 
@@ -53,12 +48,6 @@ def test_every_anchor_of_a_link_names_a_heading():
               if "#" in target and path.suffix == ".md" and path.exists()
               and target.split("#", 1)[1] not in anchors(path)]
     assert not broken, broken
-
-
-def test_expected_missing_pages_are_still_missing():
-    """Once a page of EXPECTED_MISSING_UNTIL_MERGE exists (its branch merged), take it out of the set."""
-    present = sorted(p for p in EXPECTED_MISSING_UNTIL_MERGE if (ROOT / p).exists())
-    assert not present, f"{present} exist now: remove them from EXPECTED_MISSING_UNTIL_MERGE"
 
 
 def test_every_page_is_listed_in_the_index():

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -90,11 +94,30 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 
 def test_deterministic_across_worker_counts(tiny, tmp_path):
-    other = ensure_synthetic(tmp_path / "w1", TINY_SPEC, workers=1)
-    assert synthetic_content_hash(other) == synthetic_content_hash(tiny) == verify_synthetic(tiny)
-    a = json.loads((tiny / STAMP_NAME).read_text())
-    b = json.loads((other / STAMP_NAME).read_text())
-    assert a["content_hash"] == b["content_hash"] and a["workers"] == 2 and b["workers"] == 1
+    """Two forked workers (in a fresh interpreter: a test process has threads, so it generates in-process)
+    give the same images as one."""
+    forked = tmp_path / "w2"
+    subprocess.run([sys.executable, "-c", "import sys; from bench.data.synthetic.generate import TINY_SPEC, "
+                    "ensure_synthetic; ensure_synthetic(sys.argv[1], TINY_SPEC, workers=2)", str(forked)],
+                   check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert synthetic_content_hash(forked) == synthetic_content_hash(tiny) == verify_synthetic(tiny)
+    a = json.loads((forked / STAMP_NAME).read_text())
+    b = json.loads((tiny / STAMP_NAME).read_text())
+    assert a["content_hash"] == b["content_hash"] and a["workers"] == 2
+
+
+def test_no_fork_while_other_threads_run(tmp_path):
+    """A fork copies only its own thread (locks held by the others stay held): with another thread alive the
+    generator works in this process."""
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait)
+    waiting.start()
+    try:
+        root = ensure_synthetic(tmp_path / "threads", MICRO, workers=2)
+    finally:
+        stop.set()
+        waiting.join()
+    assert json.loads((root / STAMP_NAME).read_text())["workers"] == 1
 
 
 def test_different_seed_differs(tmp_path, micro):

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -108,9 +109,20 @@ def _pool_context():
     return multiprocessing.get_context("spawn")
 
 
+def _safe_to_fork() -> bool:
+    """Forking copies only the calling thread: a lock that another thread (a timer, torch's or OpenBLAS'
+    thread pools) held at that moment stays locked in the child forever. A test process deadlocked so;
+    generate in this process instead whenever other threads may exist."""
+    if _pool_context().get_start_method() != "fork":
+        return True
+    return threading.active_count() == 1 and "torch" not in sys.modules
+
+
 def _generate_into(root: Path, spec: SyntheticSpec, progress: bool, workers: int | None) -> dict:
     t0 = time.perf_counter()
     workers = max(1, workers if workers is not None else min(2, os.cpu_count() or 1))
+    if workers > 1 and not _safe_to_fork():
+        workers = 1  # same images either way: the content hash does not depend on the workers
     (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     (root / LABEL_DIR).mkdir(parents=True, exist_ok=True)
     tasks = []

@@ -1,0 +1,1 @@
+"""Papers as data: cards (their experiments, tables and claims) and `bench reproduce`."""

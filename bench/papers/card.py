@@ -21,6 +21,8 @@ CARDS_DIR = Path(__file__).parent / "cards"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 #: the run options an experiment may set besides its grid (RunConfig fields of the protocol)
 RUN_OPTIONS = ("class_sampling", "queries", "min_object_pixels", "input_size", "fold_convention")
+#: the scoring options an experiment may set (ScoringProtocol fields)
+SCORING_OPTIONS = ("pipeline", "eval_size", "void_as_background")
 METRICS = ("miou", "fbiou")
 KINDS = ("methods", "shots", "value")
 DIRECTIONS = (">", "<")
@@ -43,8 +45,12 @@ class Experiment:
     episodes: Optional[int] = None
     train_seeds: List[int] = field(default_factory=lambda: [0])
     identical_input: bool = False
-    #: other protocol options of `bench run` by field name (RUN_OPTIONS)
+    #: other protocol options of `bench run` by field name (RUN_OPTIONS, SCORING_OPTIONS)
     options: Dict[str, Any] = field(default_factory=dict)
+    #: the methods evaluate the authors' published checkpoints (`bench reproduce --weights DIR`), no training
+    weights: bool = False
+    #: with `weights`: patterns choosing among several entries of a method's split (`--weights-variant`)
+    weights_variant: List[str] = field(default_factory=list)
     #: an analysis (`python -m analyses.<analysis>`) and its arguments by option name (flag without --)
     analysis: str = ""
     args: Dict[str, Any] = field(default_factory=dict)
@@ -80,7 +86,7 @@ class Table:
 class Claim:
     """A checkable statement of the paper.
 
-    methods: `a` (each) minus `b` in `metric` on the experiment's identical episodes, per split and shot;
+    methods: each of `a` minus each of `b` in `metric` on the experiment's identical episodes, per split and shot;
     shots: for each method of `a`, its `shots[1]`-shot minus its `shots[0]`-shot mIoU, per split;
     value: the mean of `column` (minus `minus`) over the rows of an analysis' `file`.
     Holds when every part's 95% interval lies on the `direction` side of `threshold`, fails when one lies on
@@ -95,7 +101,7 @@ class Claim:
     threshold: float = 0.0
     metric: str = "miou"
     a: List[str] = field(default_factory=list)
-    b: str = ""
+    b: List[str] = field(default_factory=list)
     #: split numbers as strings, or "mean" (the mean over the experiment's splits); empty: every split
     splits: List[str] = field(default_factory=list)
     shots: List[int] = field(default_factory=list)

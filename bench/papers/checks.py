@@ -9,8 +9,8 @@ from typing import List, Set
 
 from analyses.registry import ANALYSES
 from bench.data.catalog import DATASETS
-from bench.papers.card import (DIRECTIONS, KINDS, METRICS, NAME, RUN_OPTIONS, SCHEMA_VERSION, CardError, Experiment,
-                               PaperCard)
+from bench.papers.card import (DIRECTIONS, KINDS, METRICS, NAME, RUN_OPTIONS, SCHEMA_VERSION, SCORING_OPTIONS, CardError,
+                               Experiment, PaperCard)
 from methods.catalog import method_summaries
 
 #: analysis arguments the reproduction sets itself (from the experiment, the command line, its folder)
@@ -80,10 +80,20 @@ def _check_experiment(experiment: Experiment, where: str, methods: Set[str]) -> 
     if experiment.episodes is not None and not 1 <= experiment.episodes <= 100_000:
         raise CardError(f"{where}.episodes: {experiment.episodes} is not in 1..100000")
     for key in experiment.options:
-        if key not in RUN_OPTIONS:
-            raise CardError(f"{where}.options.{key}: not a protocol option a card may set ({', '.join(RUN_OPTIONS)})")
+        if key not in RUN_OPTIONS + SCORING_OPTIONS:
+            raise CardError(f"{where}.options.{key}: not a protocol option a card may set "
+                            f"({', '.join(RUN_OPTIONS + SCORING_OPTIONS)})")
+    if experiment.weights_variant and not experiment.weights:
+        raise CardError(f"{where}.weights_variant: only experiments with published weights (weights: true) take it")
     if experiment.args:
         raise CardError(f"{where}.args: only analysis experiments take args")
+
+
+def run_key(experiment: Experiment) -> tuple:
+    """What puts two run experiments in one run directory: the protocol and how the methods get weights."""
+    return (tuple(experiment.splits), tuple(experiment.shots), tuple(experiment.seeds), experiment.episodes,
+            experiment.identical_input, tuple(sorted((k, str(v)) for k, v in experiment.options.items())),
+            experiment.weights, tuple(experiment.weights_variant))
 
 
 def check_card(card: PaperCard, where: str) -> None:
@@ -117,8 +127,7 @@ def _check_identities(card: PaperCard, where: str) -> None:
     for experiment in card.experiments:
         if not experiment.is_run:
             continue
-        protocol = (tuple(experiment.splits), tuple(experiment.shots), tuple(experiment.seeds), experiment.episodes,
-                    experiment.identical_input, tuple(sorted(experiment.options.items())))
+        protocol = run_key(experiment)
         for method in experiment.methods:
             other = seen.setdefault((protocol, method), (experiment.name, experiment.train_seeds))
             if other[1] != experiment.train_seeds:
@@ -178,7 +187,7 @@ def _check_claim(claim, where: str, experiments) -> None:
         raise CardError(f"{where}.metric: claims compare mIoU (the intervals are mIoU's)")
     if not claim.a:
         raise CardError(f"{where}.a: the methods the claim is about")
-    for k, method in enumerate(claim.a + ([claim.b] if claim.b else [])):
+    for method in claim.a + claim.b:
         if method not in experiment.methods:
             raise CardError(f"{where}: {method!r} is not a method of experiment {experiment.name!r}")
     if claim.kind == "methods" and not claim.b:

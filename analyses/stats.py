@@ -133,26 +133,77 @@ def _resampled(rows: pd.DataFrame, resamples: int, rng: np.random.Generator, clu
     return _estimate(rows, _draw_clusters(codes, resamples, rng)[:, codes], _train_draws(rows, resamples, rng))
 
 
+def _paired_samples(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int, rng: np.random.Generator,
+                    cluster: Sequence[str]) -> Tuple[float, np.ndarray, pd.DataFrame]:
+    """(point, draws [B], the episodes both have) of mIoU(a) - mIoU(b), paired as `paired_difference` says."""
+    episode = KEYS + ["class_id", "query"]
+    common = rows_a[episode].drop_duplicates().merge(rows_b[episode].drop_duplicates(), on=episode)
+    if common.empty:
+        raise ValueError("the two methods share no episodes")
+    a, b = (rows.merge(common, on=episode) for rows in (rows_a, rows_b))
+    drawn = _draw_clusters(_cluster_codes(common, cluster), resamples, rng)
+    codes_a, codes_b = _cluster_codes(a, cluster, common), _cluster_codes(b, cluster, common)
+    point = miou_estimate(a) - miou_estimate(b)
+    samples = (_estimate(a, drawn[:, codes_a], _train_draws(a, resamples, rng))
+               - _estimate(b, drawn[:, codes_b], _train_draws(b, resamples, rng)))
+    return point, samples, common
+
+
+def _difference(point: float, samples: np.ndarray, **extra) -> Dict[str, float]:
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return {"difference": float(point), "lower": float(low), "upper": float(high), **extra,
+            "significant": bool(low > 0 or high < 0)}
+
+
 def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = 1000, seed: int = 0,
                       cluster: Sequence[str] = CLUSTER) -> Dict[str, float]:
     """mIoU(a) - mIoU(b) on the episodes both were evaluated on, with a paired 95% bootstrap interval: the same
     clusters drawn for both; each method's training seeds (where several) resampled on their own, since two
     methods' trainings are independent."""
     check_resamples(resamples)
-    episode = KEYS + ["class_id", "query"]
-    common = rows_a[episode].drop_duplicates().merge(rows_b[episode].drop_duplicates(), on=episode)
-    if common.empty:
-        raise ValueError("the two methods share no episodes")
-    a, b = (rows.merge(common, on=episode) for rows in (rows_a, rows_b))
+    point, samples, common = _paired_samples(rows_a, rows_b, resamples, np.random.default_rng(seed), cluster)
+    return _difference(point, samples, episodes=len(common), clusters=clusters(common, cluster))
+
+
+def paired_difference_over_splits(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = 1000, seed: int = 0,
+                                  cluster: Sequence[str] = CLUSTER) -> Dict[str, float]:
+    """The paired difference of the mean over splits of each split's mIoU (one shot): each split drawn on its
+    own (as `bootstrap_mean_over_splits`), paired within it, the draws averaged over splits."""
+    check_resamples(resamples)
     rng = np.random.default_rng(seed)
-    drawn = _draw_clusters(_cluster_codes(common, cluster), resamples, rng)
-    codes_a, codes_b = _cluster_codes(a, cluster, common), _cluster_codes(b, cluster, common)
-    point = miou_estimate(a) - miou_estimate(b)
-    samples = (_estimate(a, drawn[:, codes_a], _train_draws(a, resamples, rng))
-               - _estimate(b, drawn[:, codes_b], _train_draws(b, resamples, rng)))
-    low, high = np.percentile(samples, [2.5, 97.5])
-    return {"difference": float(point), "lower": float(low), "upper": float(high), "episodes": len(common),
-            "clusters": clusters(common, cluster), "significant": bool(low > 0 or high < 0)}
+    parts = [_paired_samples(part, rows_b[rows_b.split == split], resamples, rng, cluster)
+             for split, part in rows_a.groupby("split", sort=True)]
+    return _difference(float(np.mean([p[0] for p in parts])), np.mean([p[1] for p in parts], axis=0),
+                       episodes=sum(len(p[2]) for p in parts), clusters=sum(clusters(p[2], cluster) for p in parts))
+
+
+def unpaired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = 1000, seed: int = 0,
+                        cluster: Sequence[str] = CLUSTER) -> Dict[str, float]:
+    """mIoU(a) - mIoU(b) of two sets of episodes that are not paired (e.g. one method's 5-shot and 1-shot
+    episodes), each a mean over its splits, each bootstrapped on its own: the interval of the difference of
+    independent draws (wider than a paired one)."""
+    check_resamples(resamples)
+    rng = np.random.default_rng(seed)
+    means = []
+    for rows in (rows_a, rows_b):
+        parts = [group for _, group in rows.groupby("split", sort=True)]
+        means.append((np.mean([miou_estimate(p) for p in parts]),
+                      np.mean([_resampled(p, resamples, rng, cluster) for p in parts], axis=0)))
+    return _difference(float(means[0][0] - means[1][0]), means[0][1] - means[1][1],
+                       episodes=len(rows_a) + len(rows_b))
+
+
+def bootstrap_mean(values: Sequence[float], resamples: int = 1000, seed: int = 0) -> Tuple[float, float, float]:
+    """(mean, lower, upper) of `values` (NaN left out) with a 95% percentile bootstrap interval over them (each
+    value one independent draw: for per-pair figures of the analyses)."""
+    check_resamples(resamples)
+    data = np.asarray(values, dtype=float)
+    data = data[~np.isnan(data)]
+    if data.size == 0:
+        raise ValueError("no values to average")
+    draws = np.random.default_rng(seed).multinomial(data.size, np.full(data.size, 1.0 / data.size), size=resamples)
+    samples = draws @ data / data.size
+    return float(data.mean()), float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
 
 
 def _ordered(names, order: Optional[List[str]]) -> List[str]:

@@ -10,6 +10,8 @@ Layers, bottom up (a module may import its own layer and those listed for it):
   bench.evaluation             core, data, methods, the metrics
   bench.training               core, data, evaluation, methods, the metrics
   bench.runs                   everything of bench below it, methods, metrics, summary and stats
+  bench.papers                 paper cards and reproduction records: bench.runs and below, the analyses' leaves
+                               (claims: a paper's claims checked with analyses.stats' intervals)
   reports                      bench (not its CLI), methods, analyses.metrics / summary / stats / registry
   analyses (the experiments)   bench, methods, analyses
   bench.cli, bench.benchmarks  everything
@@ -32,7 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "methods", "analyses", "reports")
 LEAVES = {"analyses.metrics": set(), "analyses.summary": {"analyses.metrics"}, "analyses.stats": set(),
-          "analyses.registry": set()}
+          "analyses.registry": set(), "analyses.claims": {"analyses.stats"}}
 ALLOWED = {
     "methods": {"methods"},
     "bench.core": {"bench.core"},
@@ -42,6 +44,8 @@ ALLOWED = {
                        "analyses.metrics"},
     "bench.runs": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
                    "analyses.metrics", "analyses.summary", "analyses.stats"},
+    "bench.papers": {"bench.core", "bench.data", "bench.runs", "bench.papers", "methods", "analyses.metrics",
+                     "analyses.summary", "analyses.stats", "analyses.registry", "analyses.claims"},
     "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
                 "analyses.metrics", "analyses.summary", "analyses.stats", "analyses.registry", "reports"},
     "analyses": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.cli",

@@ -18,6 +18,7 @@ from bench.cli.arguments import RESAMPLES, TOLERANCE, Parser, add_options, build
 from bench.cli.datasets import datasets_command
 from bench.cli.guard import exit_status
 from bench.cli.prepare import add_prepare_parser, prepare_command
+from bench.cli.reproduce import add_reproduce_parser, reproduce_command
 from bench.cli.weights import weights_command
 from bench.core.environment import package_versions
 from bench.core.errors import BenchError
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets_parser = sub.add_parser("datasets", help="list registered datasets (layout, sources, conventions)")
     datasets_parser.add_argument("name", nargs="?", help="show this dataset's whole card")
     add_prepare_parser(sub)
+    add_reproduce_parser(sub)
     list_parser = sub.add_parser("list", help="list registered methods (plugins included), training profiles and "
                                  "datasets")
     add_options(list_parser, RunConfig, names=("plugin",))
@@ -153,7 +155,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "check": cmd_check, "report": cmd_report, "compare": cmd_compare,
             "verify": cmd_verify, "weights": cmd_weights, "datasets": cmd_datasets, "prepare": prepare_command,
-            "list": cmd_list}
+            "reproduce": reproduce_command, "list": cmd_list}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -157,7 +157,7 @@ def _parse(hint, value, where: str):
             raise CardError(f"{where}: expected an object, got {type(value).__name__}")
         return {k: _parse(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
-        return _dataclass(hint, value, where)
+        return parse_fields(hint, value, where)
     ok = (isinstance(value, bool) if hint is bool else isinstance(value, str) if hint is str
           else isinstance(value, int) and not isinstance(value, bool) if hint is int
           else isinstance(value, (int, float)) and not isinstance(value, bool))
@@ -166,7 +166,8 @@ def _parse(hint, value, where: str):
     return float(value) if hint is float else value
 
 
-def _dataclass(cls, value, where: str):
+def parse_fields(cls, value, where: str):
+    """An instance of the card dataclass `cls` from parsed JSON, its keys and types checked."""
     if not isinstance(value, dict):
         raise CardError(f"{where}: expected an object, got {type(value).__name__}")
     hints = typing.get_type_hints(cls)
@@ -181,37 +182,3 @@ def _dataclass(cls, value, where: str):
         elif f.default is MISSING and f.default_factory is MISSING:
             raise CardError(f"{where}: missing key {name!r}")
     return cls(**kwargs)
-
-
-def parse_card(data: object, where: str = "card") -> PaperCard:
-    """A PaperCard from parsed JSON, checked (CardError naming the key on the first problem)."""
-    card = _dataclass(PaperCard, data, where)
-    from bench.papers.checks import check_card  # the checks read the registries
-
-    check_card(card, where)
-    return card
-
-
-def card_path(name_or_path: str) -> Path:
-    """A registered card's file (`bench/papers/cards/<name>.json`) or a path to a card file."""
-    if NAME.match(name_or_path) and (CARDS_DIR / f"{name_or_path}.json").is_file():
-        return CARDS_DIR / f"{name_or_path}.json"
-    path = Path(name_or_path)
-    if path.suffix == ".json" and path.is_file():
-        return path
-    raise BenchError(f"no paper card {name_or_path!r}: give a card's name ({', '.join(card_names()) or 'none'}) "
-                     "or the path of a card's .json file")
-
-
-def load_card(name_or_path: str) -> PaperCard:
-    """Read and check a card by name or path (BenchError: one line)."""
-    path = card_path(name_or_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CardError(f"{path}: not a JSON card ({exc})") from None
-    return parse_card(data, path.name)
-
-
-def card_names() -> List[str]:
-    return sorted(p.stem for p in CARDS_DIR.glob("*.json"))

@@ -1,16 +1,21 @@
-"""The checks of a paper card beyond its types: names that must be registered, references between its parts,
-shapes of the reported numbers, analysis arguments that their command accepts (each refusal one line)."""
+"""Loading paper cards: the types (`bench.papers.card.parse_fields`), then what the types alone do not catch:
+names that must be registered, references between the card's parts, shapes of the reported numbers, analysis
+arguments that their command accepts (each refusal one line). The analyses' light parsers are imported by name
+(`analyses.<name>.build_parser`, no torch)."""
 from __future__ import annotations
 
 import contextlib
 import importlib
 import io
+import json
+from pathlib import Path
 from typing import List, Set
 
 from analyses.registry import ANALYSES
 from bench.data.catalog import DATASETS
-from bench.papers.card import (DIRECTIONS, KINDS, METRICS, NAME, RUN_OPTIONS, SCHEMA_VERSION, SCORING_OPTIONS, CardError,
-                               Experiment, PaperCard)
+from bench.core.errors import BenchError
+from bench.papers.card import (CARDS_DIR, DIRECTIONS, KINDS, METRICS, NAME, RUN_OPTIONS, SCHEMA_VERSION, SCORING_OPTIONS,
+                               CardError, Experiment, PaperCard, parse_fields)
 from methods.catalog import method_summaries
 
 #: analysis arguments the reproduction sets itself (from the experiment, the command line, its folder)
@@ -200,3 +205,35 @@ def _check_claim(claim, where: str, experiments) -> None:
     for split in claim.splits:
         if split != "mean" and (not split.isdigit() or int(split) not in experiment.splits):
             raise CardError(f"{where}.splits: {split!r} is not a split of {experiment.name!r} or 'mean'")
+
+
+def parse_card(data: object, where: str = "card") -> PaperCard:
+    """A PaperCard from parsed JSON, checked (CardError naming the key on the first problem)."""
+    card = parse_fields(PaperCard, data, where)
+    check_card(card, where)
+    return card
+
+
+def card_path(name_or_path: str) -> Path:
+    """A registered card's file (`bench/papers/cards/<name>.json`) or a path to a card file."""
+    if NAME.match(name_or_path) and (CARDS_DIR / f"{name_or_path}.json").is_file():
+        return CARDS_DIR / f"{name_or_path}.json"
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        return path
+    raise BenchError(f"no paper card {name_or_path!r}: give a card's name ({', '.join(card_names()) or 'none'}) "
+                     "or the path of a card's .json file")
+
+
+def load_card(name_or_path: str) -> PaperCard:
+    """Read and check a card by name or path (BenchError: one line)."""
+    path = card_path(name_or_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CardError(f"{path}: not a JSON card ({exc})") from None
+    return parse_card(data, path.name)
+
+
+def card_names() -> List[str]:
+    return sorted(p.stem for p in CARDS_DIR.glob("*.json"))

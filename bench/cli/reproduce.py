@@ -1,0 +1,128 @@
+"""`python -m bench reproduce`: its command line, `--list` (the cards) and `--plan` (what a reproduction would run,
+with an estimate of its time from recorded timings: the folder's own reproduction.json, else the committed
+results of the same card and dataset under docs/results/; nothing is run). The running: `bench.cli.reproduce_run`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from bench.cli.reproduce_run import default_out, run_groups, selected, with_train_seeds
+from bench.core.errors import BenchError
+from bench.core.log import format_seconds
+from bench.papers.loader import card_names, load_card
+from bench.runs.config import RunConfig
+
+#: committed reproductions (`docs/results/<card>-<dataset>/reproduction.json`) in a source checkout
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+
+
+def list_cards() -> None:
+    for name in card_names():
+        card = load_card(name)
+        runs = sum(e.is_run for e in card.experiments)
+        print(f"{name:<14}{card.title} ({card.dataset}): {runs} runs, {len(card.experiments) - runs} analyses, "
+              f"{len(card.tables)} tables, {len(card.claims)} claims")
+
+
+def recorded_timings(out: Path, card: str, dataset: str) -> Optional[Dict]:
+    """The timings of the folder's reproduction.json, else of the committed one; None without either."""
+    for path in (out / "reproduction.json", RESULTS / f"{card}-{dataset}" / "reproduction.json"):
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text())
+                return {**record["timings"], "source": str(path)}
+            except (ValueError, KeyError, TypeError):
+                continue
+    return None
+
+
+def _done_cells(run_dir: Path, method: str) -> int:
+    return len(list((run_dir / "episodes").glob(f"{method}__*.csv"))) if run_dir.is_dir() else 0
+
+
+def print_plan(args: argparse.Namespace) -> None:
+    from methods import METHODS
+
+    card = load_card(args.card)
+    experiments = [with_train_seeds(e, args.train_seeds) for e in selected(card, args.only)]
+    out = Path(args.out) if args.out else default_out(card, args.dataset)
+    timings = recorded_timings(out, card.name, args.dataset)
+    seconds, unknown = 0.0, []
+    print(f"{card.name}: {card.title}; on {args.dataset}" + ("" if args.dataset == card.dataset else
+                                                              f" (the paper's: {card.dataset})") + f"; into {out}")
+    for group in run_groups(card, experiments):
+        run_dir = out / "runs" / group.name
+        print(f"run {group.name} ({', '.join(e.name for e in group.experiments)}):")
+        seen: List[str] = []
+        for experiment in group.experiments:
+            for method in [m for m in experiment.methods if m not in seen]:
+                seen.append(method)
+                trains = len(experiment.train_seeds)
+                cells = len(experiment.splits) * len(experiment.shots) * len(experiment.seeds) * trains
+                pending = max(cells - _done_cells(run_dir, method), 0)
+                learned = METHODS.card(method).trainable and not experiment.weights
+                trainings = len(experiment.splits) * trains if learned and pending else 0
+                print(f"  {method:<22}{pending}/{cells} cells to evaluate"
+                      + (f", up to {trainings} trainings (splits {' '.join(map(str, experiment.splits))} x train "
+                         f"seeds {' '.join(map(str, experiment.train_seeds))}; existing checkpoints are reused)"
+                         if trainings else ""))
+                for count, kind in ((pending, "cell"), (trainings, "training")):
+                    value = (timings or {}).get(kind, {}).get(method)
+                    if count and value is None:
+                        unknown.append(f"{method} {kind}")
+                    seconds += count * (value or 0.0)
+    for experiment in experiments:
+        if not experiment.is_run:
+            done = (out / "analyses" / experiment.name / "done.json").is_file()
+            print(f"analysis {experiment.name}: python -m analyses.{experiment.analysis}"
+                  + (" (done)" if done else ""))
+            value = (timings or {}).get("analysis", {}).get(experiment.name)
+            if not done and value is None:
+                unknown.append(f"{experiment.name}")
+            seconds += 0 if done else (value or 0.0)
+    source = f"recorded timings of {timings['source']}" if timings else "no recorded timings"
+    print(f"estimate: {format_seconds(seconds)} of the work with {source}"
+          + (f"; without a timing: {', '.join(unknown)}" if unknown else ""))
+
+
+#: the `bench run` options `bench reproduce` takes (the experiments set the grid; --out is the folder's)
+REPRODUCE_FIELDS = ("plugin", "dataset", "fold_convention", "data_root", "lists", "device", "batch_size", "quiet",
+                    "log_file", "executor", "address", "connect_timeout", "threads", "cpus_per_task", "partition",
+                    "time_limit", "gpus_per_task", "array_parallelism", "slurm_logs", "profile", "train_seeds",
+                    "train_dataset", "train_data_root", "train_lists", "checkpoints", "no_train", "backbone_weights",
+                    "weights")
+
+
+def add_reproduce_parser(sub) -> None:
+    """`bench reproduce CARD ...` and `bench reproduce --list`."""
+    from bench.cli.arguments import RESAMPLES, add_options
+
+    parser = sub.add_parser("reproduce", help="run a paper card's experiments and check its tables and claims "
+                            "(docs/paper-cards.md)")
+    parser.add_argument("card", nargs="?", help="a card's name (`--list`) or the path of a card's .json file")
+    parser.add_argument("--list", action="store_true", help="list the cards and exit")
+    parser.add_argument("--plan", action="store_true", help="print what would run (trainings, cells, analyses) and "
+                        "an estimate from recorded timings; run nothing")
+    parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments of the card")
+    parser.add_argument("--out", help="the reproduction folder (default runs/reproduce-<card>-<dataset>; re-running "
+                        "resumes)")
+    parser.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples of the intervals "
+                        "(1 to 100000)")
+    add_options(parser, RunConfig, names=REPRODUCE_FIELDS)
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    if args.list:
+        list_cards()
+        return 0
+    if not args.card:
+        raise BenchError("bench reproduce: give a card (`python -m bench reproduce --list` lists them)")
+    if args.plan:
+        print_plan(args)
+        return 0
+    from bench.cli.reproduce_run import reproduce
+
+    reproduce(args)
+    return 0

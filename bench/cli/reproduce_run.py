@@ -1,0 +1,192 @@
+"""`python -m bench reproduce CARD`: every experiment of a paper card run resumably into one folder, then the
+paper's tables and claims compared with what was measured (`bench.papers.outcome`).
+
+The folder (`--out`, default runs/reproduce-<card>-<dataset>):
+  reproduce.json            what the folder reproduces (card, its sha256, dataset); another card is refused
+  runs/<name>/              one run directory per protocol (`bench run --out`; named after its first experiment),
+                            grown by the experiments that share it
+  analyses/<experiment>/    each analysis experiment's outputs, with done.json once it finished
+  reproduction.json / .md / .html   the comparison, rewritten from the saved results at the end of each call
+Interrupted, the same command continues: finished cells, checkpoints and analyses are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from bench.cli.arguments import build
+from bench.core.environment import home_path
+from bench.core.errors import BenchError
+from bench.core.fileio import atomic_write_json, read_json, sha256_file
+from bench.core.log import format_seconds, log
+from bench.papers.card import Experiment, PaperCard
+from bench.papers.loader import analysis_argv, card_path, load_card, run_key
+from bench.runs.config import RunConfig
+
+#: `bench reproduce` options passed to each analysis command as they are (flag, attribute)
+ANALYSIS_PASS = ("dataset", "data_root", "lists", "train_dataset", "train_data_root", "profile", "backbone_weights",
+                 "checkpoints", "no_train", "device", "quiet", "plugin")
+
+
+@dataclass
+class RunGroup:
+    """The run experiments that share one run directory (one protocol and one way of getting weights)."""
+
+    name: str
+    experiments: List[Experiment] = field(default_factory=list)
+
+    @property
+    def methods(self) -> List[str]:
+        return list(dict.fromkeys(m for e in self.experiments for m in e.methods))
+
+
+def selected(card: PaperCard, only: Optional[List[str]]) -> List[Experiment]:
+    """The card's experiments, or those named by --only (unknown names refused)."""
+    names = [e.name for e in card.experiments]
+    for name in only or []:
+        if name not in names:
+            raise BenchError(f"--only {name}: the card {card.name} has no such experiment (it has {', '.join(names)})")
+    return [e for e in card.experiments if not only or e.name in only]
+
+
+def with_train_seeds(experiment: Experiment, train_seeds: Optional[List[int]]) -> Experiment:
+    if not train_seeds or not experiment.is_run:
+        return experiment
+    from dataclasses import replace
+
+    return replace(experiment, train_seeds=list(dict.fromkeys(train_seeds)))
+
+
+def run_groups(card: PaperCard, experiments: List[Experiment]) -> List[RunGroup]:
+    """The selected run experiments grouped by run directory, in the card's order; a directory is named after
+    the card's first experiment of its protocol, whatever --only selects."""
+    names: Dict[tuple, str] = {}
+    for experiment in card.experiments:
+        if experiment.is_run:
+            names.setdefault(run_key(experiment), experiment.name)
+    groups: "OrderedDict[tuple, RunGroup]" = OrderedDict()
+    for experiment in experiments:
+        if experiment.is_run:
+            key = run_key(experiment)
+            groups.setdefault(key, RunGroup(names.get(key, experiment.name))).experiments.append(experiment)
+    return list(groups.values())
+
+
+def default_out(card: PaperCard, dataset: str) -> Path:
+    return home_path("runs") / f"reproduce-{card.name}-{dataset}"
+
+
+def check_folder(out: Path, card: PaperCard, path: Path, dataset: str) -> None:
+    """Claim `out` for this card and dataset, refusing a folder that reproduces another one."""
+    marker = out / "reproduce.json"
+    mine = {"card": card.name, "dataset": dataset}
+    if marker.is_file():
+        recorded = read_json(marker, "reproduce.json")
+        if not isinstance(recorded, dict) or {k: recorded.get(k) for k in mine} != mine:
+            raise BenchError(f"{out} reproduces {recorded.get('card') if isinstance(recorded, dict) else '?'} on "
+                             f"{recorded.get('dataset') if isinstance(recorded, dict) else '?'}: give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, {**mine, "card_sha256": sha256_file(path)})
+
+
+def run_config(args: argparse.Namespace, experiment: Experiment, methods: List[str], out: Path) -> RunConfig:
+    """The `bench run` config of a group's methods with one training-seed set (`experiment`'s)."""
+    values = dict(vars(args))
+    values.update(methods=methods, splits=experiment.splits, shots=experiment.shots, seeds=experiment.seeds,
+                  episodes=experiment.episodes, identical_input=experiment.identical_input, out=str(out),
+                  train_seed=experiment.train_seeds[0],
+                  train_seeds=experiment.train_seeds if len(experiment.train_seeds) > 1 else None,
+                  weights=args.weights if experiment.weights else None,
+                  weights_variant=experiment.weights_variant or None, **experiment.options)
+    return build(RunConfig, argparse.Namespace(**values))
+
+
+def run_group(args: argparse.Namespace, group: RunGroup, out: Path) -> Path:
+    """Run (or resume) every experiment of a group into its run directory."""
+    from bench.runs.run import run
+
+    run_dir = out / "runs" / group.name
+    done: set = set()
+    for experiment in group.experiments:
+        if experiment.weights and not args.weights:
+            raise BenchError(f"experiment {experiment.name} evaluates the authors' published checkpoints: give them "
+                             "with --weights DIR (see `python -m bench weights`)")
+        methods = [m for m in experiment.methods if m not in done]
+        done.update(methods)
+        if methods:
+            log(f"bench reproduce: {experiment.name}: {', '.join(methods)} into {run_dir}")
+            run(run_config(args, experiment, methods, run_dir))
+    return run_dir
+
+
+def analysis_command(args: argparse.Namespace, experiment: Experiment, folder: Path) -> List[str]:
+    """The argv of `python -m analyses.<name>` for an analysis experiment."""
+    argv = analysis_argv(experiment) + ["--out", str(folder)]
+    for name in ANALYSIS_PASS:
+        value = getattr(args, name, None)
+        if value in (None, False, []):
+            continue
+        flag = "--" + name.replace("_", "-")
+        argv += [flag] if value is True else [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
+    return argv
+
+
+def run_analysis(args: argparse.Namespace, experiment: Experiment, out: Path) -> Path:
+    """Run an analysis experiment unless its folder records the same command as done."""
+    folder = out / "analyses" / experiment.name
+    argv = analysis_command(args, experiment, folder)
+    done = folder / "done.json"
+    if done.is_file():
+        record = read_json(done, "done.json")
+        if isinstance(record, dict) and record.get("argv") == argv:
+            log(f"bench reproduce: {experiment.name}: done earlier ({folder})")
+            return folder
+    log(f"bench reproduce: {experiment.name}: python -m analyses.{experiment.analysis} {' '.join(argv)}")
+    start = time.perf_counter()
+    status = importlib.import_module(f"analyses.{experiment.analysis}").main(argv)
+    if status:
+        raise BenchError(f"experiment {experiment.name}: `python -m analyses.{experiment.analysis}` failed "
+                         f"(exit status {status}; its error is above)")
+    atomic_write_json(done, {"argv": argv, "seconds": round(time.perf_counter() - start, 1)})
+    return folder
+
+
+def write_reproduction(card: PaperCard, out: Path, card_file: Path, dataset: str, resamples: int) -> List[Path]:
+    """reproduction.json (from the saved results of every run experiment of the card present in `out`), .md, .html."""
+    from bench.papers.outcome import reproduction
+    from reports.reproduction import write_pages
+
+    run_of = {e.name: g.name for g in run_groups(card, card.experiments) for e in g.experiments}
+    record = reproduction(card, out, run_of, dataset, resamples)
+    record["card_sha256"] = sha256_file(card_file)
+    atomic_write_json(out / "reproduction.json", record)
+    return [out / "reproduction.json", *write_pages(record, out)]
+
+
+def reproduce(args: argparse.Namespace) -> Path:
+    """Run what is missing of the card's experiments, then write the reproduction files; returns the folder."""
+    card = load_card(args.card)
+    path = card_path(args.card)
+    experiments = [with_train_seeds(e, args.train_seeds) for e in selected(card, args.only)]
+    out = Path(args.out) if args.out else default_out(card, args.dataset)
+    check_folder(out, card, path, args.dataset)
+    if args.dataset != card.dataset:
+        print(f"{card.name} reports {card.dataset}; this reproduction runs on {args.dataset}: its claims and "
+              "orderings are compared, not the absolute numbers")
+    start = time.perf_counter()
+    for group in run_groups(card, experiments):
+        run_group(args, group, out)
+    for experiment in experiments:
+        if not experiment.is_run:
+            run_analysis(args, experiment, out)
+    files = write_reproduction(card, out, path, args.dataset, args.resamples)
+    log(f"bench reproduce: {card.name} on {args.dataset} in {format_seconds(time.perf_counter() - start)}")
+    for item in files:
+        print(f"written: {item}")
+    return out
+

@@ -46,25 +46,32 @@ def claim_row(claim: Dict) -> List[str]:
             f"{len(claim['parts'])}", detail]
 
 
-def markdown(record: Dict) -> str:
-    """reproduction.md: the header, each table, the claims table."""
-    lines = header_lines(record)
-    lines += ["## Claims", "", "| id | claim (where) | checked as | outcome | parts | deciding part: difference [95% CI] |",
-              "|---|---|---|---|---|---|"]
+def claims_markdown(record: Dict) -> List[str]:
+    """The claims table (and the count of each outcome) as Markdown lines."""
+    lines = ["| id | claim (where) | checked as | outcome | parts | deciding part: difference [95% CI] |",
+             "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in claim_row(c)) + " |" for c in record["claims"]]
     counts = {o: sum(c["outcome"] == o for c in record["claims"]) for o in OUTCOME_MARK}
-    lines += ["", ", ".join(f"{n} {o}" for o, n in counts.items() if n), ""]
+    return lines + ["", ", ".join(f"{n} {o}" for o, n in counts.items() if n)]
+
+
+def table_markdown(record: Dict, table: Dict) -> List[str]:
+    """One paper table side by side with the measured numbers, as Markdown lines."""
+    lines = [(f"mean of each column of `{table['file']}` over its rows" if table["file"] else table["metric"])
+             + f", experiment `{table['experiment']}`; each cell: paper / measured [95% CI]"
+             + (" (measured - paper)" if record["on_paper_dataset"] else "")
+             + (f". **{table['note']}**" if table["note"] else ""), ""]
+    lines += ["| row | shot | " + " | ".join(table["columns"]) + " |", "|---|---|" + "---|" * len(table["columns"])]
+    for row in table["rows"]:
+        lines.append(f"| {row['label']} | {row['shot']} | " + " | ".join(cell_text(c) for c in row["cells"]) + " |")
+    return lines
+
+
+def markdown(record: Dict) -> str:
+    """reproduction.md: the header, the claims table, each table, the recorded timings."""
+    lines = header_lines(record) + ["## Claims", ""] + claims_markdown(record) + [""]
     for table in record["tables"]:
-        lines += [f"## {table['where']}: {table['title']}", "",
-                  (f"mean of each column of `{table['file']}` over its rows" if table["file"] else table["metric"])
-                  + f", experiment `{table['experiment']}`; each cell: paper / measured [95% CI]"
-                  + (" (measured - paper)" if record["on_paper_dataset"] else "")
-                  + (f". **{table['note']}**" if table["note"] else ""), ""]
-        lines += ["| row | shot | " + " | ".join(table["columns"]) + " |",
-                  "|---|---|" + "---|" * len(table["columns"])]
-        for row in table["rows"]:
-            lines.append(f"| {row['label']} | {row['shot']} | " + " | ".join(cell_text(c) for c in row["cells"]) + " |")
-        lines.append("")
+        lines += [f"## {table['where']}: {table['title']}", ""] + table_markdown(record, table) + [""]
     timings = record["timings"]
     if timings["training"] or timings["cell"]:
         lines += ["## Recorded timings (seconds)", "", "| method | training (median per checkpoint) | cell (median) |",

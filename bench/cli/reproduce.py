@@ -49,7 +49,7 @@ def print_plan(args: argparse.Namespace) -> None:
     experiments = [with_train_seeds(e, args.train_seeds) for e in selected(card, args.only)]
     out = Path(args.out) if args.out else default_out(card, args.dataset)
     timings = recorded_timings(out, card.name, args.dataset)
-    seconds, unknown = 0.0, []
+    seconds, unknown, trained = 0.0, [], set()
     print(f"{card.name}: {card.title}; on {args.dataset}" + ("" if args.dataset == card.dataset else
                                                               f" (the paper's: {card.dataset})") + f"; into {out}")
     for group in run_groups(card, experiments):
@@ -59,18 +59,17 @@ def print_plan(args: argparse.Namespace) -> None:
         for experiment in group.experiments:
             for method in [m for m in experiment.methods if m not in seen]:
                 seen.append(method)
-                trains = len(experiment.train_seeds)
-                cells = len(experiment.splits) * len(experiment.shots) * len(experiment.seeds) * trains
+                cells = len(experiment.splits) * len(experiment.shots) * len(experiment.seeds) * len(experiment.train_seeds)
                 pending = max(cells - _done_cells(run_dir, method), 0)
                 learned = METHODS.card(method).trainable and not experiment.weights
-                trainings = len(experiment.splits) * trains if learned and pending else 0
+                new = {(method, s, t) for s in experiment.splits for t in experiment.train_seeds} - trained
+                trainings = len(new) if learned and pending else 0
+                trained |= new if trainings else set()
                 print(f"  {method:<22}{pending}/{cells} cells to evaluate"
-                      + (f", up to {trainings} trainings (splits {' '.join(map(str, experiment.splits))} x train "
-                         f"seeds {' '.join(map(str, experiment.train_seeds))}; existing checkpoints are reused)"
-                         if trainings else ""))
+                      + (f", {trainings} trainings unless their checkpoints exist" if trainings else ""))
                 for count, kind in ((pending, "cell"), (trainings, "training")):
                     value = (timings or {}).get(kind, {}).get(method)
-                    if count and value is None:
+                    if count and value is None and f"{method} {kind}" not in unknown:
                         unknown.append(f"{method} {kind}")
                     seconds += count * (value or 0.0)
     for experiment in experiments:
@@ -82,9 +81,12 @@ def print_plan(args: argparse.Namespace) -> None:
             if not done and value is None:
                 unknown.append(f"{experiment.name}")
             seconds += 0 if done else (value or 0.0)
-    source = f"recorded timings of {timings['source']}" if timings else "no recorded timings"
-    print(f"estimate: {format_seconds(seconds)} of the work with {source}"
-          + (f"; without a timing: {', '.join(unknown)}" if unknown else ""))
+    if not timings:
+        print("estimate: unknown (no recorded timings: neither this folder's reproduction.json nor a committed one "
+              f"for {card.name} on {args.dataset})")
+        return
+    print(f"estimate: {format_seconds(seconds)} (trainings at most; recorded timings of {timings['source']})"
+          + (f"; not counted, no timing recorded: {', '.join(unknown)}" if unknown else ""))
 
 
 #: the `bench run` options `bench reproduce` takes (the experiments set the grid; --out is the folder's)

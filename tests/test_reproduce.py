@@ -150,7 +150,7 @@ def test_bad_cards_are_refused_in_one_line_before_anything_is_written(tmp_path, 
 def test_a_folder_of_another_card_is_refused(reproduced, tmp_path, capsys):
     card = write_card(tmp_path, {**CARD, "name": "other"}, "other.json")
     assert main(reproduce_args(card, reproduced["out"])) == 2
-    assert "reproduces tiny on synthetic-tiny" in capsys.readouterr().err
+    assert "reproduces tiny on synthetic-tiny with overrides {}" in capsys.readouterr().err
 
 
 def test_unknown_experiment_in_only_is_refused(tmp_path, capsys):

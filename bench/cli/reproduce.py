@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from bench.cli.reproduce_run import default_out, run_groups, selected, with_train_seeds
+from bench.cli.reproduce_run import default_out, experiments_of, run_groups
 from bench.core.errors import BenchError
 from bench.core.log import format_seconds
 from bench.papers.loader import card_names, load_card
@@ -46,13 +46,13 @@ def print_plan(args: argparse.Namespace) -> None:
     from methods import METHODS
 
     card = load_card(args.card)
-    experiments = [with_train_seeds(e, args.train_seeds) for e in selected(card, args.only)]
+    everything, experiments = experiments_of(card, args)
     out = Path(args.out) if args.out else default_out(card, args.dataset)
     timings = recorded_timings(out, card.name, args.dataset)
     seconds, unknown, trained = 0.0, [], set()
     print(f"{card.name}: {card.title}; on {args.dataset}" + ("" if args.dataset == card.dataset else
                                                               f" (the paper's: {card.dataset})") + f"; into {out}")
-    for group in run_groups(card, experiments):
+    for group in run_groups(everything, experiments):
         run_dir = out / "runs" / group.name
         print(f"run {group.name} ({', '.join(e.name for e in group.experiments)}):")
         seen: List[str] = []
@@ -99,7 +99,9 @@ REPRODUCE_FIELDS = ("plugin", "dataset", "fold_convention", "data_root", "lists"
 
 def add_reproduce_parser(sub) -> None:
     """`bench reproduce CARD ...` and `bench reproduce --list`."""
-    from bench.cli.arguments import RESAMPLES, add_options
+    from bench.cli.arguments import RESAMPLES, add_options, field_type
+
+    SEED, EPISODES = field_type(RunConfig, "seeds"), field_type(RunConfig, "episodes")
 
     parser = sub.add_parser("reproduce", help="run a paper card's experiments and check its tables and claims "
                             "(docs/paper-cards.md)")
@@ -110,6 +112,10 @@ def add_reproduce_parser(sub) -> None:
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments of the card")
     parser.add_argument("--out", help="the reproduction folder (default runs/reproduce-<card>-<dataset>; re-running "
                         "resumes)")
+    parser.add_argument("--seeds", nargs="+", type=SEED, metavar="S", help="replace every run experiment's episode "
+                        "sets (a quicker, smaller reproduction: its protocol, and so its run directories, differ)")
+    parser.add_argument("--episodes", type=EPISODES, metavar="N", help="replace every run experiment's episodes per "
+                        "(split, shot, seed) (likewise)")
     parser.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples of the intervals "
                         "(1 to 100000)")
     add_options(parser, RunConfig, names=REPRODUCE_FIELDS)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Tuple
 
 from bench.cli.arguments import build
 from bench.core.environment import home_path
@@ -45,28 +46,32 @@ class RunGroup:
         return list(dict.fromkeys(m for e in self.experiments for m in e.methods))
 
 
-def selected(card: PaperCard, only: Optional[List[str]]) -> List[Experiment]:
-    """The card's experiments, or those named by --only (unknown names refused)."""
+def experiments_of(card: PaperCard, args: argparse.Namespace) -> Tuple[List[Experiment], List[Experiment]]:
+    """(every experiment of the card, those --only selects), with the command line's overrides; an unknown
+    name in --only is refused."""
     names = [e.name for e in card.experiments]
-    for name in only or []:
+    for name in args.only or []:
         if name not in names:
             raise BenchError(f"--only {name}: the card {card.name} has no such experiment (it has {', '.join(names)})")
-    return [e for e in card.experiments if not only or e.name in only]
+    everything = [with_overrides(e, args) for e in card.experiments]
+    return everything, [e for e in everything if not args.only or e.name in args.only]
 
 
-def with_train_seeds(experiment: Experiment, train_seeds: Optional[List[int]]) -> Experiment:
-    if not train_seeds or not experiment.is_run:
+def with_overrides(experiment: Experiment, args: argparse.Namespace) -> Experiment:
+    """A run experiment with the command line's --train-seeds, --seeds and --episodes, where given."""
+    if not experiment.is_run:
         return experiment
-    from dataclasses import replace
+    changes = {name: list(dict.fromkeys(value)) if isinstance(value, list) else value
+               for name in ("train_seeds", "seeds", "episodes") if (value := getattr(args, name, None))}
+    return replace(experiment, **changes) if changes else experiment
 
-    return replace(experiment, train_seeds=list(dict.fromkeys(train_seeds)))
 
-
-def run_groups(card: PaperCard, experiments: List[Experiment]) -> List[RunGroup]:
-    """The selected run experiments grouped by run directory, in the card's order; a directory is named after
-    the card's first experiment of its protocol, whatever --only selects."""
+def run_groups(everything: List[Experiment], experiments: List[Experiment]) -> List[RunGroup]:
+    """The run `experiments` grouped by run directory, in the card's order; a directory is named after the first
+    experiment of its protocol among `everything` (all the card's, with the same overrides), whatever --only
+    selects."""
     names: Dict[tuple, str] = {}
-    for experiment in card.experiments:
+    for experiment in everything:
         if experiment.is_run:
             names.setdefault(run_key(experiment), experiment.name)
     groups: "OrderedDict[tuple, RunGroup]" = OrderedDict()
@@ -81,15 +86,17 @@ def default_out(card: PaperCard, dataset: str) -> Path:
     return home_path("runs") / f"reproduce-{card.name}-{dataset}"
 
 
-def check_folder(out: Path, card: PaperCard, path: Path, dataset: str) -> None:
-    """Claim `out` for this card and dataset, refusing a folder that reproduces another one."""
+def check_folder(out: Path, card: PaperCard, path: Path, args: argparse.Namespace) -> None:
+    """Claim `out` for this card, dataset and overrides, refusing a folder that holds another reproduction."""
     marker = out / "reproduce.json"
-    mine = {"card": card.name, "dataset": dataset}
+    mine = {"card": card.name, "dataset": args.dataset,
+            "overrides": {k: getattr(args, k) for k in ("seeds", "episodes", "train_seeds") if getattr(args, k, None)}}
     if marker.is_file():
         recorded = read_json(marker, "reproduce.json")
         if not isinstance(recorded, dict) or {k: recorded.get(k) for k in mine} != mine:
-            raise BenchError(f"{out} reproduces {recorded.get('card') if isinstance(recorded, dict) else '?'} on "
-                             f"{recorded.get('dataset') if isinstance(recorded, dict) else '?'}: give another --out")
+            what = recorded if isinstance(recorded, dict) else {}
+            raise BenchError(f"{out} reproduces {what.get('card', '?')} on {what.get('dataset', '?')} with overrides "
+                             f"{json.dumps(what.get('overrides', {}))}: give another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(marker, {**mine, "card_sha256": sha256_file(path)})
 
@@ -156,12 +163,13 @@ def run_analysis(args: argparse.Namespace, experiment: Experiment, out: Path) ->
     return folder
 
 
-def write_reproduction(card: PaperCard, out: Path, card_file: Path, dataset: str, resamples: int) -> List[Path]:
-    """reproduction.json (from the saved results of every run experiment of the card present in `out`), .md, .html."""
+def write_reproduction(card: PaperCard, everything: List[Experiment], out: Path, card_file: Path, dataset: str,
+                       resamples: int) -> List[Path]:
+    """reproduction.json (from the saved results of every experiment of the card present in `out`), .md, .html."""
     from bench.papers.outcome import reproduction
     from reports.reproduction import write_pages
 
-    run_of = {e.name: g.name for g in run_groups(card, card.experiments) for e in g.experiments}
+    run_of = {e.name: g.name for g in run_groups(everything, everything) for e in g.experiments}
     record = reproduction(card, out, run_of, dataset, resamples)
     record["card_sha256"] = sha256_file(card_file)
     atomic_write_json(out / "reproduction.json", record)
@@ -172,19 +180,19 @@ def reproduce(args: argparse.Namespace) -> Path:
     """Run what is missing of the card's experiments, then write the reproduction files; returns the folder."""
     card = load_card(args.card)
     path = card_path(args.card)
-    experiments = [with_train_seeds(e, args.train_seeds) for e in selected(card, args.only)]
+    everything, experiments = experiments_of(card, args)
     out = Path(args.out) if args.out else default_out(card, args.dataset)
-    check_folder(out, card, path, args.dataset)
+    check_folder(out, card, path, args)
     if args.dataset != card.dataset:
         print(f"{card.name} reports {card.dataset}; this reproduction runs on {args.dataset}: its claims and "
               "orderings are compared, not the absolute numbers")
     start = time.perf_counter()
-    for group in run_groups(card, experiments):
+    for group in run_groups(everything, experiments):
         run_group(args, group, out)
     for experiment in experiments:
         if not experiment.is_run:
             run_analysis(args, experiment, out)
-    files = write_reproduction(card, out, path, args.dataset, args.resamples)
+    files = write_reproduction(card, everything, out, path, args.dataset, args.resamples)
     log(f"bench reproduce: {card.name} on {args.dataset} in {format_seconds(time.perf_counter() - start)}")
     for item in files:
         print(f"written: {item}")

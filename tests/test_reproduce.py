@@ -92,6 +92,8 @@ def test_reproduction_record(reproduced):
     assert cell["paper"] == 50.0 and cell["lower"] <= cell["measured"] <= cell["upper"]
     assert cell["difference"] == pytest.approx(cell["measured"] - 50.0, abs=1e-3)
     assert record["timings"]["training"]["panet"] > 0
+    assert record["reports"] == {"main": "runs/main/report.html"}
+    assert (reproduced["out"] / "runs" / "main" / "report.html").is_file()
     markdown = (reproduced["out"] / "reproduction.md").read_text()
     assert "| impossible |" in markdown and "FAILS" in markdown and "## Table 1: mIoU" in markdown
     assert "<script" not in (reproduced["out"] / "reproduction.html").read_text()

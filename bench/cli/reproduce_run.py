@@ -163,6 +163,22 @@ def run_analysis(args: argparse.Namespace, experiment: Experiment, out: Path) ->
     return folder
 
 
+def run_reports(out: Path, names: List[str], resamples: int) -> Dict[str, str]:
+    """`bench report` of each finished run directory (kept while its episodes.csv is older): run -> its path."""
+    from reports.render import render_report
+
+    reports = {}
+    for name in names:
+        run_dir = out / "runs" / name
+        if not (run_dir / "episodes.csv").is_file():
+            continue
+        page = run_dir / "report.html"
+        if not page.is_file() or page.stat().st_mtime < (run_dir / "episodes.csv").stat().st_mtime:
+            render_report(run_dir, page, resamples, qualitative=0)
+        reports[name] = page.relative_to(out).as_posix()
+    return reports
+
+
 def write_reproduction(card: PaperCard, everything: List[Experiment], out: Path, card_file: Path, dataset: str,
                        resamples: int) -> List[Path]:
     """reproduction.json (from the saved results of every experiment of the card present in `out`), .md, .html."""
@@ -172,6 +188,7 @@ def write_reproduction(card: PaperCard, everything: List[Experiment], out: Path,
     run_of = {e.name: g.name for g in run_groups(everything, everything) for e in g.experiments}
     record = reproduction(card, out, run_of, dataset, resamples)
     record["card_sha256"] = sha256_file(card_file)
+    record["reports"] = run_reports(out, list(record["runs"]), resamples)
     atomic_write_json(out / "reproduction.json", record)
     return [out / "reproduction.json", *write_pages(record, out)]
 

@@ -85,6 +85,9 @@ class Reproduction(TypedDict):
     tables: List[TableResult]
     claims: List[ClaimResult]
     timings: Dict[str, Dict[str, float]]
+    #: added by `bench reproduce`: the card file's sha256 and each run directory's `bench report` page
+    card_sha256: str
+    reports: Dict[str, str]
 
 
 def _number(value) -> Optional[float]:

@@ -109,6 +109,8 @@ def add_reproduce_parser(sub) -> None:
     parser.add_argument("--list", action="store_true", help="list the cards and exit")
     parser.add_argument("--plan", action="store_true", help="print what would run (trainings, cells, analyses) and "
                         "an estimate from recorded timings; run nothing")
+    parser.add_argument("--no-run", action="store_true", help="write the reproduction files from what the folder "
+                        "holds (an interrupted or partial reproduction); run nothing")
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments of the card")
     parser.add_argument("--out", help="the reproduction folder (default runs/reproduce-<card>-<dataset>; re-running "
                         "resumes)")

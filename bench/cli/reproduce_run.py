@@ -113,22 +113,29 @@ def run_config(args: argparse.Namespace, experiment: Experiment, methods: List[s
     return build(RunConfig, argparse.Namespace(**values))
 
 
-def run_group(args: argparse.Namespace, group: RunGroup, out: Path) -> Path:
-    """Run (or resume) every experiment of a group into its run directory."""
+def schedule(groups: List[RunGroup], experiments: List[Experiment]) -> List[Tuple[Experiment, str, str]]:
+    """The steps of a reproduction as (experiment, method or "", run directory name or ""), method by method:
+    first the analyses that need no trained method, then each method (in the card's order) in every run
+    directory it belongs to, followed by the analyses of that method; so an interrupted reproduction has
+    whole methods to show, and each `bench run` call leaves a finished run directory."""
+    analyses = [e for e in experiments if not e.is_run]
+    steps = [(e, "", "") for e in analyses if "method" not in e.args]
+    methods = list(dict.fromkeys(m for g in groups for e in g.experiments for m in e.methods))
+    for method in methods:
+        for group in groups:
+            owner = next((e for e in group.experiments if method in e.methods), None)
+            if owner is not None:
+                steps.append((owner, method, group.name))
+        steps += [(e, "", "") for e in analyses if e.args.get("method") == method]
+    return steps + [(e, "", "") for e in analyses if "method" in e.args and e.args["method"] not in methods]
+
+
+def run_method(args: argparse.Namespace, experiment: Experiment, method: str, run_dir: Path) -> None:
+    """Run (or resume) one method of a run experiment into its run directory."""
     from bench.runs.run import run
 
-    run_dir = out / "runs" / group.name
-    done: set = set()
-    for experiment in group.experiments:
-        if experiment.weights and not args.weights:
-            raise BenchError(f"experiment {experiment.name} evaluates the authors' published checkpoints: give them "
-                             "with --weights DIR (see `python -m bench weights`)")
-        methods = [m for m in experiment.methods if m not in done]
-        done.update(methods)
-        if methods:
-            log(f"bench reproduce: {experiment.name}: {', '.join(methods)} into {run_dir}")
-            run(run_config(args, experiment, methods, run_dir))
-    return run_dir
+    log(f"bench reproduce: {experiment.name}: {method} into {run_dir}")
+    run(run_config(args, experiment, [method], run_dir))
 
 
 def analysis_command(args: argparse.Namespace, experiment: Experiment, folder: Path) -> List[str]:
@@ -198,17 +205,22 @@ def reproduce(args: argparse.Namespace) -> Path:
     card = load_card(args.card)
     path = card_path(args.card)
     everything, experiments = experiments_of(card, args)
+    for experiment in experiments:
+        if experiment.weights and not args.weights:
+            raise BenchError(f"experiment {experiment.name} evaluates the authors' published checkpoints: give them "
+                             "with --weights DIR (see `python -m bench weights`)")
     out = Path(args.out) if args.out else default_out(card, args.dataset)
     check_folder(out, card, path, args)
     if args.dataset != card.dataset:
         print(f"{card.name} reports {card.dataset}; this reproduction runs on {args.dataset}: its claims and "
               "orderings are compared, not the absolute numbers")
     start = time.perf_counter()
-    for group in run_groups(everything, experiments):
-        run_group(args, group, out)
-    for experiment in experiments:
-        if not experiment.is_run:
-            run_analysis(args, experiment, out)
+    if not args.no_run:
+        for experiment, method, run_name in schedule(run_groups(everything, experiments), experiments):
+            if method:
+                run_method(args, experiment, method, out / "runs" / run_name)
+            else:
+                run_analysis(args, experiment, out)
     files = write_reproduction(card, everything, out, path, args.dataset, args.resamples)
     log(f"bench reproduce: {card.name} on {args.dataset} in {format_seconds(time.perf_counter() - start)}")
     for item in files:

@@ -93,7 +93,7 @@ def check_folder(out: Path, card: PaperCard, path: Path, args: argparse.Namespac
             "overrides": {k: getattr(args, k) for k in ("seeds", "episodes", "train_seeds") if getattr(args, k, None)}}
     if marker.is_file():
         recorded = read_json(marker, "reproduce.json")
-        if not isinstance(recorded, dict) or {k: recorded.get(k) for k in mine} != mine:
+        if not isinstance(recorded, dict) or {k: recorded.get(k, {} if k == "overrides" else None) for k in mine} != mine:
             what = recorded if isinstance(recorded, dict) else {}
             raise BenchError(f"{out} reproduces {what.get('card', '?')} on {what.get('dataset', '?')} with overrides "
                              f"{json.dumps(what.get('overrides', {}))}: give another --out")

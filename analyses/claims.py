@@ -11,8 +11,9 @@ A leaf of the layers (analyses.stats, numpy and pandas only): `bench reproduce` 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 
 from analyses.stats import bootstrap_mean, paired_difference, paired_difference_over_splits, unpaired_difference
@@ -90,14 +91,31 @@ def shots_claim(episodes: pd.DataFrame, methods: Sequence[str], low: int, high: 
     return _result(parts)
 
 
-def value_claim(frame: pd.DataFrame, column: str, minus: str = "", direction: str = ">", threshold: float = 0.0,
-                resamples: int = 1000, seed: int = 0, label: str = "") -> Dict:
-    """The mean of `column` (minus `minus`, row by row) over the rows of an analysis' table, with a bootstrap
-    interval over its rows."""
+def column_estimate(frame: pd.DataFrame, column: str, minus: str = "", resamples: int = 1000,
+                    seed: int = 0) -> Tuple[float, Optional[float], Optional[float]]:
+    """(value, lower, upper) of a column of an analysis' table: a pooled figure on one row with the interval its
+    analysis computed (`<column>_ci_low` / `_ci_high`), else the mean over the rows (NaN left out; `minus`
+    subtracted row by row) with a bootstrap interval over them; no interval from fewer than two values."""
     for name in (column, minus):
         if name and name not in frame.columns:
             raise ValueError(f"the table has no column {name!r} (it has {', '.join(frame.columns)})")
-    values = frame[column] - frame[minus] if minus else frame[column]
-    mean, lower, upper = bootstrap_mean(values.to_numpy(float), resamples, seed)
+    low, high = f"{column}_ci_low", f"{column}_ci_high"
+    if not minus and len(frame) == 1 and low in frame.columns and high in frame.columns:
+        row = frame.iloc[0]
+        return float(row[column]), float(row[low]), float(row[high])
+    values = (frame[column] - frame[minus] if minus else frame[column]).to_numpy(float)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return (float(values[0]) if len(values) else float("nan")), None, None
+    return bootstrap_mean(values, resamples, seed)
+
+
+def value_claim(frame: pd.DataFrame, column: str, minus: str = "", direction: str = ">", threshold: float = 0.0,
+                resamples: int = 1000, seed: int = 0, label: str = "") -> Dict:
+    """The mean of `column` (minus `minus`, row by row) over the rows of an analysis' table, or its one pooled
+    figure, with its interval (`column_estimate`); without an interval the claim is inconclusive."""
+    value, lower, upper = column_estimate(frame, column, minus, resamples, seed)
     text = label or (f"mean {column} - {minus}" if minus else f"mean {column}")
-    return _result([_part(text, {"difference": mean, "lower": lower, "upper": upper}, direction, threshold)])
+    part = {"part": text, "difference": value, "lower": lower, "upper": upper,
+            "outcome": INCONCLUSIVE if lower is None else verdict(lower, upper, direction, threshold)}
+    return _result([part])

@@ -46,7 +46,7 @@ ALLOWED = {
                    "analyses.metrics", "analyses.summary", "analyses.stats"},
     "bench.papers": {"bench.core", "bench.data", "bench.runs", "bench.papers", "methods", "analyses.metrics",
                      "analyses.summary", "analyses.stats", "analyses.registry", "analyses.claims"},
-    "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
+    "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.papers", "methods",
                 "analyses.metrics", "analyses.summary", "analyses.stats", "analyses.registry", "reports"},
     "analyses": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.cli",
                  "methods", "analyses"},

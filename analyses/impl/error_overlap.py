@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -29,12 +30,11 @@ def region_counts(pred_fss: torch.Tensor, pred_sup: torch.Tensor, target: torch.
             "fp_fss": int(fp_fss.sum()), "fp_sup": int(fp_sup.sum()), "fp_both": int((fp_fss & fp_sup).sum())}
 
 
-def overlap_table(counts: pd.DataFrame) -> dict:
-    """Pooled overlap figures (percent) from per-episode region counts."""
-    t = counts[COUNTS].sum().to_dict()
-
+def _figures(t) -> dict:
+    """The overlap figures (percent) of summed counts `t` (a mapping of COUNTS to numbers or arrays)."""
     def pct(num, den):
-        return 100.0 * num / den if den else float("nan")
+        num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+        return 100.0 * np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
 
     return {"fn_overlap": pct(t["fn_both"], t["fn_fss"] + t["fn_sup"] - t["fn_both"]),
             "fp_overlap": pct(t["fp_both"], t["fp_fss"] + t["fp_sup"] - t["fp_both"]),
@@ -42,6 +42,26 @@ def overlap_table(counts: pd.DataFrame) -> dict:
             "fn_shared_by_supervised": pct(t["fn_both"], t["fn_fss"]),
             "fp_shared_by_supervised": pct(t["fp_both"], t["fp_fss"]),
             "fss_fg_recall": pct(t["tp_fss"], t["gt"]), "supervised_fg_recall": pct(t["tp_sup"], t["gt"])}
+
+
+def overlap_table(counts: pd.DataFrame) -> dict:
+    """Pooled overlap figures (percent) from per-episode region counts."""
+    return {k: float(v) for k, v in _figures(counts[COUNTS].sum().to_dict()).items()}
+
+
+def overlap_intervals(counts: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict:
+    """95% percentile bootstrap intervals of the pooled figures (`<figure>_ci_low` / `_ci_high`): the distinct
+    (query image, class) pairs resampled with replacement, each bringing its episodes, as analyses.stats does;
+    `bench reproduce` reads them for the claims on these figures."""
+    codes = counts.groupby(["query", "class_id"], sort=True).ngroup().to_numpy()
+    n = int(codes.max()) + 1
+    draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)[:, codes]
+    totals = {k: draws @ counts[k].to_numpy(float) for k in COUNTS}
+    out = {}
+    for name, samples in _figures(totals).items():
+        low, high = np.nanpercentile(samples, [2.5, 97.5]) if np.isfinite(samples).any() else (np.nan, np.nan)
+        out.update({f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)})
+    return out
 
 
 def supervised_model(analysis: Analysis):
@@ -61,7 +81,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     with torch.no_grad():
         counts = episode_counts(analysis, method.eval(), supervised.to(analysis.device), sup_size)
     figures = overlap_table(counts)
-    result = pd.DataFrame([{"method": args.method, "split": args.split, "episodes": len(counts), **figures}])
+    result = pd.DataFrame([{"method": args.method, "split": args.split, "episodes": len(counts), **figures,
+                            **overlap_intervals(counts)}])
     analysis.save_table(counts, "episodes")
     analysis.save_table(result, "overlap")
     analysis.save_figure(plot(figures, args.method, args.split), "overlap")

@@ -14,8 +14,8 @@ from typing import Dict, List, Optional, TypedDict
 
 import pandas as pd
 
-from analyses.claims import methods_claim, shots_claim, value_claim
-from analyses.stats import bootstrap_mean, bootstrap_mean_over_splits, bootstrap_miou
+from analyses.claims import column_estimate, methods_claim, shots_claim, value_claim
+from analyses.stats import bootstrap_mean_over_splits, bootstrap_miou
 from analyses.summary import summarize
 from bench.core.environment import git_revision, package_versions
 from bench.core.errors import BenchError
@@ -167,7 +167,7 @@ def _analysis_table(table: Table, measured: Measured, on_paper: bool, resamples:
             for column, paper in zip(table.columns, reported):
                 value = lower = upper = None
                 if frame is not None and column in frame.columns and frame[column].notna().any():
-                    value, lower, upper = bootstrap_mean(frame[column].to_numpy(float), resamples)
+                    value, lower, upper = column_estimate(frame, column, resamples=resamples)
                 cells.append(_cell(column, paper, value, lower, upper, on_paper))
             rows.append({"key": key, "label": label, "shot": shot, "cells": cells})
     return rows

@@ -129,7 +129,7 @@ class Measured:
 
 def _run_table(table: Table, experiment: Experiment, episodes: pd.DataFrame, on_paper: bool,
                resamples: int) -> List[Row]:
-    summary = summarize(episodes) if table.metric == "fbiou" else None
+    summary = summarize(episodes) if table.metric == "fbiou" and not episodes.empty else None
     rows: List[Row] = []
     for key, label in table.rows.items():
         for shot in table.shots:

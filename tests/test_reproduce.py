@@ -159,3 +159,25 @@ def test_unknown_experiment_in_only_is_refused(tmp_path, capsys):
     card = write_card(tmp_path)
     assert main(reproduce_args(card, tmp_path / "out", "--only", "nope")) == 2
     assert "--only nope" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_an_export_resumes_elsewhere_without_redoing_a_cell(reproduced, tmp_path, capsys):
+    """--export copies what the docs need and what resumes the reproduction; a copy resumed on another
+    machine (no checkpoints) only rewrites the aggregates and the comparison."""
+    dest = tmp_path / "exported"
+    assert main(reproduce_args(reproduced["card"], reproduced["out"], "--no-run", "--export", str(dest))) == 0
+    assert (dest / "reproduction.json").is_file() and (dest / "analyses" / "sim" / "pairs.csv").is_file()
+    assert len(list((dest / "runs" / "main" / "episodes").glob("*.csv"))) == 6
+    assert not (dest / "runs" / "main" / "episodes.csv").exists() and not list(dest.rglob("*.svg"))
+    cells = {p.name: p.read_bytes() for p in (dest / "runs" / "main" / "episodes").iterdir()}
+    args = ["reproduce", str(reproduced["card"]), "--dataset", "synthetic-tiny", "--profile", "tiny", "--out",
+            str(dest), "--checkpoints", str(tmp_path / "no-checkpoints"), "--no-train", "--quiet", "--resamples", "200"]
+    assert main(args) == 0
+    assert {p.name: p.read_bytes() for p in (dest / "runs" / "main" / "episodes").iterdir()} == cells
+    resumed = json.loads((dest / "reproduction.json").read_text())
+    original = json.loads((reproduced["out"] / "reproduction.json").read_text())
+    assert [c["outcome"] for c in resumed["claims"]] == [c["outcome"] for c in original["claims"]]
+    assert resumed["tables"] == original["tables"]
+    assert main(reproduce_args(reproduced["card"], reproduced["out"], "--no-run", "--export",
+                               str(reproduced["out"] / "inside"))) == 2
+    assert "outside the reproduction folder" in capsys.readouterr().err

@@ -111,6 +111,9 @@ def add_reproduce_parser(sub) -> None:
                         "an estimate from recorded timings; run nothing")
     parser.add_argument("--no-run", action="store_true", help="write the reproduction files from what the folder "
                         "holds (an interrupted or partial reproduction); run nothing")
+    parser.add_argument("--export", metavar="DIR", help="then copy the comparison and what resumes the reproduction "
+                        "(run records, manifests, cells; analysis tables and figures) to DIR, e.g. "
+                        "docs/results/<card>-<dataset> (docs/paper-cards.md)")
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments of the card")
     parser.add_argument("--out", help="the reproduction folder (default runs/reproduce-<card>-<dataset>; re-running "
                         "resumes)")

@@ -200,6 +200,35 @@ def write_reproduction(card: PaperCard, everything: List[Experiment], out: Path,
     return [out / "reproduction.json", *write_pages(record, out)]
 
 
+#: what `--export` copies: the comparison, and what resumes the reproduction elsewhere (each run directory's
+#: record, manifests, cells and their qualitative arrays, which a finished cell's record names; each analysis'
+#: tables, figures and done.json); not the regenerated aggregates
+#: (episodes.csv, report.html), SVG copies of figures or locks
+EXPORT = ("reproduction.json", "reproduction.md", "reproduce.json", "runs/*/config.json", "runs/*/results.json",
+          "runs/*/summary.csv", "runs/*/manifests/*.csv", "runs/*/episodes/*.csv", "runs/*/episodes/*.json",
+          "runs/*/qualitative/*.npz", "analyses/*/*.csv", "analyses/*/*.png", "analyses/*/done.json")
+
+
+def export(out: Path, dest: Path) -> int:
+    """Copy the EXPORT files of a reproduction folder to `dest` (replacing what it held); the count copied."""
+    import shutil
+
+    if dest.resolve() == out.resolve() or out.resolve() in dest.resolve().parents:
+        raise BenchError(f"--export {dest}: give a folder outside the reproduction folder {out}")
+    if dest.exists():
+        if not (dest / "reproduce.json").is_file():
+            raise BenchError(f"--export {dest} exists and holds no exported reproduction: give a new folder")
+        shutil.rmtree(dest)
+    count = 0
+    for pattern in EXPORT:
+        for path in sorted(out.glob(pattern)):
+            target = dest / path.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            count += 1
+    return count
+
+
 def reproduce(args: argparse.Namespace) -> Path:
     """Run what is missing of the card's experiments, then write the reproduction files; returns the folder."""
     card = load_card(args.card)
@@ -225,5 +254,7 @@ def reproduce(args: argparse.Namespace) -> Path:
     log(f"bench reproduce: {card.name} on {args.dataset} in {format_seconds(time.perf_counter() - start)}")
     for item in files:
         print(f"written: {item}")
+    if args.export:
+        print(f"exported {export(out, Path(args.export))} files to {args.export}")
     return out
 

@@ -152,12 +152,7 @@ def _check_table(card: PaperCard, table, where: str, experiments) -> None:
         for row in table.rows:
             if row not in experiment.methods:
                 raise CardError(f"{where}.rows.{row}: not a method of experiment {experiment.name!r}")
-        for column in table.columns:
-            if column != "mean" and (not column.isdigit() or int(column) not in experiment.splits):
-                raise CardError(f"{where}.columns: {column!r} is not a split of {experiment.name!r} or 'mean'")
-        for shot in table.shots:
-            if shot not in experiment.shots:
-                raise CardError(f"{where}.shots: {shot} is not a shot of experiment {experiment.name!r}")
+        _check_grid(f"{where}.columns", table.columns, f"{where}.shots", table.shots, experiment)
     else:
         if not table.file:
             raise CardError(f"{where}.file: an analysis table names the CSV its columns come from")
@@ -172,6 +167,16 @@ def _check_table(card: PaperCard, table, where: str, experiments) -> None:
                 raise CardError(f"{where}.reported.{row}.{shot}: not a shot of the table")
             if len(values) != len(table.columns):
                 raise CardError(f"{where}.reported.{row}.{shot}: {len(values)} values for {len(table.columns)} columns")
+
+
+def _check_grid(splits_key: str, splits: List[str], shots_key: str, shots: List[int], experiment: Experiment) -> None:
+    """Split columns ("1".."4", "mean") and shots that the run experiment has."""
+    for split in splits:
+        if split != "mean" and (not split.isdigit() or int(split) not in experiment.splits):
+            raise CardError(f"{splits_key}: {split!r} is not a split of {experiment.name!r} or 'mean'")
+    for shot in shots:
+        if shot not in experiment.shots:
+            raise CardError(f"{shots_key}: {shot} is not a shot of experiment {experiment.name!r}")
 
 
 def _check_claim(claim, where: str, experiments) -> None:
@@ -199,12 +204,7 @@ def _check_claim(claim, where: str, experiments) -> None:
         raise CardError(f"{where}.b: a methods claim compares `a` with `b`")
     if claim.kind == "shots" and len(claim.shots) != 2:
         raise CardError(f"{where}.shots: a shots claim compares two shot settings [low, high]")
-    for shot in claim.shots:
-        if shot not in experiment.shots:
-            raise CardError(f"{where}.shots: {shot} is not a shot of experiment {experiment.name!r}")
-    for split in claim.splits:
-        if split != "mean" and (not split.isdigit() or int(split) not in experiment.splits):
-            raise CardError(f"{where}.splits: {split!r} is not a split of {experiment.name!r} or 'mean'")
+    _check_grid(f"{where}.splits", claim.splits, f"{where}.shots", claim.shots, experiment)
 
 
 def parse_card(data: object, where: str = "card") -> PaperCard:

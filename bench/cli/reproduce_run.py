@@ -171,7 +171,8 @@ def run_analysis(args: argparse.Namespace, experiment: Experiment, out: Path) ->
 
 
 def run_reports(out: Path, names: List[str], resamples: int) -> Dict[str, str]:
-    """`bench report` of each finished run directory (kept while its episodes.csv is older): run -> its path."""
+    """`bench report` of each finished run directory (kept while its episodes.csv is older; none for a run with
+    a method not finished): run -> its page."""
     from reports.render import render_report
 
     reports = {}
@@ -181,7 +182,11 @@ def run_reports(out: Path, names: List[str], resamples: int) -> Dict[str, str]:
             continue
         page = run_dir / "report.html"
         if not page.is_file() or page.stat().st_mtime < (run_dir / "episodes.csv").stat().st_mtime:
-            render_report(run_dir, page, resamples, qualitative=0)
+            try:
+                render_report(run_dir, page, resamples, qualitative=0)
+            except BenchError as exc:  # a method of the run not finished (an interrupted reproduction)
+                log(f"bench reproduce: no report of {run_dir}: {exc}")
+                continue
         reports[name] = page.relative_to(out).as_posix()
     return reports
 

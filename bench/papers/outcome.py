@@ -1,7 +1,8 @@
 """reproduction.json: a card's tables and claims computed from the saved results of a reproduction folder.
 
-Everything is recomputed from the run directories' per-episode rows (verified by `load_results`) and the
-analyses' CSV files; nothing is read from a stored metric. The schema is `Reproduction` below, versioned by
+Everything is recomputed from the run directories' per-episode rows (each finished method's cells, checked
+against their records by `load_finished_methods`; a method not finished counts as not run) and the analyses'
+CSV files; nothing is read from a stored metric. The schema is `Reproduction` below, versioned by
 `SCHEMA_VERSION` (bumped when a field is removed or changes meaning).
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bench.core.environment import git_revision, package_versions
 from bench.core.errors import BenchError
 from bench.core.fileio import read_json
 from bench.papers.card import Claim, Experiment, PaperCard, Table
-from bench.runs.results import RunResults, load_results
+from bench.runs.results import RunResults, load_finished_methods
 
 SCHEMA_VERSION = 1
 NOT_RUN = "not run"
@@ -107,7 +108,8 @@ class Measured:
             return None
         if name not in self._runs:
             path = self.out / "runs" / name
-            self._runs[name] = load_results(path) if (path / "episodes.csv").is_file() else None
+            finished = (path / "config.json").is_file() and load_finished_methods(path)
+            self._runs[name] = finished if finished and not finished.episodes.empty else None
         return self._runs[name]
 
     def episodes(self, experiment: Experiment) -> Optional[pd.DataFrame]:
@@ -115,8 +117,9 @@ class Measured:
         if run is None:
             return None
         rows = run.episodes
-        return rows[rows.method.isin(experiment.methods) & rows.split.isin(experiment.splits)
+        rows = rows[rows.method.isin(experiment.methods) & rows.split.isin(experiment.splits)
                     & rows.shot.isin(experiment.shots)]
+        return None if rows.empty else rows
 
     def table(self, experiment: str, file: str) -> Optional[pd.DataFrame]:
         folder = self.out / "analyses" / experiment

@@ -141,6 +141,34 @@ def load_results(path: Path) -> RunResults:
     return results
 
 
+def load_finished_methods(path: Path) -> RunResults:
+    """The methods of a run directory whose every cell is finished on the run's manifests (the others, not
+    started or interrupted, are left out), each cell checked against its record; episodes.csv, which a run
+    rewrites only at its end, is not read. For a partial reproduction (`bench reproduce --no-run`)."""
+    run_dir = RunDir(Path(path))
+    config = run_dir.read_config()
+    if config is None or not isinstance(config.get("manifests"), dict):
+        raise BenchError(f"{run_dir.path} is not a run directory (no config.json)")
+    results = RunResults(run_dir.path, config, pd.DataFrame(), [])
+    hashes, cells = {}, []
+    for method, mine in run_cells(config).items():
+        metas = {}
+        for cell in mine:
+            csv_path, meta_path = run_dir.cell_paths(cell)
+            meta = run_dir.cell_meta(cell) if csv_path.is_file() and meta_path.is_file() else None
+            if meta is None or meta.get("manifest_sha256") != config["manifests"][cell.manifest]:
+                break
+            metas[cell] = meta
+        else:
+            for cell, meta in metas.items():
+                hashes[cell] = str(meta.get("sha256") or "-")
+                results.metas.append(meta)
+                cells.append(cell)
+    results.config = {**config, "config": {**config["config"], "methods": list(dict.fromkeys(c.method for c in cells))}}
+    results.episodes = gather_episodes(run_dir, cells, hashes) if cells else pd.DataFrame()
+    return results
+
+
 def load_runs(paths: List[Path]) -> RunResults:
     """Several finished runs of one protocol as one, each verified as `load_results` does; refused (one
     BenchError) unless their protocols, manifests included, are identical and no method is in two of them.

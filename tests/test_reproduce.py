@@ -66,14 +66,25 @@ def reproduced(cache_env, tmp_path_factory):
     patch.undo()
     done = {p.name: p.stat().st_mtime_ns for p in (out / "runs" / "main" / "episodes").glob("*.json")}
     assert len(done) == 2 and not (out / "reproduction.json").exists()
+    assert main(reproduce_args(card, out, "--no-run")) == 0  # the partial reproduction: support-copy only
+    partial = json.loads((out / "reproduction.json").read_text())
     assert main(reproduce_args(card, out)) == 0
-    return {"card": card, "out": out, "done_before": done}
+    return {"card": card, "out": out, "done_before": done, "partial": partial}
 
 
 def test_resume_keeps_the_cells_evaluated_before_the_interruption(reproduced):
     cells = {p.name: p.stat().st_mtime_ns for p in (reproduced["out"] / "runs" / "main" / "episodes").glob("*.json")}
     assert len(cells) == 6
     assert all(cells[name] == mtime for name, mtime in reproduced["done_before"].items())
+
+
+def test_no_run_on_an_interrupted_reproduction_shows_its_finished_methods(reproduced):
+    partial = reproduced["partial"]
+    table = next(t for t in partial["tables"] if t["id"] == "t1")
+    measured = {(r["key"], r["shot"]): r["cells"][0]["measured"] for r in table["rows"]}
+    assert measured[("support-copy", 1)] is not None and measured[("panet", 1)] is None
+    claims = {c["id"]: c["outcome"] for c in partial["claims"]}
+    assert claims == {"positive": "holds", "impossible": "not run", "shots": "not run"}
 
 
 def test_reproduction_record(reproduced):

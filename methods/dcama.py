@@ -38,7 +38,8 @@ its own shots (equal to theirs at batch 1, their test's); their ResNet weights a
 `resnet101_a1h` (README), the harness's default backbone is torchvision's `IMAGENET1K_V1` (a published
 checkpoint carries its own backbone); their SGD is Nesterov, the harness's SGD is not; Swin-B (their best
 backbone) is not implemented. On `synthnet` the groups, widths and dropout are options (its maps are at
-stride 4 and 8).
+stride 4 and 8); `output_stride` (theirs 1) drops the x2 upsamplings of the mixers (2, 4) and the layer1 skip
+(8), and `resize_to_input` the final resize, for the `tiny` profile's logits at stride 8.
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ from methods.registry import MethodError, register_method
 from methods.weights import KeyMap, PublishedWeights, register_weights
 
 HEADS = 8
+OUTPUT_STRIDES = (1, 2, 4, 8)  # of the logits relative to the input: theirs 1 (4x the layer1 maps)
 DROPOUT = 0.5
 PE_BASE = 10000.0
 
@@ -151,7 +153,7 @@ class DCAMA(BackboneMethod):
                  backbone_enum: Optional[str] = "IMAGENET1K_V1", input_size: Optional[int] = None,
                  groups: Optional[Sequence[Sequence[str]]] = None, channels: Sequence[int] = PAPER_CHANNELS,
                  kernels: Sequence[Sequence[int]] = PAPER_KERNELS, dropout: float = DROPOUT,
-                 resize_to_input: bool = True):
+                 output_stride: int = 1, resize_to_input: bool = True):
         FewShotSegmenter.__init__(self)
         if backbone == "synthnet":
             groups = [list(g) for g in (groups or (["layer1"], ["layer2.0"], ["layer2.1"], ["layer3.0", "layer3.1"]))]
@@ -177,6 +179,8 @@ class DCAMA(BackboneMethod):
                               "(their Swin-B is not implemented)")
         if any(len(set(w)) != 1 for w in widths):
             raise MethodError("DCAMA's layers of one group must have the same channels (one attention per group)")
+        if output_stride not in OUTPUT_STRIDES:
+            raise MethodError(f"DCAMA's `output_stride` is one of {', '.join(map(str, OUTPUT_STRIDES))}, not {output_stride}")
         if len(channels) != 3 or any(c % 4 for c in channels):
             raise MethodError("DCAMA's `channels` are three widths divisible by 4 (GroupNorm(4))")
         group_channels = [w[0] for w in widths]
@@ -184,17 +188,19 @@ class DCAMA(BackboneMethod):
         self.input_size = input_size
         self.native_resolution = input_size is not None
         self.resize_to_input = resize_to_input
+        self.output_stride = output_stride
         small, middle, large = channels
         self.attention = nn.ModuleList([MaskAttention(c, dropout=dropout) for c in group_channels[1:]])
         # deepest group first, as theirs (conv1: layer4, conv2: layer3, conv3: layer2)
         self.squeeze = nn.ModuleList([conv_block(n, channels, k) for n, k in zip(self.group_sizes[:0:-1], kernels)])
         self.mix = nn.ModuleList([conv_block(large, [large] * 3, [3] * 3) for _ in range(2)])
-        skips = large + 2 * group_channels[1] + 2 * group_channels[0]
+        skips = large + 2 * group_channels[1] + (2 * group_channels[0] if output_stride <= 4 else 0)
         self.decoder = nn.ModuleList([mixer(skips, large, middle), mixer(middle, middle, small),
                                       mixer(small, small, 2, last_relu=False)])
         self._layouts: Dict[int, Tuple] = {}
         self._options = {"backbone": backbone, "input_size": input_size, "groups": groups, "channels": list(channels),
-                         "kernels": [list(k) for k in kernels], "dropout": dropout, "resize_to_input": resize_to_input}
+                         "kernels": [list(k) for k in kernels], "dropout": dropout, "output_stride": output_stride,
+                         "resize_to_input": resize_to_input}
 
     def features(self, images: torch.Tensor) -> List[torch.Tensor]:
         """DCAMA's intermediate maps of [N, 3, H, W] images, shallow to deep (the skip group first)."""
@@ -238,14 +244,16 @@ class DCAMA(BackboneMethod):
         mix = squeezed[0]
         for block, finer in zip(self.mix, squeezed[1:]):
             mix = block(F.interpolate(mix, size=finer.shape[-2:], mode="bilinear", align_corners=True) + finer)
-        for index in (sum(self.group_sizes[:2]) - 1, self.group_sizes[0] - 1):  # last layer2 map, last layer1 map
+        skips = (sum(self.group_sizes[:2]) - 1, self.group_sizes[0] - 1)  # last layer2 map, last layer1 map
+        for index in skips[:1 if self.output_stride == 8 else 2]:
             if mix.shape[-2:] != query[index].shape[-2:]:
                 mix = F.interpolate(mix, size=query[index].shape[-2:], mode="bilinear", align_corners=True)
             mix = torch.cat((mix, query[index], support[index].max(dim=1).values), dim=1)
         out = self.decoder[0](mix)
-        for block in self.decoder[1:]:
-            out = block(F.interpolate(out, size=(2 * out.shape[-2], 2 * out.shape[-1]), mode="bilinear",
-                                      align_corners=True))
+        for step, block in enumerate(self.decoder[1:]):  # x2 before each (theirs); fewer for a coarser output_stride
+            if self.output_stride <= 2 >> step:
+                out = F.interpolate(out, size=(2 * out.shape[-2], 2 * out.shape[-1]), mode="bilinear", align_corners=True)
+            out = block(out)
         size = size_token.shape[-2:]
         if (self.resize_to_input if resize is None else resize) and out.shape[-2:] != size:
             out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=True)
@@ -288,8 +296,10 @@ PROFILES = {
     "synthetic": {"recipe": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "epochs": 8},
                   "options": {"groups": SYNTHNET_GROUPS, "channels": [16, 32, 64]}},
     # seconds, for tests
+    # logits kept at stride 8 (no layer1 skip, no upsampling: the loss and evaluator resize them)
     "tiny": {"recipe": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0},
-             "options": {"groups": SYNTHNET_GROUPS, "channels": [4, 8, 8]}},
+             "options": {"groups": SYNTHNET_GROUPS, "channels": [4, 8, 8], "output_stride": 8,
+                         "resize_to_input": False}},
     # The released recipe (train.py, scripts/train.sh): SGD lr 1e-3, momentum 0.9, weight decay lr / 10
     # (Nesterov in theirs), batch 12 on each of 4 GPUs, 384 x 384, up to 500 epochs (the checkpoint where
     # validation mIoU saturates).

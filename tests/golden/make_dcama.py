@@ -1,4 +1,5 @@
-"""Golden fixture for DCAMA: the authors' model (pawn-sxy/DCAMA, model/DCAMA.py) run on CPU in float32 with our seeded ResNet-50 weights (mapped by the entries' KeyMap), at 1 shot (their forward, a batch of two
+"""Golden fixtures for DCAMA: the authors' model (pawn-sxy/DCAMA, model/DCAMA.py) run on CPU in float32 with our
+seeded ResNet-50 and ResNet-101 weights (mapped by the entries' KeyMap), at 1 shot (their forward, a batch of two
 episodes) and 5 shots (their `predict_mask_nshot` and the `self.model(..., nshot)` call inside it, batch of
 one as their test), on fixed 64 x 64 episodes. Float32, not double as HSNet's: their code casts the support
 masks with `.float()`, so a double model fails in their attention's matmul.
@@ -8,7 +9,7 @@ masks with `.float()`, so a double model fails in their attention's matmul.
 
 Patched at run time, never in their files: `.cuda()` (a no-op), downloads (refused), and `timm.models.layers`
 (their Swin file imports it; a stub module, unused by ResNet). Their `feature_extractor_path` is a temporary
-file of our seeded backbone weights (torchvision's ResNet-50 with its own fc, which their forward never uses).
+file of our seeded backbone weights (torchvision's ResNet with its own fc, which their forward never uses).
 The fixture holds the inputs, their outputs and a checksum of the weights, not the weights (14 M parameters
 beside the backbone): `seeded_model(seed)` rebuilds them and the test checks the checksum first.
 """
@@ -25,19 +26,21 @@ import torch
 from methods.dcama import DCAMA, dcama_keymap
 from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture, seeded_state
 
-NAME = "dcama-resnet50"
+BACKBONES = ("resnet50", "resnet101")
+NAMES = {backbone: f"dcama-{backbone}" for backbone in BACKBONES}
+NAME = NAMES["resnet50"]
 SEED = 11
 SIZE = 64
 SHOTS = 5
 BIAS_SHIFT = 0.06
 
 
-def seeded_model(seed: int = SEED) -> DCAMA:
-    """Our DCAMA (ResNet-50, random init from `seed`), BN and GroupNorm affines perturbed, BN statistics from
+def seeded_model(seed: int = SEED, backbone: str = "resnet50") -> DCAMA:
+    """Our DCAMA (ResNet-50 or -101, random init from `seed`), BN and GroupNorm affines perturbed, BN statistics from
     the fixed episode itself (one pass with momentum 1, so that the features are centred and the attention
     weights spread), float32, eval mode."""
     torch.manual_seed(seed)
-    model = DCAMA(backbone="resnet50", backbone_enum=None)
+    model = DCAMA(backbone=backbone, backbone_enum=None)
     seeded_state(model, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     for module in model.modules():
@@ -96,20 +99,21 @@ def _timm_stub() -> Dict[str, types.ModuleType]:
     return {"timm": timm, "timm.models": models, "timm.models.layers": layers}
 
 
-def authors_outputs(clone: Path, state: Dict[str, torch.Tensor], query, supports, masks) -> Dict[str, torch.Tensor]:
-    from torchvision.models import resnet50
+def authors_outputs(clone: Path, backbone_name: str, state: Dict[str, torch.Tensor], query, supports,
+                    masks) -> Dict[str, torch.Tensor]:
+    from torchvision import models
 
     stubs = {k: v for k, v in _timm_stub().items() if k not in sys.modules}
     sys.modules.update(stubs)
     theirs = dcama_keymap().to_authors(state)
     try:
         with authors_code(clone), tempfile.TemporaryDirectory() as tmp:
-            backbone = resnet50(weights=None).state_dict()
+            backbone = getattr(models, backbone_name)(weights=None).state_dict()
             backbone.update({k[len("feature_extractor."):]: v for k, v in theirs.items()
                              if k.startswith("feature_extractor.")})
-            path = Path(tmp) / "resnet50.pth"
+            path = Path(tmp) / f"{backbone_name}.pth"
             torch.save(backbone, path)
-            network = import_from("model.DCAMA").DCAMA("resnet50", str(path), False)
+            network = import_from("model.DCAMA").DCAMA(backbone_name, str(path), False)
             own = network.state_dict()
             theirs.update({k: v for k, v in own.items() if k.startswith(("feature_extractor.fc.", "model.pe."))})
             network.load_state_dict(theirs, strict=True)
@@ -131,17 +135,18 @@ def authors_outputs(clone: Path, state: Dict[str, torch.Tensor], query, supports
 
 def main() -> None:
     clone, commit = clone_arguments(__doc__.splitlines()[0], "pawn-sxy/DCAMA", None)
-    model = seeded_model()
     query, supports, masks = episode()
-    outputs = authors_outputs(clone, model.state_dict(), query, supports, masks)
-    print(f"1-shot logits {tuple(outputs['logits_1shot'].shape)}, 1-shot foreground fraction "
-          f"{outputs['logits_1shot'].argmax(1).double().mean():.3f}, 5-shot {outputs['mask_5shot'].double().mean():.3f}")
-    meta = {"authors": "pawn-sxy/DCAMA", "commit": commit, "seed": SEED, "size": SIZE, "shots": SHOTS,
-            "options": {"backbone": "resnet50", "backbone_enum": None}, "dtype": "float32",
-            "weights": "seeded_model(seed): torch.manual_seed, seeded_state, GroupNorm affines, BN statistics "
-                       "from the episode; `checksum` holds their per-entry sums"}
-    save_fixture(NAME, {"query": query, "supports": supports, "support_masks": masks,
-                        "checksum": checksum(model.state_dict()), **outputs}, meta)
+    for backbone in BACKBONES:
+        model = seeded_model(SEED, backbone)
+        outputs = authors_outputs(clone, backbone, model.state_dict(), query, supports, masks)
+        print(f"{backbone}: 1-shot logits {tuple(outputs['logits_1shot'].shape)}, 1-shot foreground fraction "
+              f"{outputs['logits_1shot'].argmax(1).double().mean():.3f}, 5-shot {outputs['mask_5shot'].double().mean():.3f}")
+        meta = {"authors": "pawn-sxy/DCAMA", "commit": commit, "seed": SEED, "size": SIZE, "shots": SHOTS,
+                "options": {"backbone": backbone, "backbone_enum": None}, "dtype": "float32",
+                "weights": "seeded_model(seed, backbone): torch.manual_seed, seeded_state, GroupNorm affines, BN "
+                           "statistics from the episode; `checksum` holds their per-entry sums"}
+        save_fixture(NAMES[backbone], {"query": query, "supports": supports, "support_masks": masks,
+                                       "checksum": checksum(model.state_dict()), **outputs}, meta)
 
 
 if __name__ == "__main__":

@@ -318,9 +318,8 @@ def _entry(dataset: str, backbone: str, fold: int) -> PublishedWeights:
     folder = f"{dataset}-{backbone}-fold{fold}"
     return PublishedWeights(
         method="dcama", tag=folder, file_name=f"{folder}/best_model.pt",
-        url=f"{DRIVE} (Google Drive folder of the DCAMA README; their training saves best_model.pt per experiment, "
-            "a bare state dict of the DataParallel model; the folder's own layout was not readable offline: put the "
-            "fold's file at this name)",
+        url=f"{DRIVE} (Google Drive folder of the DCAMA README; its layout was not checked: put the experiment's "
+            "best_model.pt, the bare state dict their training saves, at this name)",
         dataset=dataset, fold=fold, options={"backbone": backbone, "input_size": 384}, keys=KEYS, input_size=384,
         reported={}, source="Shi et al., ECCV 2022, Table 1 (PASCAL-5i) / Table 2 (COCO-20i): the per-fold numbers "
         "could not be read offline (no copy of the paper's tables was found), so none are recorded here",

@@ -54,13 +54,16 @@ SYNTHNET_BLOCKS = ("layer1", "layer2.0", "layer2.1", "layer3.0", "layer3.1")
 
 class TorchvisionFeatures(FrozenBackbone):
     """torchvision ResNet-50/101 (without fc) or VGG16 `features`, standard strides, module names as
-    torchvision's (so the authors' `backbone.*` keys fit); returns HSNet's list of intermediate maps."""
+    torchvision's (so the authors' `backbone.*` keys fit); returns HSNet's list of intermediate maps
+    (`with_layer1`: a ResNet's layer1 bottlenecks first, as DCAMA taps them)."""
 
-    def __init__(self, name: str, weights: Optional[str] = None, weights_path: Optional[str] = None):
+    def __init__(self, name: str, weights: Optional[str] = None, weights_path: Optional[str] = None,
+                 with_layer1: bool = False):
         super().__init__()
         from torchvision import models
 
         self.name = name
+        self.with_layer1 = with_layer1 and name != "vgg16"
         net = getattr(models, name)(weights=None)
         if name == "vgg16":
             self.features = net.features
@@ -68,7 +71,7 @@ class TorchvisionFeatures(FrozenBackbone):
         else:
             for part in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
                 setattr(self, part, getattr(net, part))
-            self.group_sizes = RESNET_BLOCKS[name][1:]
+            self.group_sizes = RESNET_BLOCKS[name][0 if self.with_layer1 else 1:]
         self._load(net, weights, weights_path)
         self.freeze()
 
@@ -101,9 +104,10 @@ class TorchvisionFeatures(FrozenBackbone):
                     feats.append(x.clone())  # the next ReLU works in place
             return feats
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        x = self.layer1(x)
+        if not self.with_layer1:
+            x = self.layer1(x)
         feats = []
-        for layer in (self.layer2, self.layer3, self.layer4):
+        for layer in ((self.layer1,) if self.with_layer1 else ()) + (self.layer2, self.layer3, self.layer4):
             for bottleneck in layer:
                 out = bottleneck.bn1(bottleneck.conv1(x)).relu()
                 out = bottleneck.bn2(bottleneck.conv2(out)).relu()
@@ -202,7 +206,7 @@ class HSNet(BackboneMethod):
 
     def _unflatten(self, flat: torch.Tensor):
         if flat.shape[-1] not in self._layouts:
-            raise MethodError("HSNet codes need features from this model's `encode`")
+            raise MethodError(f"{type(self).__name__} codes need features from this model's `encode`")
         size, shapes = self._layouts[flat.shape[-1]]
         parts = torch.split(flat, [c * h * w for c, h, w in shapes], dim=1)
         return size, [p.view(-1, *shape) for p, shape in zip(parts, shapes)]

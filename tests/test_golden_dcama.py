@@ -22,9 +22,18 @@ def golden(request):
 
 
 def test_seeded_weights_are_the_fixture_s(golden):
-    """The fixture stores a fingerprint, not the weights: a change of torch's RNG or init would show here."""
+    """The fixture stores a fingerprint, not the weights: a change of torch's RNG or init would show here. The
+    parameters are drawn, so they match to 1e-6; the BN statistics are computed by a float32 forward pass of the
+    episode, whose summation order follows the thread count (up to 4e-4 apart between 1 and 2 threads on
+    ResNet-101), so they get the logits' own tolerance."""
     tensors, model = golden
-    torch.testing.assert_close(checksum(model.state_dict()), tensors["checksum"], rtol=1e-6, atol=1e-6)
+    state = model.state_dict()
+    names = sorted(state)
+    statistics = torch.tensor([name.endswith(("running_mean", "running_var")) for name in names])
+    ours, theirs = checksum(state), tensors["checksum"]
+    assert len(names) == len(theirs)
+    torch.testing.assert_close(ours[~statistics], theirs[~statistics], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours[statistics], theirs[statistics], rtol=1e-3, atol=1e-5)
 
 
 def test_one_shot_logits_equal_theirs(golden):

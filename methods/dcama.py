@@ -55,7 +55,7 @@ from torch import nn
 from methods.backbones import build_backbone
 from methods.base import FewShotSegmenter, TestPipeline
 from methods.common import BackboneMethod
-from methods.hsnet import SYNTHNET_BLOCKS, HSNet, TorchvisionFeatures, resize_episode, synthnet_blocks
+from methods.hsnet import SYNTHNET_BLOCKS, HSNet, TorchvisionFeatures, synthnet_blocks
 from methods.hsnet_layers import PAPER_CHANNELS, PAPER_KERNELS
 from methods.registry import MethodError, register_method
 from methods.weights import KeyMap, PublishedWeights, register_weights
@@ -148,6 +148,11 @@ class DCAMA(BackboneMethod):
     # HSNet's flattened feature code: every map of an image in one row, the layout remembered per row length
     encode = HSNet.encode
     _unflatten = HSNet._unflatten
+    # and its test path: the episode resized to `input_size`, their network's logits at its own resolution (4x
+    # layer1 here), the loss on logits resized to the mask (void as background, as theirs)
+    forward = HSNet.forward
+    network = HSNet.network
+    training_loss = HSNet.training_loss
 
     def __init__(self, backbone: str = "resnet50", backbone_weights: Optional[str] = None,
                  backbone_enum: Optional[str] = "IMAGENET1K_V1", input_size: Optional[int] = None,
@@ -259,24 +264,9 @@ class DCAMA(BackboneMethod):
             out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=True)
         return out
 
-    def forward(self, query, supports, support_masks):
-        if self.input_size is not None:
-            query, supports, support_masks = resize_episode(query, supports, support_masks, self.input_size)
-        return super().forward(query, supports, support_masks)
-
-    def network(self, query, supports, support_masks):
-        """Their network's forward on inputs at its size: logits at 4x the layer1 resolution."""
-        return self.forward_features(*self.encode_episode(query, supports), support_masks, resize=False)
-
     def authors_pipeline(self) -> TestPipeline:
         """Their test loader at this model's `input_size` (their 384; None: the run's input size)."""
         return replace(AUTHORS_PIPELINE, size=self.input_size)
-
-    def training_loss(self, query_feats, support_feats, support_masks, query_mask, context=None):
-        logits = self.forward_features(query_feats, support_feats, support_masks)
-        if logits.shape[-2:] != query_mask.shape[-2:]:
-            logits = F.interpolate(logits, size=query_mask.shape[-2:], mode="bilinear", align_corners=True)
-        return F.cross_entropy(logits, (query_mask == 1).long())  # void as background, as theirs
 
 
 #: their test loader (pawn-sxy/DCAMA, HSNet's): test.py `FSSDataset.initialize(img_size=384)`, data/dataset.py

@@ -244,7 +244,7 @@ class HSNet(BackboneMethod):
     def forward(self, query, supports, support_masks):
         if self.input_size is not None:
             query, supports, support_masks = resize_episode(query, supports, support_masks, self.input_size)
-        return super().forward(query, supports, support_masks)
+        return BackboneMethod.forward(self, query, supports, support_masks)  # explicit: DCAMA borrows this forward
 
     def network(self, query, supports, support_masks):
         """Their network's forward as their test calls it: logits at the learner's resolution, for the pipeline

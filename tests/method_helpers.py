@@ -29,3 +29,20 @@ def square_episode(shots: int = 1, size: int = 48, ignore_top_row: bool = False)
     if ignore_top_row:
         masks[..., 0, :] = 255
     return query, supports, masks
+
+
+def toy_training_losses(name: str, steps: int = 15):
+    """The training losses of `name`'s tiny model over `steps` Adam steps on one toy 1-shot batch."""
+    method = tiny_method(name).train()
+    query, supports, masks = square_episode(size=48)
+    query_mask = masks[:, 0].clone()
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+    feats = method.encode_episode(query, supports)
+    losses = []
+    for _ in range(steps):
+        loss = method.training_loss(*feats, masks, query_mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

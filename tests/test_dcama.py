@@ -11,7 +11,7 @@ from methods.dcama import DCAMA, MaskAttention, positional_encoding
 from methods.hsnet import TorchvisionFeatures
 from methods.registry import MethodError
 from methods.weights import WEIGHTS
-from tests.method_helpers import square_episode, tiny_method
+from tests.method_helpers import square_episode, tiny_method, toy_training_losses
 
 
 def synthetic(**options):
@@ -90,20 +90,9 @@ def test_void_support_pixels_are_background():
 
 
 def test_training_loss_decreases_on_a_toy_batch():
-    method = tiny_method("dcama").train()
-    query, supports, masks = square_episode(size=48)
-    query_mask = masks[:, 0].clone()
-    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
-    feats = method.encode_episode(query, supports)
-    losses = []
-    for _ in range(15):
-        loss = method.training_loss(*feats, masks, query_mask)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = toy_training_losses("dcama")
     assert losses[-1] < losses[0] - 1e-3
-    assert method.training_shots(0) == 1
+    assert tiny_method("dcama").training_shots(0) == 1
 
 
 def test_native_resolution_resizes_inside():

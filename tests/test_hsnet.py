@@ -8,7 +8,7 @@ from methods.hsnet import HSNet, vote_scores
 from methods.hsnet_layers import CenterPivotConv4d
 from methods.registry import MethodError
 from methods.weights import WEIGHTS
-from tests.method_helpers import square_episode, tiny_method
+from tests.method_helpers import square_episode, tiny_method, toy_training_losses
 
 
 def synthetic(**options):
@@ -74,18 +74,7 @@ def test_void_support_pixels_are_not_foreground():
 
 
 def test_training_loss_decreases_on_a_toy_batch():
-    method = tiny_method("hsnet").train()
-    query, supports, masks = square_episode(size=48)
-    query_mask = masks[:, 0].clone()
-    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
-    feats = method.encode_episode(query, supports)
-    losses = []
-    for _ in range(15):
-        loss = method.training_loss(*feats, masks, query_mask)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = toy_training_losses("hsnet")
     assert losses[-1] < losses[0] - 1e-3
 
 

@@ -117,3 +117,27 @@ def seeded_state(model: torch.nn.Module, seed: int) -> Dict[str, torch.Tensor]:
                 module.weight.data.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
                 module.bias.data.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
     return model.state_dict()
+
+
+def perturb_group_norms(model: torch.nn.Module, seed: int) -> None:
+    """Set every GroupNorm's affine from `seed` (weights in [0.5, 1.5], biases ~ 0.1 N(0, 1)): fresh ones are
+    1 / 0, which would hide a mapping error between two of them."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.GroupNorm):
+            module.weight.data.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+            module.bias.data.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+
+
+def statistics_from(backbone: torch.nn.Module, forward) -> None:
+    """Set the BN statistics of `backbone` from one call of `forward()` (momentum 1), then back to eval: centred
+    features of both signs, so that random-init features are not nearly parallel."""
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.momentum = 1.0
+        torch.nn.Module.train(norm, True)
+    with torch.no_grad():
+        forward()
+    for norm in norms:
+        norm.momentum = 0.1
+        norm.eval()

@@ -24,7 +24,8 @@ from typing import Dict, Tuple
 import torch
 
 from methods.dcama import DCAMA, dcama_keymap
-from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture, seeded_state
+from tests.golden.authors import (authors_code, clone_arguments, import_from, perturb_group_norms, save_fixture, seeded_state,
+                                 statistics_from)
 
 BACKBONES = ("resnet50", "resnet101")
 NAMES = {backbone: f"dcama-{backbone}" for backbone in BACKBONES}
@@ -42,22 +43,10 @@ def seeded_model(seed: int = SEED, backbone: str = "resnet50") -> DCAMA:
     torch.manual_seed(seed)
     model = DCAMA(backbone=backbone, backbone_enum=None)
     seeded_state(model, seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.GroupNorm):
-            module.weight.data.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
-            module.bias.data.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+    perturb_group_norms(model, seed + 1)
     model.decoder[2][2].bias.data[1] += BIAS_SHIFT  # about half the pixels foreground
     query, supports, _ = episode(seed)
-    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.momentum = 1.0
-        torch.nn.Module.train(norm, True)
-    with torch.no_grad():
-        model.features(torch.cat([query[:1], supports[0]]))
-    for norm in norms:
-        norm.momentum = 0.1
-        norm.eval()
+    statistics_from(model.backbone, lambda: model.features(torch.cat([query[:1], supports[0]])))
     return model.eval()
 
 

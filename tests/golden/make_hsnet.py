@@ -16,7 +16,8 @@ from typing import Dict, Tuple
 import torch
 
 from methods.hsnet import HSNet, hsnet_keymap
-from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture, seeded_state
+from tests.golden.authors import (authors_code, clone_arguments, import_from, perturb_group_norms, save_fixture, seeded_state,
+                                 statistics_from)
 
 NAME = "hsnet-resnet50"
 SEED = 7
@@ -30,25 +31,12 @@ def seeded_model(seed: int = SEED) -> HSNet:
     torch.manual_seed(seed)
     model = HSNet(backbone="resnet50", backbone_enum=None)
     seeded_state(model, seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.GroupNorm):
-            module.weight.data.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
-            module.bias.data.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+    perturb_group_norms(model, seed + 1)
     model = model.double()
-    # BN statistics set from the fixed episode itself (one pass with momentum 1): centred pre-ReLU features of
-    # both signs, so that the cosines spread over [-1, 1] and ReLU(cosine) matters (random-init features are
-    # otherwise nearly parallel)
+    # BN statistics set from the fixed episode itself: centred pre-ReLU features of both signs, so that the
+    # cosines spread over [-1, 1] and ReLU(cosine) matters
     query, supports, _ = episode(seed)
-    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.momentum = 1.0
-        torch.nn.Module.train(norm, True)
-    with torch.no_grad():
-        model.features(torch.cat([query, supports[0]]).double())
-    for norm in norms:
-        norm.momentum = 0.1
-        norm.eval()
+    statistics_from(model.backbone, lambda: model.features(torch.cat([query, supports[0]]).double()))
     model.learner.decoder2[2].bias.data[1] -= BIAS_SHIFT  # about half the pixels foreground per shot: votes 0..5
     return model.eval()
 

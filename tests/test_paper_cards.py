@@ -161,6 +161,12 @@ BAD = [  # (what, where in the dict, the value, what the message names)
     ("a claim's method outside its experiment", ("claims", 0, "b"), ["amp"], "card.claims[0]"),
     ("an unknown claim kind", ("claims", 0, "kind"), "vibes", "card.claims[0].kind"),
     ("a missing key", ("claims", 0), {"id": "c"}, "card.claims[0]: missing key"),
+    ("a value claim's file given as a path", ("claims", 0),
+     {"id": "v", "text": "x", "where": "Figure 3", "kind": "value", "experiment": "pairs", "file": "../../x.csv",
+      "column": "cosine"}, "card.claims[0].file"),
+    ("an analysis table's file given as a path", ("tables", 0),
+     {"id": "a", "title": "A", "where": "Figure 3", "experiment": "pairs", "rows": {"pairs": "pairs"}, "columns": ["cosine"],
+      "file": "/etc/passwd", "reported": {}}, "card.tables[0].file"),
 ]
 
 

@@ -38,8 +38,15 @@ def recorded_timings(out: Path, card: str, dataset: str) -> Optional[Dict]:
     return None
 
 
-def _done_cells(run_dir: Path, method: str) -> int:
-    return len(list((run_dir / "episodes").glob(f"{method}__*.csv"))) if run_dir.is_dir() else 0
+def _done_cells(run_dir: Path, method: str, experiment) -> int:
+    """How many of the experiment's cells of `method` the run directory holds (its rows and its counts)."""
+    from bench.runs.cells import Cell
+
+    seeds = experiment.train_seeds if len(experiment.train_seeds) > 1 else [None]  # as run_config sets them
+    cells = [Cell(method, split, shot, seed, train) for split in experiment.splits for shot in experiment.shots
+             for seed in experiment.seeds for train in seeds]
+    return sum(all((run_dir / "episodes" / f"{cell.key}{suffix}").is_file() for suffix in (".csv", ".json"))
+               for cell in cells)
 
 
 def print_plan(args: argparse.Namespace) -> None:
@@ -60,7 +67,7 @@ def print_plan(args: argparse.Namespace) -> None:
             for method in [m for m in experiment.methods if m not in seen]:
                 seen.append(method)
                 cells = len(experiment.splits) * len(experiment.shots) * len(experiment.seeds) * len(experiment.train_seeds)
-                pending = max(cells - _done_cells(run_dir, method), 0)
+                pending = cells - _done_cells(run_dir, method, experiment)
                 learned = METHODS.card(method).trainable and not experiment.weights
                 new = {(method, s, t) for s in experiment.splits for t in experiment.train_seeds} - trained
                 trainings = len(new) if learned and pending else 0

@@ -120,7 +120,7 @@ def schedule(groups: List[RunGroup], experiments: List[Experiment]) -> List[Tupl
     whole methods to show, and each `bench run` call leaves a finished run directory."""
     analyses = [e for e in experiments if not e.is_run]
     steps = [(e, "", "") for e in analyses if "method" not in e.args]
-    methods = list(dict.fromkeys(m for g in groups for e in g.experiments for m in e.methods))
+    methods = list(dict.fromkeys(m for g in groups for m in g.methods))
     for method in methods:
         for group in groups:
             owner = next((e for e in group.experiments if method in e.methods), None)

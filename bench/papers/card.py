@@ -19,6 +19,7 @@ from bench.core.errors import BenchError
 SCHEMA_VERSION = 1
 CARDS_DIR = Path(__file__).parent / "cards"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # an analysis output inside its folder
 #: the run options an experiment may set besides its grid (RunConfig fields of the protocol)
 RUN_OPTIONS = ("class_sampling", "queries", "min_object_pixels", "input_size", "fold_convention")
 #: the scoring options an experiment may set (ScoringProtocol fields)

@@ -14,8 +14,8 @@ from typing import List, Set
 from analyses.registry import ANALYSES
 from bench.data.catalog import DATASETS
 from bench.core.errors import BenchError
-from bench.papers.card import (CARDS_DIR, DIRECTIONS, KINDS, METRICS, NAME, RUN_OPTIONS, SCHEMA_VERSION, SCORING_OPTIONS,
-                               CardError, Experiment, PaperCard, parse_fields)
+from bench.papers.card import (CARDS_DIR, DIRECTIONS, FILE_NAME, KINDS, METRICS, NAME, RUN_OPTIONS, SCHEMA_VERSION,
+                               SCORING_OPTIONS, CardError, Experiment, PaperCard, parse_fields)
 from methods.catalog import method_summaries
 
 #: analysis arguments the reproduction sets itself (from the experiment, the command line, its folder)
@@ -156,6 +156,7 @@ def _check_table(card: PaperCard, table, where: str, experiments) -> None:
     else:
         if not table.file:
             raise CardError(f"{where}.file: an analysis table names the CSV its columns come from")
+        _check_file_name(f"{where}.file", table.file)
         for row in table.rows:
             if row not in experiments or experiments[row].is_run:
                 raise CardError(f"{where}.rows.{row}: not an analysis experiment of the card")
@@ -179,6 +180,12 @@ def _check_grid(splits_key: str, splits: List[str], shots_key: str, shots: List[
             raise CardError(f"{shots_key}: {shot} is not a shot of experiment {experiment.name!r}")
 
 
+def _check_file_name(where: str, file: str) -> None:
+    """An analysis' output is named by a plain file name inside its folder: no path, nothing hidden."""
+    if not FILE_NAME.match(file):
+        raise CardError(f"{where}: {file!r} is not a file name of the analysis' folder (letters, digits, . _ -)")
+
+
 def _check_claim(claim, where: str, experiments) -> None:
     if claim.kind not in KINDS:
         raise CardError(f"{where}.kind: {claim.kind!r} is not one of {', '.join(KINDS)}")
@@ -190,6 +197,7 @@ def _check_claim(claim, where: str, experiments) -> None:
     if claim.kind == "value":
         if experiment.is_run or not claim.file or not claim.column:
             raise CardError(f"{where}: a value claim reads `file` and `column` of an analysis experiment")
+        _check_file_name(f"{where}.file", claim.file)
         return
     if not experiment.is_run:
         raise CardError(f"{where}.experiment: a {claim.kind} claim compares cells of a run experiment")

@@ -19,7 +19,6 @@ from analyses.claims import column_estimate, methods_claim, shots_claim, value_c
 from analyses.stats import bootstrap_mean_over_splits, bootstrap_miou
 from analyses.summary import summarize
 from bench.core.environment import git_revision, package_versions
-from bench.core.errors import BenchError
 from bench.core.fileio import read_json
 from bench.papers.card import Claim, Experiment, PaperCard, Table
 from bench.runs.results import RunResults, load_finished_methods
@@ -68,7 +67,7 @@ class ClaimResult(TypedDict):
     note: str
 
 
-class Reproduction(TypedDict):
+class _Reproduction(TypedDict):
     schema_version: int
     card: str
     title: str
@@ -86,7 +85,11 @@ class Reproduction(TypedDict):
     tables: List[TableResult]
     claims: List[ClaimResult]
     timings: Dict[str, Dict[str, float]]
-    #: added by `bench reproduce`: the card file's sha256 and each run directory's `bench report` page
+
+
+class Reproduction(_Reproduction, total=False):
+    #: added by `bench reproduce` (not by `reproduction()`): the card file's sha256 and each run directory's
+    #: `bench report` page
     card_sha256: str
     reports: Dict[str, str]
 
@@ -123,10 +126,8 @@ class Measured:
 
     def table(self, experiment: str, file: str) -> Optional[pd.DataFrame]:
         folder = self.out / "analyses" / experiment
-        if not (folder / "done.json").is_file() or not (folder / file).is_file():
+        if not (folder / "done.json").is_file() or not (folder / file).is_file():  # `file`: a name (loader.py)
             return None
-        if "/" in file or "\\" in file or file.startswith("."):
-            raise BenchError(f"{file!r}: an analysis table is a file name, not a path")
         return pd.read_csv(folder / file)
 
 

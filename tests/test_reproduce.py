@@ -133,6 +133,23 @@ def test_plan_runs_nothing_and_estimates_from_recorded_timings(reproduced, capsy
     assert "estimate: " in printed and "recorded timings of" in printed
 
 
+WEIGHTS_CARD = {**CARD, "tables": [], "claims": [], "experiments": [
+    {"name": "published", "methods": ["hsnet"], "splits": [1], "shots": [1], "seeds": [0], "episodes": 30,
+     "weights": True, "weights_variant": ["hsnet.*-resnet50"]}]}
+
+
+def test_published_weights_are_required_on_the_paper_s_dataset_only(tmp_path, capsys):
+    """On the card's dataset a weights experiment needs --weights (refused in one line, nothing written); on
+    another dataset, where no published checkpoint applies, its methods are trained there."""
+    card = write_card(tmp_path, WEIGHTS_CARD, "published.json")
+    out = tmp_path / "out"
+    assert main(reproduce_args(card, out)) == 2
+    assert "give them with --weights DIR" in capsys.readouterr().err and not out.exists()
+    elsewhere = write_card(tmp_path, {**WEIGHTS_CARD, "dataset": "pascal5i"}, "published-voc.json")
+    assert main(reproduce_args(elsewhere, out, "--plan")) == 0
+    assert "1/1 cells to evaluate, 1 trainings unless their checkpoints exist" in capsys.readouterr().out
+
+
 def test_list_shows_the_cards(capsys):
     assert main(["reproduce", "--list"]) == 0
     assert "simpropnet" in capsys.readouterr().out

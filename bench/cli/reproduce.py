@@ -68,7 +68,7 @@ def print_plan(args: argparse.Namespace) -> None:
                 seen.append(method)
                 cells = len(experiment.splits) * len(experiment.shots) * len(experiment.seeds) * len(experiment.train_seeds)
                 pending = cells - _done_cells(run_dir, method, experiment)
-                learned = METHODS.card(method).trainable and not experiment.weights
+                learned = METHODS.card(method).trainable and not (experiment.weights and args.weights)
                 new = {(method, s, t) for s in experiment.splits for t in experiment.train_seeds} - trained
                 trainings = len(new) if learned and pending else 0
                 trained |= new if trainings else set()

@@ -109,7 +109,8 @@ def run_config(args: argparse.Namespace, experiment: Experiment, methods: List[s
                   train_seed=experiment.train_seeds[0],
                   train_seeds=experiment.train_seeds if len(experiment.train_seeds) > 1 else None,
                   weights=args.weights if experiment.weights else None,
-                  weights_variant=experiment.weights_variant or None, **experiment.options)
+                  weights_variant=(experiment.weights_variant or None) if args.weights and experiment.weights else None,
+                  **experiment.options)
     return build(RunConfig, argparse.Namespace(**values))
 
 
@@ -240,7 +241,7 @@ def reproduce(args: argparse.Namespace) -> Path:
     path = card_path(args.card)
     everything, experiments = experiments_of(card, args)
     for experiment in experiments:
-        if experiment.weights and not args.weights:
+        if experiment.weights and not args.weights and args.dataset == card.dataset:  # elsewhere: trained
             raise BenchError(f"experiment {experiment.name} evaluates the authors' published checkpoints: give them "
                              "with --weights DIR (see `python -m bench weights`)")
     out = Path(args.out) if args.out else default_out(card, args.dataset)

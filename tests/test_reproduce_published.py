@@ -1,5 +1,6 @@
-"""`bench reproduce hsnet` on a VOC-layout fixture with files laid out as the authors' (seeded weights): it runs
-and renders, the table has the card's shape, and its paper and measured numbers are `bench verify`'s.
+"""`bench reproduce hsnet` and `bench reproduce dcama` on a VOC-layout fixture with files laid out as the authors'
+(seeded weights): they run and render, the tables have the cards' shape, and HSNet's paper and measured numbers
+are `bench verify`'s.
 
 Slow (HSNet ResNet-50 at 400 x 400 on CPU, 5-shot episodes: about 20 s an episode on two cores): `-m slow`."""
 import json
@@ -25,19 +26,30 @@ def voc7(tmp_path_factory):
     return root
 
 
+def seeded_weights(folder, names):
+    """One seeded file per method laid out as the authors' for every fold (linked: ResNet-50 files are large)."""
+    for name in names:
+        entries = [WEIGHTS.get(name.format(fold=fold)) for fold in range(4)]
+        first = write_authors_file(folder / entries[0].file_name, entries[0], seed=0, ignored=None)
+        for entry in entries[1:]:
+            (folder / entry.file_name).parent.mkdir(parents=True, exist_ok=True)
+            os.link(first, folder / entry.file_name)
+    return folder
+
+
+def reproduce_on_fixture(card, voc7, root, *extra):
+    out = root / "out"
+    assert main(["reproduce", card, "--dataset", "pascal5i", "--data-root", str(voc7), "--lists", str(voc7 / "lists"),
+                 "--weights", str(root / "weights"), "--seeds", "0", "--episodes", "1", "--out", str(out), "--quiet",
+                 "--resamples", "50", *extra]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def reproduced(voc7, tmp_path_factory):
     root = tmp_path_factory.mktemp("hsnet")
-    entries = [WEIGHTS.get(f"hsnet.pascal5i-fold{fold}-resnet50") for fold in range(4)]
-    first = write_authors_file(root / "weights" / entries[0].file_name, entries[0], seed=0, ignored=None)
-    for entry in entries[1:]:  # one seeded file for every fold (linked: ResNet-50 files are large)
-        (root / "weights" / entry.file_name).parent.mkdir(parents=True, exist_ok=True)
-        os.link(first, root / "weights" / entry.file_name)
-    out = root / "out"
-    assert main(["reproduce", "hsnet", "--only", "resnet50", "--dataset", "pascal5i", "--data-root", str(voc7),
-                 "--lists", str(voc7 / "lists"), "--weights", str(root / "weights"), "--seeds", "0",
-                 "--episodes", "1", "--out", str(out), "--quiet", "--resamples", "50"]) == 0
-    return out
+    seeded_weights(root / "weights", ["hsnet.pascal5i-fold{fold}-resnet50"])
+    return reproduce_on_fixture("hsnet", voc7, root, "--only", "resnet50")
 
 
 def test_the_table_has_the_cards_shape(reproduced):
@@ -61,3 +73,20 @@ def test_bench_verify_and_the_card_agree(reproduced):
         cell = next(r for r in table["rows"] if r["shot"] == check.shot)["cells"][check.split - 1]
         assert cell["paper"] == check.reported
         assert cell["measured"] == pytest.approx(check.measured, abs=1e-3)
+
+
+def test_the_dcama_card_compares_dcama_with_hsnet_on_one_episode_set(voc7, tmp_path_factory):
+    """Both methods' files laid out as their authors' in one --weights folder; one run, both methods on its
+    episodes, each at its own input size; no reported number, so the table shows measured values only."""
+    root = tmp_path_factory.mktemp("dcama")
+    seeded_weights(root / "weights", ["dcama.pascal5i-resnet50-fold{fold}", "hsnet.pascal5i-fold{fold}-resnet50"])
+    out = reproduce_on_fixture("dcama", voc7, root)
+    record = json.loads((out / "reproduction.json").read_text())
+    table = next(t for t in record["tables"] if t["id"] == "table1-resnet50")
+    assert [(r["key"], r["shot"]) for r in table["rows"]] == [("dcama", 1), ("dcama", 5), ("hsnet", 1), ("hsnet", 5)]
+    assert all(c["measured"] is not None and c["paper"] is None for r in table["rows"] for c in r["cells"])
+    assert {c["id"]: c["outcome"] != "not run" for c in record["claims"]} == {"beats-hsnet": True,
+                                                                           "one-pass-five-shots-help": True}
+    config = json.loads((out / "runs" / "resnet50" / "config.json").read_text())
+    assert config["checkpoints"]["dcama/split1"] == "published/dcama.pascal5i-resnet50-fold0"
+    assert config["checkpoints"]["hsnet/split4"] == "published/hsnet.pascal5i-fold3-resnet50"

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List
 
 import torch
 
+from bench.benchmarks.device_report import write_report
 from bench.benchmarks.gpu_measure import Budget, Workload, counts_across, speed
 from bench.core.environment import describe_environment, resolve_device
 
@@ -134,8 +135,6 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every part's time budget")
     parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS), help="the parts to run")
     args = parser.parse_args(argv)
-    from bench.benchmarks.device_report import write_report
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)

@@ -34,6 +34,9 @@ def test_the_figures_are_measured(checked):
     counts = record["parts"]["counts"]
     assert counts["episodes"] == counts["identical"] == 4  # two CPU runs: deterministic
     assert record["parts"]["precision"]["bf16"]["settings"][1] == {"device": "cpu", "precision": "bf16"}
+    trained = record["parts"]["precision"]["main job bf16"]  # the main job's checkpoints at bf16
+    assert trained["episodes"] == 8 and set(trained["miou_by_shot"]) == {"1"}
+    assert json.loads((out / "main-job-bf16" / "config.json").read_text())["identity"]["precision"] == "bf16"
     text = (out / "device.md").read_text()
     assert "no GPU visible" in text and "| hsnet@64 | cached | 4 |" in text
 

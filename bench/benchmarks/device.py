@@ -22,16 +22,19 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
+import pandas as pd
 import torch
 
+from analyses.metrics import evaluate_rows
+
 from bench.benchmarks.device_report import write_report
-from bench.benchmarks.gpu_measure import Budget, Workload, counts_across, speed
+from bench.benchmarks.gpu_measure import Budget, Workload, compare_counts, counts_across, speed
 from bench.core.environment import describe_environment, resolve_device
 
 ROOT = Path(__file__).resolve().parents[2]
 #: seconds of each part on a GPU (7 minutes in all: a minute left for start-up and a last chunk over its
 #: budget, to stay under 8); scaled by --scale
-BUDGETS = {"tests": 50, "main_job": 130, "speed": 150, "counts": 45, "precision": 45}
+BUDGETS = {"tests": 50, "main_job": 130, "speed": 140, "counts": 45, "precision": 60}
 #: most boundary pixels per episode by which two settings' counts may differ, and as a fraction of its pixels
 HANDFUL, HANDFUL_FRACTION = 16, 0.002
 
@@ -60,11 +63,38 @@ def part_tests(device: str, budget: Budget, out: Path) -> Dict:
 def part_main_job(device: str, budget: Budget, out: Path) -> Dict:
     """(b) The README's main job (`bench run --methods simpropnet --shots 1 5`) on this device, timed, in a
     private FSS_BENCH_HOME; reduced: on synthetic-tiny, split 1, 1-shot, 8 episodes."""
-    reduced = ["--dataset", "synthetic-tiny", "--splits", "1", "--seeds", "0", "--episodes", "8"]
-    command = [sys.executable, "-m", "bench", "run", "--methods", "simpropnet", "--shots", "1",
-               *(["5"] if device.startswith("cuda") else reduced), "--device", device, "--out", str(out / "main-job"),
-               "--quiet", "--log-file", str(out / "main-job.log")]
+    command = main_job(device, out / "main-job")
     return {**subprocess_part(command, budget, out), "command": " ".join(command[1:])}
+
+
+def main_job(device: str, folder: Path, *extra: str) -> List[str]:
+    """The main job's command line, into `folder` (reduced without a GPU)."""
+    reduced = ["--dataset", "synthetic-tiny", "--splits", "1", "--seeds", "0", "--episodes", "8"]
+    return [sys.executable, "-m", "bench", "run", "--methods", "simpropnet", "--shots", "1",
+            *(["5"] if device.startswith("cuda") else reduced), "--device", device, "--out", str(folder), "--quiet",
+            "--log-file", f"{folder}.log", *extra]
+
+
+def main_job_bf16(device: str, budget: Budget, out: Path) -> Dict:
+    """The main job's split 1, seed 0 again at bf16 with the checkpoints (b) trained: its mIoU per shot
+    against (b)'s fp32 on the same episodes, and how the per-episode counts differ."""
+    if not (out / "main-job" / "episodes.csv").is_file():
+        return {"error": "the main job (b) did not finish: no trained checkpoints to compare"}
+    command = main_job(device, out / "main-job-bf16", "--precision", "bf16", "--no-train")
+    if device.startswith("cuda"):
+        command += ["--splits", "1", "--seeds", "0"]
+    ran = subprocess_part(command, budget, out)
+    if ran["status"] != "ok":
+        return {"error": f"the bf16 run: {ran['status']}", **ran}
+    full, half = (pd.read_csv(out / name / "episodes.csv") for name in ("main-job", "main-job-bf16"))
+    keys = ["method", "split", "shot", "seed", "episode"]
+    full = full.merge(half[keys], on=keys)
+    by_shot = {int(shot): {"miou_fp32": round(100 * float(evaluate_rows(full[full["shot"] == shot])["miou"]), 2),
+                           "miou_bf16": round(100 * float(evaluate_rows(half[half["shot"] == shot])["miou"]), 2)}
+               for shot in sorted(half["shot"].unique())}
+    return {"command": " ".join(command[1:]), "seconds": ran["seconds"], "miou_by_shot": by_shot,
+            "settings": [{"device": device, "precision": "fp32"}, {"device": device, "precision": "bf16"}],
+            **compare_counts(full.sort_values(keys), half.sort_values(keys))}
 
 
 def subprocess_part(command: List[str], budget: Budget, out: Path) -> Dict:
@@ -78,7 +108,7 @@ def subprocess_part(command: List[str], budget: Budget, out: Path) -> Dict:
                 "note": "stopped at its time budget"}
     lines = (done.stdout + done.stderr).strip().splitlines()
     return {"status": "ok" if done.returncode == 0 else "failed", "seconds": round(time.perf_counter() - start, 1),
-            "returncode": done.returncode, "tail": lines[-16:]}
+            "returncode": done.returncode, "tail": lines[-24:]}
 
 
 def part_speed(device: str, budget: Budget, out: Path) -> Dict:
@@ -101,8 +131,9 @@ def part_counts(device: str, budget: Budget, out: Path) -> Dict:
 
 
 def part_precision(device: str, budget: Budget, out: Path) -> Dict:
-    """(e) bf16 and fp16 against fp32 on this device (HSNet, 200 episodes; reduced: 4), counts and speed;
-    reported, not checked: reduced precision may change more than a handful of pixels."""
+    """(e) bf16 and fp16 against fp32 on this device (HSNet, 200 episodes; reduced: 4), counts and speed, in
+    a quarter of the budget each; then the trained main job at bf16 (`main_job_bf16`). Reported, not checked:
+    reduced precision may change more than a handful of pixels."""
     work = workloads(device.startswith("cuda"))[0]
     work.episodes = min(work.episodes, 200)
     figures = {}
@@ -110,9 +141,10 @@ def part_precision(device: str, budget: Budget, out: Path) -> Dict:
         try:
             figures[precision] = counts_across(work, [{"device": device, "precision": "fp32"},
                                                       {"device": device, "precision": precision}],
-                                               Budget(budget.left() / (2 - i)))
+                                               Budget(budget.left() / (4 - i)))
         except Exception as exc:  # fp16 autocast unsupported on this device: said, not fatal
             figures[precision] = {"error": str(exc).splitlines()[0]}
+    figures["main job bf16"] = main_job_bf16(device, budget, out)
     return {"status": "ok", **figures}
 
 

@@ -63,8 +63,13 @@ def markdown(record: Dict) -> str:
     for precision, figures in parts.get("precision", {}).items():
         if isinstance(figures, dict):
             rows.append(_comparison_rows(precision, figures))
+    trained = parts.get("precision", {}).get("main job bf16", {})
+    if "miou_by_shot" in trained:
+        lines += ["", f"Trained main job at bf16 against fp32 (`{trained['command']}`): "
+                  + "; ".join(f"{shot}-shot mIoU {v['miou_fp32']} (fp32) / {v['miou_bf16']} (bf16)"
+                              for shot, v in trained["miou_by_shot"].items()) + "."]
     if rows:
-        lines += ["", "## Per-episode counts compared (HSNet, random weights)", "",
+        lines += ["", "## Per-episode counts compared (HSNet random weights; the trained main job)", "",
                   "Changed pixels: |d fg_inter| + |d bg_inter| per episode (a lower bound of flipped predictions), "
                   "median / p90 / max.", ""]
         lines += _table(["comparison", "settings", "episodes", "identical", "changed pixels", "mIoU %",

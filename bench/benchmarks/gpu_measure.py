@@ -6,7 +6,6 @@ Every measurement goes through the harness's own evaluation (`evaluate_manifest`
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import time
@@ -54,11 +53,13 @@ class Utilisation:
         try:
             return float(torch.cuda.utilization(torch.device(self.device)))
         except Exception:  # no pynvml: ask nvidia-smi
-            if not shutil.which("nvidia-smi"):
-                return None
+            pass
+        try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
                                  capture_output=True, text=True, timeout=5).stdout.split()
             return float(out[0]) if out else None
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
 
     def _sample(self) -> None:
         while not self._stop.wait(self.every):

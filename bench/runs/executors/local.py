@@ -5,6 +5,7 @@ import time
 from typing import Dict, List, Optional, Set, Tuple
 
 from bench.core.environment import available_cores, resolve_device
+from bench.core.errors import BenchError
 from bench.core.progress import GridProgress, WorkEstimate
 from bench.runs.cells import Cell
 from bench.runs.executors.base import Executor, Pairs, TaskHook
@@ -66,8 +67,14 @@ def missing_trainings(session: Session, todo: List[Cell]) -> Set[Tuple[str, int,
 
 
 def work_estimate(run_dir: RunDir, todo: List[Cell], missing: Set[Tuple[str, int, Optional[int]]]) -> WorkEstimate:
-    """The grid's work left (trainings, cells), timed by the run's recorded cells and their trainings."""
-    metas = run_dir.cell_metas()
+    """The grid's work left (trainings, cells), timed by the run's recorded cells and their trainings (a
+    damaged record times nothing: its cell is among those redone)."""
+    metas = []
+    for path in run_dir.finished_cells():
+        try:
+            metas.append(run_dir.cell_meta(Cell.from_key(path.stem)))
+        except BenchError:
+            continue
     trainings = {(m["method"], m.get("checkpoint")): m.get("checkpoint_train_seconds") for m in metas}
     estimate = WorkEstimate([("cell", m["method"], m["seconds"]) for m in metas if m.get("seconds") is not None]
                             + [("training", method, s) for (method, _), s in trainings.items() if s is not None])

@@ -30,7 +30,8 @@ def _same(figures: Dict) -> str:
     if not figures["cache_applies"]:
         return "no cache (native resolution)"
     compared = figures["cached_vs_uncached"]
-    return f"{compared.get('identical')}/{compared.get('episodes')} identical, max {compared.get('changed_pixels_max')} px"
+    return (f"{compared.get('identical')}/{compared.get('episodes')} identical, "
+            f"max {compared.get('changed_pixels_max')} px")
 
 
 def markdown(record: Dict) -> str:

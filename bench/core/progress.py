@@ -165,8 +165,8 @@ class GridProgress:
         if self.failed or self.retries:
             self.bar.set_postfix(failed=self.failed, retries=self.retries, refresh=False)
         if self.estimate is not None:  # shown on the bar only: the log line adds the ETA itself
-            self.bar.bar.set_postfix_str(", ".join(filter(None, [self.bar.postfix,
-                                                                 eta_text(self.estimate.seconds_left())])), refresh=False)
+            shown = [self.bar.postfix, eta_text(self.estimate.seconds_left())]
+            self.bar.bar.set_postfix_str(", ".join(filter(None, shown)), refresh=False)
         self.bar.update(done + failed)
 
     def close(self) -> None:

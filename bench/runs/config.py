@@ -7,9 +7,10 @@ resolving dataset-dependent defaults returns a new object (`dataclasses.replace`
 
 The identity of a configuration is every field not marked `identity=False`: those change where files
 are, how fast or how verbosely, never a result. It has two parts. The protocol (`protocol()`: dataset,
-splits, shots, seeds, episodes, sampling, size filter, scoring, input size, precision) is what a run directory is;
-the method identity (`method_identity`: the method, for learned methods the training options, the
-published weights it uses) is what each method's cells are, so a run directory can grow by methods.
+splits, shots, seeds, episodes, sampling, size filter, scoring, input size, precision) is what a run
+directory is; the method identity (`method_identity`: the method, for learned methods the training
+options, the published weights it uses) is what each method's cells are, so a run directory can grow by
+methods.
 Published weights enter it as the entries each (method, split) uses, not as the paths that found them.
 """
 from __future__ import annotations

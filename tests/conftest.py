@@ -4,6 +4,18 @@ from bench.cli.commands import main
 from tests.voc_fixture import make_voc_tree
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked cuda skip where torch sees no CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def voc_root(tmp_path_factory):
     """A small VOC-layout tree with PASCAL-5i style lists in <root>/lists (built once per session)."""

@@ -7,9 +7,10 @@ resolving dataset-dependent defaults returns a new object (`dataclasses.replace`
 
 The identity of a configuration is every field not marked `identity=False`: those change where files
 are, how fast or how verbosely, never a result. It has two parts. The protocol (`protocol()`: dataset,
-splits, shots, seeds, episodes, sampling, size filter, scoring, input size) is what a run directory is;
-the method identity (`method_identity`: the method, for learned methods the training options, the
-published weights it uses) is what each method's cells are, so a run directory can grow by methods.
+splits, shots, seeds, episodes, sampling, size filter, scoring, input size, precision) is what a run
+directory is; the method identity (`method_identity`: the method, for learned methods the training
+options, the published weights it uses) is what each method's cells are, so a run directory can grow by
+methods.
 Published weights enter it as the entries each (method, split) uses, not as the paths that found them.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Dict, List, Optional
 
 from bench.core.options import MAX_SEED, option
+from bench.evaluation.precision import PRECISIONS
 from bench.evaluation.protocol import ScoringProtocol
 from bench.runs.executors import EXECUTORS as EXECUTOR_REGISTRY
 from bench.training.options import PublishedOptions, TrainingOptions
@@ -124,6 +126,9 @@ class RunConfig:
     input_size: Optional[int] = option(None, "side of the square method input (default: the training profile's, "
                                        "112 synthetic / 48 synthetic-tiny / 321 PASCAL; the backbones downsample "
                                        "by up to 16)", minimum=16, maximum=2048)
+    precision: str = option("fp32", "numeric precision of evaluation: fp32 (full), bf16 or fp16 (torch.autocast; a few "
+                            "boundary pixels per episode change, so another precision is another run); training and "
+                            "checkpoints stay fp32", choices=tuple(PRECISIONS), omit_default=True)
     episodes_from: Optional[List[str]] = option(None, "replay saved manifests (CSV files or folders of them) "
                                                 "exactly", identity=False, metavar="FILE", path="any")
     scoring: ScoringProtocol = field(default_factory=ScoringProtocol)

@@ -29,6 +29,7 @@ from bench.data.episodes import (
 )
 from bench.data.images import ImageStore
 from bench.evaluation.authors import check_scoring
+from bench.evaluation.precision import check_precision
 from bench.runs.cells import Cell, method_cells
 from bench.runs.config import RunConfig, RuntimeOptions, recorded_methods
 from bench.runs.executors import EXECUTORS, executor_class
@@ -161,7 +162,8 @@ def protocol_header(config: RunConfig, dataset: FSSDataset) -> str:
     return (f"{dataset.name}{folds}: splits {' '.join(map(str, config.splits))}, shots "
             f"{' '.join(map(str, config.shots))}, seeds {' '.join(map(str, config.seeds))}; {queries}{size}; "
             f"input {config.input_size}, scored at {scoring}" + ("; identical input" if config.identical_input else "")
-            + ("; the authors' pipelines (--pipeline authors)" if config.scoring.pipeline == "authors" else ""))
+            + ("; the authors' pipelines (--pipeline authors)" if config.scoring.pipeline == "authors" else "")
+            + (f"; precision {config.precision}" if config.precision != "fp32" else ""))
 
 
 def default_out(config: RunConfig, weights: Optional[Dict[str, str]] = None) -> Path:
@@ -270,6 +272,8 @@ def _run(config: RunConfig, hook: Optional[TaskHook]) -> Path:
     with run_dir.lock(runtime.wait), torch_threads(runtime.threads) as threads:
         executor = check_executor(config.runtime)
         device = resolve_device(runtime.device) if executor.in_process else runtime.device
+        if executor.in_process:
+            check_precision(device, config.precision)
         session = open_session(config, device, dataset=dataset, published=published)
         record, summary = _checked_run(session, executor, manifests, header, dataset_hash, manifest_hashes, run_dir,
                                        plugins, threads, hook)

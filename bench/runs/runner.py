@@ -11,6 +11,7 @@ from bench.data.episodes import read_manifest
 from bench.evaluation.authors import method_pipeline
 from bench.evaluation.features import CodeCache
 from bench.evaluation.loop import evaluate_manifest
+from bench.evaluation.precision import autocast
 from bench.evaluation.qualitative import save_qualitative
 from bench.runs.cells import Cell
 from bench.runs.config import cache_budgets
@@ -58,11 +59,12 @@ class CellRunner:
         authors = config.scoring.pipeline == "authors"
         features = self.features if CodeCache.supports(method) and not method.native_resolution and not authors \
             else None
-        rows = evaluate_manifest(method, self.store, manifest, config.scoring, batch_size=config.runtime.batch_size,
-                                 device=self.device, features=features, desc=cell.label,
-                                 quiet=quiet)
+        with autocast(self.device, config.precision):
+            rows = evaluate_manifest(method, self.store, manifest, config.scoring,
+                                     batch_size=config.runtime.batch_size, device=self.device, features=features,
+                                     desc=cell.label, quiet=quiet)
         meta = {"method": cell.method, "cell": cell.manifest, "seconds": round(time.perf_counter() - start, 3),
-                "device": self.device, "options": method.options(), "manifest_sha256": manifest_sha256,
+                "device": self.device, "precision": config.precision, "options": method.options(), "manifest_sha256": manifest_sha256,
                 "method_identity": identity, "pipeline": pipeline_record(method, authors),
                 **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
                 "checkpoint": checkpoint_id,
@@ -76,9 +78,10 @@ class CellRunner:
             before_write(run_dir.cell_paths(cell)[0], rows)
         # the cell's files last: a cell that counts as done has its qualitative file too
         if cell.shot == min(config.shots) and cell.seed == min(config.seeds):
-            meta["qualitative_sha256"] = save_qualitative(method, self.store, manifest, rows,
-                                                          run_dir.qualitative_path(cell), self.device, features,
-                                                          config.scoring)
+            with autocast(self.device, config.precision):
+                meta["qualitative_sha256"] = save_qualitative(method, self.store, manifest, rows,
+                                                              run_dir.qualitative_path(cell), self.device, features,
+                                                              config.scoring)
         run_dir.write_cell(cell, rows, meta)
         scores = evaluate_rows(rows)
         log(f"{cell.label}: mIoU {100 * scores['miou']:.2f}, FB-IoU {100 * scores['fbiou']:.2f}, "

@@ -1,15 +1,18 @@
 """`--executor local`: the pending pairs and cells one after another in this process."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import time
+from typing import Dict, List, Optional, Set, Tuple
 
 from bench.core.environment import available_cores, resolve_device
-from bench.core.progress import GridProgress
+from bench.core.errors import BenchError
+from bench.core.progress import GridProgress, WorkEstimate
 from bench.runs.cells import Cell
 from bench.runs.executors.base import Executor, Pairs, TaskHook
 from bench.runs.rundir import RunDir
 from bench.runs.runner import CellRunner
 from bench.runs.session import Session
+from bench.training.models import is_trainable
 
 
 class LocalExecutor(Executor):
@@ -33,16 +36,53 @@ class LocalExecutor(Executor):
 
     def evaluate_grid(self, session: Session, run_dir: RunDir, manifest_hashes: Dict[str, str], todo: List[Cell],
                       hook: Optional[TaskHook] = None) -> None:
+        """The cells in order, each after its checkpoint's training if that is missing (timed apart, for the
+        ETA: `WorkEstimate`)."""
         runner = CellRunner(session)
-        progress = GridProgress(len(todo), "cells", session.config.runtime.quiet)
+        missing = missing_trainings(session, todo)
+        estimate = work_estimate(run_dir, todo, missing)
+        progress = GridProgress(len(todo), "cells", session.config.runtime.quiet, estimate)
         try:
             for cell in todo:
+                if (cell.method, cell.split, cell.train_seed) in missing:
+                    start = time.perf_counter()
+                    runner.model(cell.method, cell.split, cell.train_seed)  # trains it, kept loaded for the cell
+                    estimate.finished("training", cell.method, time.perf_counter() - start)
+                    missing.discard((cell.method, cell.split, cell.train_seed))
+                    progress.update()
+                start = time.perf_counter()
                 runner.evaluate(run_dir, cell, manifest_hashes[cell.manifest], session.checkpoint_id(cell),
                                 session.config.runtime.quiet)
+                estimate.finished("cell", cell.method, time.perf_counter() - start)
                 progress.update(done=1)
         finally:
             runner.close()
         progress.close()
+
+
+def missing_trainings(session: Session, todo: List[Cell]) -> Set[Tuple[str, int, Optional[int]]]:
+    """(method, split, train seed) of the learned cells whose checkpoint is not trained yet."""
+    return {(c.method, c.split, c.train_seed) for c in todo if is_trainable(c.method)
+            and session.models.for_seed(c.train_seed).checkpoint_sha256(c.method, c.split) is None}
+
+
+def work_estimate(run_dir: RunDir, todo: List[Cell], missing: Set[Tuple[str, int, Optional[int]]]) -> WorkEstimate:
+    """The grid's work left (trainings, cells), timed by the run's recorded cells and their trainings (a
+    damaged record times nothing: its cell is among those redone)."""
+    metas = []
+    for path in run_dir.finished_cells():
+        try:
+            metas.append(run_dir.cell_meta(Cell.from_key(path.stem)))
+        except BenchError:
+            continue
+    trainings = {(m["method"], m.get("checkpoint")): m.get("checkpoint_train_seconds") for m in metas}
+    estimate = WorkEstimate([("cell", m["method"], m["seconds"]) for m in metas if m.get("seconds") is not None]
+                            + [("training", method, s) for (method, _), s in trainings.items() if s is not None])
+    for cell in todo:
+        estimate.add("cell", cell.method)
+    for method, _, _ in missing:
+        estimate.add("training", method)
+    return estimate
 
 
 EXECUTOR = LocalExecutor

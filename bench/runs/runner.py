@@ -64,7 +64,8 @@ class CellRunner:
                                      batch_size=config.runtime.batch_size, device=self.device, features=features,
                                      desc=cell.label, quiet=quiet)
         meta = {"method": cell.method, "cell": cell.manifest, "seconds": round(time.perf_counter() - start, 3),
-                "device": self.device, "precision": config.precision, "options": method.options(), "manifest_sha256": manifest_sha256,
+                "device": self.device, "precision": config.precision, "options": method.options(),
+                "manifest_sha256": manifest_sha256,
                 "method_identity": identity, "pipeline": pipeline_record(method, authors),
                 **({} if cell.train_seed is None else {"train_seed": cell.train_seed}),
                 "checkpoint": checkpoint_id,

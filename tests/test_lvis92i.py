@@ -181,7 +181,8 @@ def test_prepare_lays_out_lvis_and_writes_the_derived_folds(tmp_path):
     dataset.check_files(1, "test")
     folds = pd.read_csv(tmp_path / "out" / "LVIS" / "folds.csv")
     one = folds[(folds.convention == "matcher-1shot") & (folds.split == 1)]
-    assert one[one.part == "test"].category.tolist() == [1, 11] and one[one.part == "train"].category.tolist() == [2, 23]
+    assert one[one.part == "test"].category.tolist() == [1, 11]
+    assert one[one.part == "train"].category.tolist() == [2, 23]
     assert RARE not in folds.category.tolist()
 
 

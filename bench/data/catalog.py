@@ -2,8 +2,8 @@
 
 `synthetic` (the default) and `synthetic-tiny` (tests, CI) are registered here, with their background-context
 variants (`synthetic-context0.25`, `synthetic-tiny-context1`: a family registered on first use); `pascal5i` in
-`bench.data.voc`, `fss1000` in `bench.data.fss1000`, `coco20i` in `bench.data.coco`, `lvis92i` in `bench.data.lvis` and the
-cross-domain benchmarks in `bench.data.crossdomain`. Adding a dataset touches its module and one
+`bench.data.voc`, `fss1000` in `bench.data.fss1000`, `coco20i` in `bench.data.coco`, `lvis92i` in
+`bench.data.lvis` and the cross-domain benchmarks in `bench.data.crossdomain`. Adding a dataset touches its module and one
 import below.
 """
 from __future__ import annotations

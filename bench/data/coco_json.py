@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, Iterator, List, Tuple
 
 from bench.core.errors import BenchError
 from bench.data.base import is_plain_name
@@ -70,6 +70,19 @@ def _entries(data: dict, key: str, where: str) -> List[dict]:
     return data[key]
 
 
+def annotation_entries(data: dict, where: str) -> Iterator[Tuple[dict, int, int, int]]:
+    """(annotation, id, image id, category id) of each entry of `annotations`; ids checked to be integers and
+    annotation ids distinct."""
+    seen = set()
+    for n, ann in enumerate(_entries(data, "annotations", where)):
+        at = f"annotation JSON {where}: annotations[{n}]"
+        ann_id, image_id, category = _int(ann, "id", at), _int(ann, "image_id", at), _int(ann, "category_id", at)
+        if ann_id in seen:
+            raise BenchError(f"annotation JSON {where}: annotation id {ann_id} appears twice")
+        seen.add(ann_id)
+        yield ann, ann_id, image_id, category
+
+
 def validate_instances(data, where: str) -> CocoInstances:
     """Check a parsed COCO instances file (rules: module docstring); the first problem is one BenchError."""
     if not isinstance(data, dict):
@@ -100,13 +113,7 @@ def validate_instances(data, where: str) -> CocoInstances:
         images.append(image)
     classes = category_classes(categories)
     by_image: Dict[int, List[dict]] = defaultdict(list)
-    seen = set()
-    for n, ann in enumerate(_entries(data, "annotations", where)):
-        at = f"annotation JSON {where}: annotations[{n}]"
-        ann_id, image_id, category = _int(ann, "id", at), _int(ann, "image_id", at), _int(ann, "category_id", at)
-        if ann_id in seen:
-            raise BenchError(f"annotation JSON {where}: annotation id {ann_id} appears twice")
-        seen.add(ann_id)
+    for ann, ann_id, image_id, category in annotation_entries(data, where):
         image = by_id.get(image_id)
         if image is None:
             raise BenchError(f"annotation JSON {where}: annotation {ann_id} names image {image_id}, which is not "

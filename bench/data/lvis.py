@@ -14,7 +14,6 @@ and its label holds the category id on the class's union and 0 elsewhere. Class 
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from bench.core.errors import BenchError
-from bench.core.fileio import sha256_bytes, sha256_file
-from bench.data.base import FSSDataset, Pair, missing_files_error
+from bench.core.fileio import sha256_file
+from bench.data.base import FSSDataset, Pair, missing_files_error, pairs_fingerprint
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.coco_json import check_json_size, parse_json
 from bench.data.coco_masks import _mask_api, instance_rle
@@ -161,15 +160,8 @@ class LVIS92iDataset(FSSDataset):
 
     def fingerprint(self, splits: Sequence[int], parts: Sequence[str] = ("test",)) -> str:
         """sha256 of the convention, each annotation file's sha256, the pairs and the used images' sizes."""
-        digest = hashlib.sha256(f"lvis92i:{self.fold_convention}\n".encode())
-        for split in splits:
-            for part in parts:
-                digest.update(f"{split}:{part}:{sha256_file(annotation_path(self.root, part))}\n".encode())
-                pairs = self.pairs(split, part)
-                digest.update("".join(f"{i},{c}\n" for i, c in pairs).encode())
-                for path in sorted({self.image_path(i) for i, _ in pairs}):
-                    digest.update(f"{path.name}\0{path.stat().st_size if path.is_file() else -1}\n".encode())
-        return sha256_bytes(digest.hexdigest().encode())
+        return pairs_fingerprint(self, f"lvis92i:{self.fold_convention}", splits, parts,
+                                 lambda part: sha256_file(annotation_path(self.root, part)))
 
 
 CARD = DatasetCard(
@@ -178,9 +170,9 @@ CARD = DatasetCard(
     citation="Gupta et al., LVIS: A Dataset for Large Vocabulary Instance Segmentation, CVPR 2019; LVIS-92i: Liu et "
              "al., Matcher: Segment Anything with One Shot Using All-Purpose Feature Matching, ICLR 2024",
     classes="LVIS v1 categories with more images than shots (lvis_v1_val.json), by category id",
-    folds="10 folds: over the eligible val classes in id order, split k tests classes k-1, k+9, k+19, ... "
-          "(92 per fold on LVIS v1); trains on the other eligible train classes; matcher-1shot (> 1 image, default) "
-          "or matcher-5shot (> 5 images), as Matcher's 1- and 5-shot runs",
+    folds="10 folds: of the eligible val classes in id order, split k tests those at 0-based positions k-1, k+9, "
+          "k+19, ... (92 per fold on LVIS v1); trains on the other eligible train classes; matcher-1shot (> 1 image, "
+          "default) or matcher-5shot (> 5 images), as Matcher's 1- and 5-shot runs",
     episodes="2300 per fold and seed (Matcher's count; it cycles its 92 classes, here class-uniform)",
     eval_size="518 x 518 input and scoring (Matcher's img_size; it scores the mask resized to 518, nearest)",
     layout=("{train2017,val2017}/<12 digits>.jpg  (COCO 2017 images; or under LVIS/)",

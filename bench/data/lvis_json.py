@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 from bench.core.errors import BenchError
-from bench.data.coco_json import _entries, _int
+from bench.data.coco_json import _entries, _int, annotation_entries
 from bench.data.coco_masks import check_segmentation
 
 NUM_FOLDS = 10
@@ -77,13 +77,7 @@ def validate_lvis(data, where: str) -> LvisInstances:
             raise BenchError(f"annotation JSON {where}: image {key} (id {image_id}) is listed twice")
         by_id[image_id], images[key] = key, image
     by_pair: Dict[tuple, List[dict]] = defaultdict(list)
-    seen = set()
-    for n, ann in enumerate(_entries(data, "annotations", where)):
-        at = f"annotation JSON {where}: annotations[{n}]"
-        ann_id, image_id, category = _int(ann, "id", at), _int(ann, "image_id", at), _int(ann, "category_id", at)
-        if ann_id in seen:
-            raise BenchError(f"annotation JSON {where}: annotation id {ann_id} appears twice")
-        seen.add(ann_id)
+    for ann, ann_id, image_id, category in annotation_entries(data, where):
         if image_id not in by_id or category not in names:
             raise BenchError(f"annotation JSON {where}: annotation {ann_id} names image {image_id} or category "
                              f"{category}, which is not listed")

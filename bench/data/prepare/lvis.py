@@ -19,7 +19,7 @@ from bench.data.lvis import FOLD_CONVENTIONS, PARTS, annotation_path, matcher_fo
 from bench.data.lvis_json import SUBSETS, LvisInstances, validate_lvis
 from bench.data.prepare.archives import check_member_size, write_once
 from bench.data.prepare.coco import _jpeg_size, _open_zip, _read
-from bench.data.prepare.step import Option, PrepareStep
+from bench.data.prepare.step import Option, PrepareStep, summary_line
 from bench.data.prepare.target import check_target, claim_target
 
 
@@ -97,7 +97,7 @@ def prepare_lvis(train_zip: Path, val_zip: Path, annotations: Path, out: Path,
 def _run(args) -> str:
     summary = prepare_lvis(args.train_zip, args.val_zip, args.annotations, args.out,
                            getattr(args, "train_annotations", None), quiet=args.quiet)
-    return f"LVIS-92i ready at {summary['root']}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if k != "root")
+    return summary_line("LVIS-92i", summary)
 
 
 STEP = PrepareStep(

@@ -184,6 +184,18 @@ def test_prepare_lays_out_lvis_and_writes_the_derived_folds(tmp_path):
     assert one[one.part == "test"].category.tolist() == [1, 11]
     assert one[one.part == "train"].category.tolist() == [2, 23]
     assert RARE not in folds.category.tolist()
+    written = json.loads((tmp_path / "out" / "LVIS" / "annotations" / "lvis_v1_val.json").read_text())
+    assert written == fixture_data()[0]
+
+
+def test_prepare_without_the_training_file_serves_the_test_folds_only(tmp_path):
+    zips = make_zips(tmp_path)
+    summary = prepare_lvis(zips["train2017"], zips["val2017"], zips["val"], tmp_path / "out", quiet=True)
+    assert "train images" not in summary
+    dataset = open_dataset("lvis92i", tmp_path / "out" / "LVIS")
+    assert len(dataset.pairs(3, "test")) == 6 + 2
+    with pytest.raises(BenchError, match="lvis92i training needs .*lvis_v1_train.json"):
+        dataset.pairs(3, "train")
 
 
 def test_prepare_refuses_a_missing_image_before_writing(tmp_path):

@@ -35,15 +35,15 @@ class CocoInstances:
     classes: Dict[int, int]
 
 
-def check_json_size(size: int, where: str) -> None:
-    """Refuse an annotation file larger than MAX_JSON_BYTES before it is read."""
-    if size > MAX_JSON_BYTES:
-        raise BenchError(f"annotation JSON {where} is {size} bytes, more than the {MAX_JSON_BYTES} accepted")
+def check_json_size(size: int, where: str, limit: int = MAX_JSON_BYTES) -> None:
+    """Refuse an annotation file larger than `limit` bytes before it is read."""
+    if size > limit:
+        raise BenchError(f"annotation JSON {where} is {size} bytes, more than the {limit} accepted")
 
 
-def parse_json(raw: bytes, where: str):
+def parse_json(raw: bytes, where: str, limit: int = MAX_JSON_BYTES):
     """json.loads of an annotation file's bytes; damage or absurd nesting is one BenchError naming `where`."""
-    check_json_size(len(raw), where)
+    check_json_size(len(raw), where, limit)
     try:
         return json.loads(raw)
     except RecursionError:

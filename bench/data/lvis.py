@@ -25,9 +25,9 @@ from bench.core.errors import BenchError
 from bench.core.fileio import sha256_file
 from bench.data.base import FSSDataset, Pair, missing_files_error, pairs_fingerprint
 from bench.data.cards import DatasetCard, register_dataset
-from bench.data.coco_json import check_json_size, parse_json
 from bench.data.coco_masks import _mask_api, instance_rle
-from bench.data.lvis_json import NUM_FOLDS, LvisInstances, eligible_classes, fold_test_classes, validate_lvis
+from bench.data.lvis_json import (NUM_FOLDS, LvisInstances, check_lvis_size, eligible_classes, fold_test_classes,
+                                  parse_lvis)
 
 FOLD_CONVENTIONS = ("matcher-1shot", "matcher-5shot")
 RULE_SHOT = {"matcher-1shot": 1, "matcher-5shot": 5}
@@ -42,8 +42,8 @@ def annotation_path(root: Path, part: str) -> Path:
 
 def load_lvis(path: Path) -> LvisInstances:
     """Read and check one LVIS v1 annotation file."""
-    check_json_size(path.stat().st_size, str(path))
-    return validate_lvis(parse_json(path.read_bytes(), str(path)), str(path))
+    check_lvis_size(path.stat().st_size, str(path))
+    return parse_lvis(path.read_bytes(), str(path))
 
 
 def union_mask(annotations: Sequence[dict], height: int, width: int) -> np.ndarray:

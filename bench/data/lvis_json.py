@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Dict, List
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 from bench.core.errors import BenchError
-from bench.data.coco_json import _entries, _int, annotation_entries
+from bench.data.coco_json import _entries, _int, annotation_entries, check_json_size, parse_json
 from bench.data.coco_masks import check_segmentation
 
 NUM_FOLDS = 10
@@ -26,6 +26,8 @@ NUM_FOLDS = 10
 SUBSETS = ("train2017", "val2017")
 _URL = re.compile(r"^(?:https?://[^/]+/)?(train2017|val2017)/(\d{12})\.jpg$")
 MAX_PIXELS = 1 << 26
+#: largest LVIS file read (lvis_v1_train.json is about 1.1 GB)
+MAX_LVIS_BYTES = 3 << 30
 
 
 @dataclass
@@ -35,13 +37,16 @@ class LvisInstances:
     images: Dict[str, dict]
     by_pair: Dict[tuple, List[dict]]
     names: Dict[int, str]
+    _per_class: Optional[Dict[int, List[str]]] = field(default=None, repr=False)
 
     def images_per_class(self) -> Dict[int, List[str]]:
-        """{category id: sorted image ids holding it}."""
-        out: Dict[int, set] = defaultdict(set)
-        for image_id, category in self.by_pair:
-            out[category].add(image_id)
-        return {c: sorted(ids) for c, ids in sorted(out.items())}
+        """{category id: sorted image ids holding it} (computed once)."""
+        if self._per_class is None:
+            out: Dict[int, set] = defaultdict(set)
+            for image_id, category in self.by_pair:
+                out[category].add(image_id)
+            self._per_class = {c: sorted(ids) for c, ids in sorted(out.items())}
+        return self._per_class
 
 
 def image_key(image: dict, where: str) -> str:
@@ -52,6 +57,16 @@ def image_key(image: dict, where: str) -> str:
         raise BenchError(f"{where}: coco_url {str(url)[:80]!r} does not name a COCO 2017 image "
                          "(.../{train2017,val2017}/<12 digits>.jpg)")
     return f"{match.group(1)}_{match.group(2)}"
+
+
+def parse_lvis(raw: bytes, where: str) -> LvisInstances:
+    """Parse and check the bytes of one LVIS file (at most MAX_LVIS_BYTES)."""
+    return validate_lvis(parse_json(raw, where, MAX_LVIS_BYTES), where)
+
+
+def check_lvis_size(size: int, where: str) -> None:
+    """Refuse an LVIS file over MAX_LVIS_BYTES before it is read."""
+    check_json_size(size, where, MAX_LVIS_BYTES)
 
 
 def validate_lvis(data, where: str) -> LvisInstances:

@@ -14,9 +14,8 @@ from typing import Dict, Optional
 from bench.core.errors import BenchError
 from bench.core.fileio import atomic_write_text
 from bench.core.progress import progress_bar
-from bench.data.coco_json import check_json_size, parse_json
 from bench.data.lvis import FOLD_CONVENTIONS, PARTS, annotation_path, matcher_folds
-from bench.data.lvis_json import SUBSETS, LvisInstances, validate_lvis
+from bench.data.lvis_json import SUBSETS, LvisInstances, check_lvis_size, parse_lvis
 from bench.data.prepare.archives import check_member_size, write_once
 from bench.data.prepare.coco import _jpeg_size, _open_zip, _read
 from bench.data.prepare.step import Option, PrepareStep, summary_line
@@ -24,16 +23,15 @@ from bench.data.prepare.target import check_target, claim_target
 
 
 def _annotations(path: Path, part: str) -> tuple:
-    """(raw bytes, checked instances) of lvis_v1_<part>.json inside its zip."""
+    """(zip, member name, checked instances) of lvis_v1_<part>.json inside its zip."""
     archive = _open_zip(path, f"LVIS lvis_v1_{part}.json.zip")
     name = f"lvis_v1_{part}.json"
     try:
         info = archive.getinfo(name)
     except KeyError:
         raise BenchError(f"{path} lacks {name}: is it lvis_v1_{part}.json.zip?") from None
-    check_json_size(info.file_size, f"{name} in {path}")
-    raw = _read(archive, path, name)
-    return raw, validate_lvis(parse_json(raw, f"{name} in {path}"), f"{name} in {path}")
+    check_lvis_size(info.file_size, f"{name} in {path}")
+    return archive, name, parse_lvis(_read(archive, path, name), f"{name} in {path}")
 
 
 def _check_images(data: LvisInstances, zips: Dict[str, zipfile.ZipFile], paths: Dict[str, Path], part: str) -> None:
@@ -73,14 +71,15 @@ def prepare_lvis(train_zip: Path, val_zip: Path, annotations: Path, out: Path,
     files = {"test": _annotations(Path(annotations), "val")}
     if train_annotations is not None:
         files["train"] = _annotations(Path(train_annotations), "train")
-    for part, (_, data) in files.items():
+    for part, (_, _, data) in files.items():
         _check_images(data, zips, paths, part)
-    train = files["train"][1] if "train" in files else None
-    table = folds_csv(files["test"][1], train)
+    train = files["train"][2] if "train" in files else None
+    table = folds_csv(files["test"][2], train)
     claim_target(root, "lvis92i", [*SUBSETS, "annotations"])
     summary = {"root": str(root), "written": 0}
-    for part, (raw, data) in files.items():
-        summary["written"] += write_once(annotation_path(root, part), lambda: raw)
+    sources = {"test": Path(annotations), "train": Path(train_annotations) if train_annotations else None}
+    for part, (archive, name, data) in files.items():  # the JSON is read again from its zip, not kept in memory
+        summary["written"] += write_once(annotation_path(root, part), lambda: _read(archive, sources[part], name))
         summary[f"{part} images"] = len(data.images)
         with progress_bar(total=len(data.images), desc=f"LVIS {part}", quiet=quiet, unit="image") as bar:
             for key in data.images:

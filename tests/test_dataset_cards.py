@@ -48,7 +48,7 @@ def parser():
 
 def test_prepare_has_a_sub_command_per_card_that_declares_a_step():
     declared = {n for n in DATASETS.names() if CARDS[n].prepare_step}
-    assert set(prepare_steps()) == declared == {"pascal5i", "coco20i", "deepglobe"}
+    assert set(prepare_steps()) == declared == {"pascal5i", "coco20i", "deepglobe", "lvis92i"}
     choices = next(a for a in parser()._subparsers._group_actions[0].choices["prepare"]._actions
                    if isinstance(a, argparse._SubParsersAction)).choices
     assert set(choices) == declared
@@ -60,7 +60,7 @@ def test_prepare_has_a_sub_command_per_card_that_declares_a_step():
             assert card.prepare.split()[4] in declared, card.name
 
 
-@pytest.mark.parametrize("name", ["pascal5i", "coco20i", "deepglobe"])
+@pytest.mark.parametrize("name", ["pascal5i", "coco20i", "deepglobe", "lvis92i"])
 def test_prepare_dispatches_to_the_cards_step(name, monkeypatch, capsys):
     module = importlib.import_module(CARDS[name].prepare_step)
     monkeypatch.setattr(module, "STEP", replace(module.STEP, run=lambda args: f"ran {args.dataset} -> {args.out}"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
@@ -10,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bench.core.errors import BenchError
+from bench.core.fileio import sha256_bytes
 
 Pair = Tuple[str, int]  # (image id, 1-based class id)
 IGNORE = 255
@@ -81,6 +83,22 @@ def check_label_values(label: np.ndarray, path: Path, num_classes: int, ignore: 
         raise BenchError(f"mask {path} holds unexpected values {shown} ({int((~valid).sum())} pixels); "
                          f"its dataset's labels are {allowed}")
     return label
+
+
+def pairs_fingerprint(dataset: "FSSDataset", header: str, splits: Sequence[int], parts: Sequence[str],
+                      part_key) -> str:
+    """sha256 of `header`, then per (split, part) `part_key(part)` (an annotation hash), the pairs and the
+    names and sizes of their images (-1: missing; contents are not re-read)."""
+    digest = hashlib.sha256(f"{header}\n".encode())
+    for split in splits:
+        for part in parts:
+            digest.update(f"{split}:{part}:{part_key(part)}\n".encode())
+            pairs = dataset.pairs(split, part)
+            digest.update("".join(f"{i},{c}\n" for i, c in pairs).encode())
+            for image_id in sorted({i for i, _ in pairs}):
+                path = dataset.image_path(image_id)
+                digest.update(f"{image_id}\0{path.stat().st_size if path.is_file() else -1}\n".encode())
+    return sha256_bytes(digest.hexdigest().encode())
 
 
 def missing_files_error(kind: str, missing: Sequence[Path], where: str) -> BenchError:

@@ -2,8 +2,8 @@
 
 `synthetic` (the default) and `synthetic-tiny` (tests, CI) are registered here, with their background-context
 variants (`synthetic-context0.25`, `synthetic-tiny-context1`: a family registered on first use); `pascal5i` in
-`bench.data.voc`, `fss1000` in `bench.data.fss1000`, `coco20i` in `bench.data.coco` and the
-cross-domain benchmarks in `bench.data.crossdomain`. Adding a dataset touches its module and one
+`bench.data.voc`, `fss1000` in `bench.data.fss1000`, `coco20i` in `bench.data.coco`, `lvis92i` in
+`bench.data.lvis` and the cross-domain benchmarks in `bench.data.crossdomain`. Adding a dataset touches its module and one
 import below.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from bench.core.errors import BenchError
-from bench.data import chest_xray, coco, deepglobe, fss1000, isic, voc  # noqa: F401  (they register their datasets)
+from bench.data import chest_xray, coco, deepglobe, fss1000, isic, lvis, voc  # noqa: F401  (they register their datasets)
 from bench.data.base import IGNORE, FSSDataset
 from bench.data.cards import CARDS, DATASETS, DatasetCard, card_of, register_dataset, register_family, resolve
 from bench.data.synthetic import CLASS_NAMES, TINY_SPEC, SyntheticSpec, ensure_synthetic, format_level

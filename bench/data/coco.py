@@ -20,9 +20,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from bench.core.errors import BenchError
-from bench.core.fileio import sha256_bytes, sha256_file
+from bench.core.fileio import sha256_file
 from bench.core.progress import progress_bar
-from bench.data.base import FSSDataset, Pair, check_label_values, is_plain_name, load_index_png, missing_files_error
+from bench.data.base import (FSSDataset, Pair, check_label_values, is_plain_name, load_index_png,
+                             missing_files_error, pairs_fingerprint)
 from bench.data.cards import DatasetCard, register_dataset
 from bench.data.coco_lists import (FOLD_CONVENTIONS, NUM_CLASSES, SUBSETS, fold_test_classes, read_hsnet_fold,
                                    read_table, write_table)
@@ -213,18 +214,8 @@ class COCO20iDataset(FSSDataset):
     def fingerprint(self, splits: Sequence[int], parts: Sequence[str] = ("test",)) -> str:
         """sha256 of the fold convention, the pairs, each subset's table key (JSON sha256 or PNG names+sizes)
         and the names and sizes of the images used; image contents are not re-read (40k files)."""
-        digest = hashlib.sha256(f"coco20i:{self.fold_convention}\n".encode())
-        for split in splits:
-            for part in parts:
-                subset = SUBSETS[part]
-                digest.update(f"{split}:{part}:{self.table_key(subset)}\n".encode())
-                pairs = self.pairs(split, part)
-                digest.update("".join(f"{i},{c}\n" for i, c in pairs).encode())
-                for image_id in sorted({i for i, _ in pairs}):
-                    path = self.image_path(image_id)
-                    size = path.stat().st_size if path.is_file() else -1
-                    digest.update(f"{image_id}\0{size}\n".encode())
-        return sha256_bytes(digest.hexdigest().encode())
+        return pairs_fingerprint(self, f"coco20i:{self.fold_convention}", splits, parts,
+                                 lambda part: self.table_key(SUBSETS[part]))
 
 
 CARD = DatasetCard(

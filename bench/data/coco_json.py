@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, Iterator, List, Tuple
 
 from bench.core.errors import BenchError
 from bench.data.base import is_plain_name
@@ -35,15 +35,15 @@ class CocoInstances:
     classes: Dict[int, int]
 
 
-def check_json_size(size: int, where: str) -> None:
-    """Refuse an annotation file larger than MAX_JSON_BYTES before it is read."""
-    if size > MAX_JSON_BYTES:
-        raise BenchError(f"annotation JSON {where} is {size} bytes, more than the {MAX_JSON_BYTES} accepted")
+def check_json_size(size: int, where: str, limit: int = MAX_JSON_BYTES) -> None:
+    """Refuse an annotation file larger than `limit` bytes before it is read."""
+    if size > limit:
+        raise BenchError(f"annotation JSON {where} is {size} bytes, more than the {limit} accepted")
 
 
-def parse_json(raw: bytes, where: str):
+def parse_json(raw: bytes, where: str, limit: int = MAX_JSON_BYTES):
     """json.loads of an annotation file's bytes; damage or absurd nesting is one BenchError naming `where`."""
-    check_json_size(len(raw), where)
+    check_json_size(len(raw), where, limit)
     try:
         return json.loads(raw)
     except RecursionError:
@@ -68,6 +68,19 @@ def _entries(data: dict, key: str, where: str) -> List[dict]:
         if not isinstance(entry, dict):
             raise BenchError(f"annotation JSON {where}: {key}[{n}] is a {type(entry).__name__}, not an object")
     return data[key]
+
+
+def annotation_entries(data: dict, where: str) -> Iterator[Tuple[dict, int, int, int]]:
+    """(annotation, id, image id, category id) of each entry of `annotations`; ids checked to be integers and
+    annotation ids distinct."""
+    seen = set()
+    for n, ann in enumerate(_entries(data, "annotations", where)):
+        at = f"annotation JSON {where}: annotations[{n}]"
+        ann_id, image_id, category = _int(ann, "id", at), _int(ann, "image_id", at), _int(ann, "category_id", at)
+        if ann_id in seen:
+            raise BenchError(f"annotation JSON {where}: annotation id {ann_id} appears twice")
+        seen.add(ann_id)
+        yield ann, ann_id, image_id, category
 
 
 def validate_instances(data, where: str) -> CocoInstances:
@@ -100,13 +113,7 @@ def validate_instances(data, where: str) -> CocoInstances:
         images.append(image)
     classes = category_classes(categories)
     by_image: Dict[int, List[dict]] = defaultdict(list)
-    seen = set()
-    for n, ann in enumerate(_entries(data, "annotations", where)):
-        at = f"annotation JSON {where}: annotations[{n}]"
-        ann_id, image_id, category = _int(ann, "id", at), _int(ann, "image_id", at), _int(ann, "category_id", at)
-        if ann_id in seen:
-            raise BenchError(f"annotation JSON {where}: annotation id {ann_id} appears twice")
-        seen.add(ann_id)
+    for ann, ann_id, image_id, category in annotation_entries(data, where):
         image = by_id.get(image_id)
         if image is None:
             raise BenchError(f"annotation JSON {where}: annotation {ann_id} names image {image_id}, which is not "

@@ -19,7 +19,7 @@ from bench.data.base import open_image
 from bench.data.coco_json import CocoInstances, check_json_size, parse_json, validate_instances
 from bench.data.coco_masks import label_map
 from bench.data.prepare.archives import check_member_size, index_png_bytes, write_once
-from bench.data.prepare.step import Option, PrepareStep
+from bench.data.prepare.step import Option, PrepareStep, summary_line
 from bench.data.prepare.target import check_target, claim_target
 
 SPLITS = ("train2014", "val2014")
@@ -130,7 +130,7 @@ def _render(plan: CocoInstances, image: dict, split: str) -> bytes:
 
 def _run(args) -> str:
     summary = prepare_coco(args.train_zip, args.val_zip, args.annotations, args.out, quiet=args.quiet)
-    return f"COCO-20i ready at {summary['root']}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if k != "root")
+    return summary_line("COCO-20i", summary)
 
 
 STEP = PrepareStep(

@@ -28,3 +28,8 @@ class PrepareStep:
     help: str  # the sub-command's one-line help
     options: Tuple[Option, ...]  # `--quiet` (no progress bar) is added to every step
     run: Callable[..., str]  # (parsed arguments) -> the summary line printed when done
+
+
+def summary_line(what: str, summary: dict) -> str:
+    """`<what> ready at <root>: key value, ...` of a preparation's summary (its 'root' and counts)."""
+    return f"{what} ready at {summary['root']}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if k != "root")

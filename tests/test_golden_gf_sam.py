@@ -33,10 +33,10 @@ def test_prediction_equals_theirs(golden, shots, seed):
     with torch.no_grad():
         prompt_map = model.priors(query, supports, masks)[0]
         pred, points, states = model.predict(query, supports, masks, details=True)
-    torch.testing.assert_close(prompt_map, tensors[f"prompt_map{shots}"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(prompt_map, tensors[f"prompt_map{shots}-{seed}"], rtol=1e-4, atol=1e-5)
     scale = model.prompter.img_size / prompt_map.shape[-1]  # theirs: the points in SAM's frame
-    assert torch.equal(torch.as_tensor(points, dtype=torch.float64) * scale, tensors[f"points{shots}"])
-    assert torch.equal(states, tensors[f"states{shots}"])
-    theirs = tensors[f"pred{shots}"]
+    assert torch.equal(torch.as_tensor(points, dtype=torch.float64) * scale, tensors[f"points{shots}-{seed}"])
+    assert torch.equal(states, tensors[f"states{shots}-{seed}"])
+    theirs = tensors[f"pred{shots}-{seed}"]
     assert 0.01 < theirs.float().mean() < 0.99  # not trivially one class
     assert (pred.bool() != theirs).float().mean() <= MAX_PIXELS

@@ -26,7 +26,7 @@ REDUCED = {"dino": "vit_small", "dino_size": 224, "dino_overrides": {"depth": 4}
            "sam_reduced": {"img_size": 256, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4,
                            "prompt_dim": 64, "decoder_mlp": 128, "decoder_heads": 2}}
 SIZE = 256
-EPISODES = ((1, 0), (2, 1))  # (shots, episode seed)
+EPISODES = ((1, 0), (2, 1), (1, 2))  # (shots, episode seed); 0 and 2: many clusters, the fallback mask
 
 
 def seeded_model(seed: int = SEED) -> GFSAM:
@@ -126,10 +126,10 @@ def main(argv=None) -> None:
             net.set_target(query[None])
             pred, (points, states) = net.predict()
             net.clear()
-            tensors[f"prompt_map{shots}"] = maps[-1]
-            tensors[f"pred{shots}"] = pred[0].bool()
-            tensors[f"points{shots}"] = torch.as_tensor(points)
-            tensors[f"states{shots}"] = torch.as_tensor(states)
+            tensors[f"prompt_map{shots}-{seed}"] = maps[-1]
+            tensors[f"pred{shots}-{seed}"] = pred[0].bool()
+            tensors[f"points{shots}-{seed}"] = torch.as_tensor(points)
+            tensors[f"states{shots}-{seed}"] = torch.as_tensor(states)
             print(f"{shots}-shot: {len(points)} points, foreground {pred.mean().item():.3f}")
     meta = {"repository": "ANDYZAQ/GF-SAM", "commit": commit, "seed": SEED, "options": REDUCED,
             "episodes": [list(e) for e in EPISODES], "size": SIZE, "torch": torch.__version__}

@@ -10,11 +10,16 @@ LEARNED = [n for n in ALL_METHODS if METHODS.card(n).trainable]
 
 
 def build(name, **options):
-    """Learned methods with their `tiny` profile options on a random-init synthnet (no weights needed)."""
+    """Learned methods with their `tiny` profile options on a random-init synthnet (no weights needed); training-free
+    methods with a `synthetic` profile with its options."""
     if name in LEARNED:
         from bench.training.profiles import PROFILES
 
         options = {"backbone": "synthnet", **PROFILES["tiny"].options_for(name), **options}
+    elif "synthetic" in METHODS.card(name).profiles:  # training-free foundation models (gf-sam): their small ones
+        pytest.importorskip("timm")
+        pytest.importorskip("segment_anything")
+        options = {**METHODS.card(name).profiles["synthetic"]["options"], **options}
     return build_method(name, **options)
 
 

@@ -214,12 +214,15 @@ WEIGHT_FILES = {"dinov2": ("models/dinov2_vitl14_pretrain.pth",
                 "sam": ("models/sam_vit_h_4b8939.pth",
                         "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth")}
 
+SMALL = {"dino": "vit_small", "dino_size": 224, "max_points": 16, "dino_overrides": {"depth": 4},
+         "sam_reduced": {"img_size": 256, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4, "prompt_dim": 64,
+                         "decoder_mlp": 128, "decoder_heads": 2}}
 PROFILES = {
-    # runs on 2 CPU cores: DINOv2 ViT-S/14 at 224 (16 x 16 tokens), a small SAM at 256, at most 16 points
-    "synthetic": {"options": {"dino": "vit_small", "dino_size": 224, "max_points": 16,
-                              "dino_overrides": {"depth": 4},
-                              "sam_reduced": {"img_size": 256, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4,
-                                              "prompt_dim": 64, "decoder_mlp": 128, "decoder_heads": 2}}},
+    # runs on 2 CPU cores: DINOv2 ViT-S/14 at 224 (16 x 16 tokens), a small SAM at 256, at most 16 points; the
+    # same on the CI's and the tests' profiles (the real models take minutes an episode on a CPU)
+    "synthetic": {"options": SMALL},
+    "ci": {"options": SMALL},
+    "tiny": {"options": SMALL},
 }
 
 register_method("gf-sam", trainable=False, profiles=PROFILES, citation="Zhang et al., NeurIPS 2024")(GFSAM)

@@ -62,8 +62,9 @@ class LocalExecutor(Executor):
 
 def missing_trainings(session: Session, todo: List[Cell]) -> Set[Tuple[str, int, Optional[int]]]:
     """(method, split, train seed) of the learned cells whose checkpoint is not trained yet."""
-    return {(c.method, c.split, c.train_seed) for c in todo if is_trainable(c.method)
-            and session.models.for_seed(c.train_seed).checkpoint_sha256(c.method, c.split) is None}
+    keys = {(c.method, c.split, c.train_seed) for c in todo if is_trainable(c.method)}
+    return {(method, split, seed) for method, split, seed in keys  # each checkpoint hashed once, not per cell
+            if session.models.for_seed(seed).checkpoint_sha256(method, split) is None}
 
 
 def work_estimate(run_dir: RunDir, todo: List[Cell], missing: Set[Tuple[str, int, Optional[int]]]) -> WorkEstimate:

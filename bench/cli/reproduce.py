@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from bench.cli.reproduce_run import default_out, experiments_of, run_groups
+from bench.cli.reproduce_run import default_out, experiments_of, run_groups, uses_published
 from bench.core.errors import BenchError
 from bench.core.log import format_seconds
 from bench.papers.loader import card_names, load_card
@@ -68,7 +68,7 @@ def print_plan(args: argparse.Namespace) -> None:
                 seen.append(method)
                 cells = len(experiment.splits) * len(experiment.shots) * len(experiment.seeds) * len(experiment.train_seeds)
                 pending = cells - _done_cells(run_dir, method, experiment)
-                learned = METHODS.card(method).trainable and not (experiment.weights and args.weights)
+                learned = METHODS.card(method).trainable and not uses_published(experiment, args)
                 new = {(method, s, t) for s in experiment.splits for t in experiment.train_seeds} - trained
                 trainings = len(new) if learned and pending else 0
                 trained |= new if trainings else set()

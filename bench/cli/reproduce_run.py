@@ -101,6 +101,11 @@ def check_folder(out: Path, card: PaperCard, path: Path, args: argparse.Namespac
     atomic_write_json(marker, {**mine, "card_sha256": sha256_file(path)})
 
 
+def uses_published(experiment: Experiment, args: argparse.Namespace) -> bool:
+    """Whether the experiment's methods evaluate published checkpoints (given with --weights) rather than train."""
+    return experiment.weights and bool(args.weights)
+
+
 def run_config(args: argparse.Namespace, experiment: Experiment, methods: List[str], out: Path) -> RunConfig:
     """The `bench run` config of a group's methods with one training-seed set (`experiment`'s)."""
     values = dict(vars(args))
@@ -108,8 +113,8 @@ def run_config(args: argparse.Namespace, experiment: Experiment, methods: List[s
                   episodes=experiment.episodes, identical_input=experiment.identical_input, out=str(out),
                   train_seed=experiment.train_seeds[0],
                   train_seeds=experiment.train_seeds if len(experiment.train_seeds) > 1 else None,
-                  weights=args.weights if experiment.weights else None,
-                  weights_variant=(experiment.weights_variant or None) if args.weights and experiment.weights else None,
+                  weights=args.weights if uses_published(experiment, args) else None,
+                  weights_variant=(experiment.weights_variant or None) if uses_published(experiment, args) else None,
                   **experiment.options)
     return build(RunConfig, argparse.Namespace(**values))
 

@@ -20,6 +20,7 @@ ANALYSES: Dict[str, Optional[str]] = {
     "identical": "Identical input (Tables 2 and 6)",
     "protocol": "Protocol sensitivity",
     "context": "FBAF gain vs background context (Figure 3's premise)",
+    "base_novel": "Base vs novel classes (a trained checkpoint's class-specific learning)",
     "pipeline_gap": None,  # its --out holds two run directories of its own, compared by its table
 }
 

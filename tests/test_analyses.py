@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from analyses import error_overlap, error_regions, identical, protocol, similarity, tsne
+from analyses import base_novel, error_overlap, error_regions, identical, protocol, similarity, tsne
 from analyses.common import same_class_pairs
 from bench.training.models import ModelProvider
 from methods.base import FewShotSegmenter
 
-COMMANDS = [similarity, tsne, error_regions, error_overlap, identical, protocol]
+COMMANDS = [similarity, tsne, error_regions, error_overlap, identical, protocol, base_novel]
 
 
 def test_error_ratio_known_values():

@@ -133,6 +133,22 @@ def test_plan_runs_nothing_and_estimates_from_recorded_timings(reproduced, capsy
     assert "estimate: " in printed and "recorded timings of" in printed
 
 
+def test_plan_counts_cells_of_a_retrained_checkpoint_as_pending(reproduced, tmp_path, capsys):
+    """--plan decides as the run does: a cell evaluated with an earlier training of its checkpoint is redone."""
+    import shutil
+
+    out, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    shutil.copytree(reproduced["out"], out)
+    shutil.copytree(reproduced["out"].parent / "checkpoints", checkpoints)
+    record = next(checkpoints.rglob("panet/split1-*/best.json"))
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "sha256": "0" * 64}))  # as if trained again since
+    assert main(reproduce_args(reproduced["card"], out, "--plan")) == 0
+    printed = capsys.readouterr().out
+    assert "panet                 2/2 cells to evaluate" in printed
+    assert "support-copy          0/2 cells to evaluate" in printed
+
+
 WEIGHTS_CARD = {**CARD, "tables": [], "claims": [], "experiments": [
     {"name": "published", "methods": ["hsnet"], "splits": [1], "shots": [1], "seeds": [0], "episodes": 30,
      "weights": True, "weights_variant": ["hsnet.*-resnet50"]}]}

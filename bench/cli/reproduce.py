@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench.cli.reproduce_run import default_out, experiments_of, run_groups, uses_published
+from bench.core.environment import home_path
 from bench.core.errors import BenchError
 from bench.core.log import format_seconds
 from bench.papers.loader import card_names, load_card
@@ -38,15 +39,27 @@ def recorded_timings(out: Path, card: str, dataset: str) -> Optional[Dict]:
     return None
 
 
-def _done_cells(run_dir: Path, method: str, experiment) -> int:
-    """How many of the experiment's cells of `method` the run directory holds (its rows and its counts)."""
+def _done_cells(run_dir: Path, method: str, experiment, checkpoints: Path) -> int:
+    """How many of the experiment's cells of `method` the run directory holds and a run would keep: `RunDir.cell_done`
+    with the manifest hash each cell recorded (the plan samples no manifests) and, where its checkpoint is in
+    `checkpoints`, that checkpoint's recorded hash (a retrained checkpoint's cells are redone)."""
     from bench.runs.cells import Cell
+    from bench.runs.rundir import RunDir
+    from bench.training.checkpoints import read_record
 
+    folder = RunDir(run_dir)
     seeds = experiment.train_seeds if len(experiment.train_seeds) > 1 else [None]  # as run_config sets them
-    cells = [Cell(method, split, shot, seed, train) for split in experiment.splits for shot in experiment.shots
-             for seed in experiment.seeds for train in seeds]
-    return sum(all((run_dir / "episodes" / f"{cell.key}{suffix}").is_file() for suffix in (".csv", ".json"))
-               for cell in cells)
+    done = 0
+    for cell in (Cell(method, split, shot, seed, train) for split in experiment.splits for shot in experiment.shots
+                 for seed in experiment.seeds for train in seeds):
+        try:
+            meta = folder.cell_meta(cell)
+            record = read_record(checkpoints / meta["checkpoint"] / "best.pt") if meta.get("checkpoint") else None
+        except (BenchError, KeyError, TypeError, OSError):
+            continue  # absent or damaged: the run redoes it
+        done += folder.cell_done(cell, meta.get("manifest_sha256"), meta.get("checkpoint"),
+                                 record["sha256"] if record else None)
+    return done
 
 
 def print_plan(args: argparse.Namespace) -> None:
@@ -56,6 +69,7 @@ def print_plan(args: argparse.Namespace) -> None:
     everything, experiments = experiments_of(card, args)
     out = Path(args.out) if args.out else default_out(card, args.dataset)
     timings = recorded_timings(out, card.name, args.dataset)
+    checkpoints = Path(args.checkpoints) if args.checkpoints else home_path("checkpoints")
     seconds, unknown, trained = 0.0, [], set()
     print(f"{card.name}: {card.title}; on {args.dataset}" + ("" if args.dataset == card.dataset else
                                                               f" (the paper's: {card.dataset})") + f"; into {out}")
@@ -67,7 +81,7 @@ def print_plan(args: argparse.Namespace) -> None:
             for method in [m for m in experiment.methods if m not in seen]:
                 seen.append(method)
                 cells = len(experiment.splits) * len(experiment.shots) * len(experiment.seeds) * len(experiment.train_seeds)
-                pending = cells - _done_cells(run_dir, method, experiment)
+                pending = cells - _done_cells(run_dir, method, experiment, checkpoints)
                 learned = METHODS.card(method).trainable and not uses_published(experiment, args)
                 new = {(method, s, t) for s in experiment.splits for t in experiment.train_seeds} - trained
                 trainings = len(new) if learned and pending else 0

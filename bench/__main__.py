@@ -2,4 +2,5 @@ import sys
 
 from bench.cli.commands import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not in a spawned worker process
+    sys.exit(main())

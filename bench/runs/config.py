@@ -60,6 +60,9 @@ class RuntimeOptions:
     threads: Optional[int] = option(None, "torch threads of evaluation and training in this process (default: "
                                     "$OMP_NUM_THREADS when set, else the cores available to the process); recorded in "
                                     "config.json's environment", identity=False, metavar="N", minimum=1, maximum=1024)
+    train_jobs: int = option(0, "with --executor local: trainings run at once, each in a worker process with "
+                             "--threads / N threads (0: on a CPU one per thread when the trainings are long, 1000 "
+                             "steps or more, else one; on a GPU one)", identity=False, metavar="N", minimum=0, maximum=1024)
     cpus_per_task: int = option(1, "with --executor ray or slurm: CPUs (and torch threads) per task", identity=False,
                                 metavar="N", minimum=1, maximum=1024)
     connect_timeout: float = option(10.0, "with --executor ray --address: seconds to wait for the cluster to "

@@ -1,4 +1,5 @@
-"""`--executor local`: the pending pairs and cells one after another in this process."""
+"""`--executor local`: the pending cells one after another in this process; their missing trainings too, or on a
+CPU several at once in worker processes (`--train-jobs`)."""
 from __future__ import annotations
 
 import time
@@ -9,6 +10,7 @@ from bench.core.errors import BenchError
 from bench.core.progress import GridProgress, WorkEstimate
 from bench.runs.cells import Cell
 from bench.runs.executors.base import Executor, Pairs, TaskHook
+from bench.runs.executors.parallel import train_in_workers, training_jobs
 from bench.runs.rundir import RunDir
 from bench.runs.runner import CellRunner
 from bench.runs.session import Session
@@ -42,6 +44,14 @@ class LocalExecutor(Executor):
         missing = missing_trainings(session, todo)
         estimate = work_estimate(run_dir, todo, missing)
         progress = GridProgress(len(todo), "cells", session.config.runtime.quiet, estimate)
+        order = [(c.method, c.split, c.train_seed) for c in todo]
+        trainings = sorted(missing, key=order.index)
+        jobs = training_jobs(session, trainings, self.runtime.train_jobs, torch_threads_now())
+        if jobs > 1 and not session.config.training.no_train:
+            for (method, _, _), seconds in train_in_workers(session, trainings, jobs):
+                estimate.finished("training", method, seconds)
+                progress.update()
+            missing = set()
         try:
             for cell in todo:
                 if (cell.method, cell.split, cell.train_seed) in missing:
@@ -58,6 +68,12 @@ class LocalExecutor(Executor):
         finally:
             runner.close()
         progress.close()
+
+
+def torch_threads_now() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def missing_trainings(session: Session, todo: List[Cell]) -> Set[Tuple[str, int, Optional[int]]]:

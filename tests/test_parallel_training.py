@@ -1,6 +1,7 @@
 """`--train-jobs`: the local executor's missing trainings in worker processes, several at once; a checkpoint equals
 the one trained in the driver with the same threads, and so do the run's counts."""
 import pandas as pd
+import pytest
 import torch
 
 from bench.cli.commands import main
@@ -44,3 +45,11 @@ def test_auto_runs_only_long_trainings_in_parallel(cache_env, monkeypatch):
     monkeypatch.setattr(parallel, "LONG_TRAINING_STEPS", 8)
     assert parallel.training_jobs(session, two, 0, threads=2) == 2
     assert parallel.training_jobs(session, two[:1], 0, threads=2) == 1
+
+
+@pytest.mark.slow
+def test_bench_train_trains_in_workers_too(cache_env, tmp_path):
+    argv = ["train", "--methods", "panet", "--dataset", "synthetic-tiny", "--profile", "tiny", "--splits", "1", "2",
+            "--threads", "2", "--train-jobs", "2", "--checkpoints", str(tmp_path / "ckpt"), "--quiet"]
+    assert main(argv) == 0
+    assert len(list((tmp_path / "ckpt").rglob("best.json"))) == 2

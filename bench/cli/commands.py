@@ -31,8 +31,8 @@ from methods.plugins import has_installed_plugins, load_plugins
 
 #: the `bench run` fields that `bench train` takes (its training options included)
 TRAIN_FIELDS = ("methods", "plugin", "splits", "dataset", "fold_convention", "data_root", "lists", "device", "quiet",
-                "log_file", "executor", "address", "connect_timeout", "cpus_per_task", "threads", "partition", "time_limit",
-                "gpus_per_task", "array_parallelism", "slurm_logs",
+                "log_file", "executor", "address", "connect_timeout", "cpus_per_task", "threads", "train_jobs",
+                "partition", "time_limit", "gpus_per_task", "array_parallelism", "slurm_logs",
                 *(f.name for f in fields(TrainingOptions)))
 
 

@@ -112,7 +112,7 @@ def print_plan(args: argparse.Namespace) -> None:
 
 #: the `bench run` options `bench reproduce` takes (the experiments set the grid; --out is the folder's)
 REPRODUCE_FIELDS = ("plugin", "dataset", "fold_convention", "data_root", "lists", "device", "batch_size", "quiet",
-                    "log_file", "executor", "address", "connect_timeout", "threads", "cpus_per_task", "partition",
+                    "log_file", "executor", "address", "connect_timeout", "threads", "train_jobs", "cpus_per_task", "partition",
                     "time_limit", "gpus_per_task", "array_parallelism", "slurm_logs", "profile", "train_seeds",
                     "train_dataset", "train_data_root", "train_lists", "checkpoints", "no_train", "backbone_weights",
                     "weights")

@@ -31,8 +31,16 @@ class LocalExecutor(Executor):
         return f"evaluation uses {threads} threads (--threads; {available_cores()} cores available)"
 
     def train_grid(self, session: Session, pairs: Pairs, hook: Optional[TaskHook] = None) -> None:
-        """Every training seed's checkpoint of each pair, trained here unless finished."""
-        for seed in session.config.training.seeds():
+        """Every training seed's checkpoint of each pair, trained here (or in worker processes, `--train-jobs`)
+        unless finished."""
+        seeds = session.config.training.seeds()
+        trainings = [(name, split, None if len(seeds) == 1 else seed) for seed in seeds for name, split in pairs
+                     if is_trainable(name) and session.models.for_seed(seed).checkpoint_sha256(name, split) is None]
+        jobs = training_jobs(session, trainings, self.runtime.train_jobs, torch_threads_now())
+        if jobs > 1 and not session.config.training.no_train:
+            for _ in train_in_workers(session, trainings, jobs):
+                pass
+        for seed in seeds:
             for name, split in pairs:
                 session.models.for_seed(seed).get(name, split)
 

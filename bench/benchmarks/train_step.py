@@ -3,7 +3,11 @@ backward, the optimizer, and the epoch's validation; seconds per step (median of
 part's share. Prints figures; asserts nothing.
 
     python -m bench.benchmarks.train_step [--methods simpropnet] [--dataset synthetic] [--split 1]
-        [--steps 40] [--threads 2]
+        [--steps 40] [--threads 2] [--processes 1]
+
+`--processes N` measures N trainings at once, each in its own process with `--threads` threads (what
+`bench run --train-jobs N` does): the figures are then each process's, and the four splits' training time
+counts ceil(4 / N) rounds.
 
 It builds what `bench train` builds (the method's profile for the dataset, its pretrained synthnet, the first
 epoch's episodes) and runs the steps of `bench.training.train.optimization_step` part by part, without saving
@@ -87,18 +91,38 @@ def main(argv=None) -> int:
     parser.add_argument("--split", type=int, default=1)
     parser.add_argument("--steps", type=int, default=40, help="measured steps (after 3 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=1, help="trainings measured at once, one process each")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"training step on {args.dataset} split {args.split}, {args.threads} threads, median of {args.steps} steps")
-    print(f"{'method':<22}" + "".join(f"{part:>17}" for part in PARTS) + f"{'step':>9}{'validation':>12}{'training':>11}")
+    print(f"training step on {args.dataset} split {args.split}, {args.threads} threads x {args.processes} processes, "
+          f"median of {args.steps} steps")
+    print(f"{'method':<22}" + "".join(f"{part:>17}" for part in PARTS) + f"{'step':>9}{'validation':>12}{'training':>11}"
+          f"{'4 splits':>11}")
     for name in args.methods:
-        f = profile_method(name, args)
-        step = sum(f[part] for part in PARTS)
-        training = (step * f["steps per epoch"] + f["validation"]) * f["epochs"]
-        print(f"{name:<22}" + "".join(f"{1000 * f[p]:8.1f} ms ({100 * f[p] / step:2.0f}%)" for p in PARTS)
-              + f"{1000 * step:6.0f} ms{f['validation']:10.1f} s{training / 60:8.1f} min")
-    print("training: (step x steps per epoch + validation) x epochs, the estimate of one split's training")
+        for f in measure(name, args):
+            step = sum(f[part] for part in PARTS)
+            training = (step * f["steps per epoch"] + f["validation"]) * f["epochs"]
+            rounds = -(-4 // args.processes)
+            print(f"{name:<22}" + "".join(f"{1000 * f[p]:8.1f} ms ({100 * f[p] / step:2.0f}%)" for p in PARTS)
+                  + f"{1000 * step:6.0f} ms{f['validation']:10.1f} s{training / 60:8.1f} min{rounds * training / 60:7.1f} min")
+    print("training: (step x steps per epoch + validation) x epochs, the estimate of one split's training; 4 splits: "
+          "ceil(4 / processes) of them in turn")
     return 0
+
+
+def _measure_in_process(name: str, args: argparse.Namespace) -> Dict[str, float]:
+    torch.set_num_threads(args.threads)
+    return profile_method(name, args)
+
+
+def measure(name: str, args: argparse.Namespace) -> List[Dict[str, float]]:
+    """The figures of `name`, one dict per process (`args.processes` at once, spawned; 1: in this process)."""
+    if args.processes <= 1:
+        return [profile_method(name, args)]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+        return pool.starmap(_measure_in_process, [(name, args)] * args.processes)
 
 
 if __name__ == "__main__":

@@ -48,10 +48,9 @@ def _done_cells(run_dir: Path, method: str, experiment, checkpoints: Path) -> in
     from bench.training.checkpoints import read_record
 
     folder = RunDir(run_dir)
-    seeds = experiment.train_seeds if len(experiment.train_seeds) > 1 else [None]  # as run_config sets them
     done = 0
     for cell in (Cell(method, split, shot, seed, train) for split in experiment.splits for shot in experiment.shots
-                 for seed in experiment.seeds for train in seeds):
+                 for seed in experiment.seeds for train in experiment.cell_train_seeds):
         try:
             meta = folder.cell_meta(cell)
             record = read_record(checkpoints / meta["checkpoint"] / "best.pt") if meta.get("checkpoint") else None

@@ -112,7 +112,7 @@ def run_config(args: argparse.Namespace, experiment: Experiment, methods: List[s
     values.update(methods=methods, splits=experiment.splits, shots=experiment.shots, seeds=experiment.seeds,
                   episodes=experiment.episodes, identical_input=experiment.identical_input, out=str(out),
                   train_seed=experiment.train_seeds[0],
-                  train_seeds=experiment.train_seeds if len(experiment.train_seeds) > 1 else None,
+                  train_seeds=None if experiment.cell_train_seeds == [None] else experiment.train_seeds,
                   weights=args.weights if uses_published(experiment, args) else None,
                   weights_variant=(experiment.weights_variant or None) if uses_published(experiment, args) else None,
                   **experiment.options)

@@ -60,6 +60,12 @@ class Experiment:
     def is_run(self) -> bool:
         return not self.analysis
 
+    @property
+    def cell_train_seeds(self) -> List[Optional[int]]:
+        """The `train_seed` coordinates of the run's cells: the seeds when there are several, else [None] (one
+        seed: the cells of the single-seed layout, that seed being the run's `--train-seed`)."""
+        return list(self.train_seeds) if len(self.train_seeds) > 1 else [None]
+
 
 @dataclass(frozen=True)
 class Table:

@@ -6,13 +6,15 @@ A Markdown file holds a generated block as
     ...
     <!-- end generated -->
 
-where the part after the colon is `claims`, `header` or `table <id>` (a table of the card). The command rewrites
+where the part after the colon is `claims`, `header` or `table <id>` (a table of the card); a CSV source (an
+analysis' table) takes `csv` and is shown whole, its numbers with two decimals. The command rewrites
 each block from its source (a path relative to the repository root); `--check` rewrites nothing and exits 1
 when a block differs from what its source gives (tests/test_doc_tables.py runs it on README.md and docs/).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import sys
@@ -22,7 +24,7 @@ from typing import List, Optional
 from reports.reproduction import claims_markdown, header_lines, table_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- generated from (?P<source>[\w./-]+\.json): (?P<what>[\w .-]+) -->\n)(?P<body>.*?)"
+BLOCK = re.compile(r"(<!-- generated from (?P<source>[\w./-]+\.(?:json|csv)): (?P<what>[\w .-]+) -->\n)(?P<body>.*?)"
                    r"(<!-- end generated -->)", re.S)
 
 
@@ -31,6 +33,10 @@ def render(source: str, what: str) -> str:
     path = (ROOT / source).resolve()
     if ROOT not in path.parents:
         raise ValueError(f"{source}: a generated block's source lies inside the repository")
+    if path.suffix == ".csv":
+        if what != "csv":
+            raise ValueError(f"{source}: a CSV source's block is `csv`, not {what!r}")
+        return "".join(line + "\n" for line in csv_markdown(path))
     record = json.loads(path.read_text())
     if what == "claims":
         lines = claims_markdown(record)
@@ -45,6 +51,24 @@ def render(source: str, what: str) -> str:
     else:
         raise ValueError(f"unknown generated block {what!r} (claims, header or table <id>)")
     return "".join(line + "\n" for line in lines)
+
+
+def csv_markdown(path: Path) -> List[str]:
+    """A CSV file as a Markdown table: its header, then each row, floats with two decimals."""
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        raise ValueError(f"{path.name} is empty")
+
+    def cell(value: str) -> str:
+        try:
+            number = float(value)
+        except ValueError:
+            return value.replace("|", "\\|")
+        return value if re.fullmatch(r"-?\d+", value) else f"{number:.2f}"
+
+    return (["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+            + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows[1:]])
 
 
 def regenerate(text: str) -> str:

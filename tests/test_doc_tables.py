@@ -47,3 +47,12 @@ def test_a_source_outside_the_repository_is_refused(tmp_path, monkeypatch):
     (tmp_path / "repo").mkdir()
     with pytest.raises(ValueError, match="inside the repository"):
         doc_tables.render("../r.json", "claims")
+
+
+def test_a_csv_source_renders_whole_with_two_decimals(tmp_path):
+    from reports.doc_tables import csv_markdown
+
+    path = tmp_path / "gap.csv"
+    path.write_text("method,split,base_miou,note\ndcama,1,63.7512,a|b\n")
+    assert csv_markdown(path) == ["| method | split | base_miou | note |", "|---|---|---|---|",
+                                  "| dcama | 1 | 63.75 | a\\|b |"]

@@ -85,7 +85,8 @@ def train_in_workers(session: Session, trainings: List[Training], jobs: int) -> 
     threads = max(1, _threads() // jobs)
     requests = {t: session.models.for_seed(t[2]).request(t[0], t[1]) for t in trainings}
     epochs = {t: request.epochs or request.profile.epochs for t, request in requests.items()}
-    log(f"{len(trainings)} trainings, {jobs} at a time in worker processes ({threads} threads each; --train-jobs)")
+    each = f"{threads} thread{'s' if threads > 1 else ''} each"
+    log(f"{len(trainings)} trainings, {jobs} at a time in worker processes ({each}; --train-jobs)")
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         channel = manager.Queue()

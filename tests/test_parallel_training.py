@@ -1,5 +1,11 @@
 """`--train-jobs`: the local executor's missing trainings in worker processes, several at once; a checkpoint equals
 the one trained in the driver with the same threads, and so do the run's counts."""
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -53,3 +59,31 @@ def test_bench_train_trains_in_workers_too(cache_env, tmp_path):
             "--threads", "2", "--train-jobs", "2", "--checkpoints", str(tmp_path / "ckpt"), "--quiet"]
     assert main(argv) == 0
     assert len(list((tmp_path / "ckpt").rglob("best.json"))) == 2
+
+
+def children_of(pid):
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_sigterm_stops_the_training_workers(cache_env, tmp_path):
+    """The driver's SIGTERM ends its worker processes too: no training goes on orphaned."""
+    log = tmp_path / "run.log"
+    argv = [sys.executable, "-m", "bench", "run", "--methods", "panet", "--dataset", "synthetic-tiny", "--profile",
+            "tiny", "--epochs", "500", "--splits", "1", "2", "--shots", "1", "--seeds", "0", "--episodes", "4",
+            "--threads", "2", "--train-jobs", "2", "--checkpoints", str(tmp_path / "ckpt"), "--out",
+            str(tmp_path / "run"), "--quiet", "--log-file", str(log)]
+    driver = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and "epoch 1/500 saved" not in (log.read_text() if log.is_file() else ""):
+        time.sleep(0.5)
+    workers = {p for p in children_of(driver.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()}
+    assert len(workers) >= 2, "the two trainings did not start in worker processes"  # and the queue's manager
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(60) == 143
+    time.sleep(2)
+    assert not [p for p in workers if Path(f"/proc/{p}").exists()
+                and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]

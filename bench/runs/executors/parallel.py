@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import queue
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterator, List, Optional, Tuple
@@ -60,7 +61,26 @@ class EpochReporter(TaskHook):
 def _start_worker(threads: int) -> None:
     import torch
 
+    _die_with_parent()
     torch.set_num_threads(threads)
+
+
+def _die_with_parent() -> None:
+    """On Linux, SIGTERM this worker when the driver dies (even by SIGKILL): no training goes on orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the driver's own cleanup (`_stop`) still terminates them
+        pass
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the workers (their trainings resume from the last saved epoch)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _timed_train(payload: str, name: str, split: int, key: str, hook: TaskHook) -> float:
@@ -108,7 +128,7 @@ def train_in_workers(session: Session, trainings: List[Training], jobs: int) -> 
                         log(f"training {training[0]} split {training[1]}: done in {format_seconds(seconds)}")
                         yield training, seconds
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop(pool)
                 raise
 
 

@@ -257,9 +257,13 @@ class Matcher(FewShotSegmenter):
         ys = np.clip(points[:, 1], 0, h - 1)
         xs = np.clip(points[:, 0], 0, w - 1)
         emd, purity, coverage = (torch.zeros(len(proposals)) for _ in range(3))
+        distances = {}  # proposals often share their tokens
         for i, (mask, tokens) in enumerate(zip(proposals, small)):
             inside = tokens > 0 if tokens.max() > 0 else torch.ones_like(tokens, dtype=torch.bool)
-            emd[i] = 1 - earth_movers(reference[:, inside.numpy()])
+            key = inside.numpy().tobytes()
+            if key not in distances:
+                distances[key] = earth_movers(reference[:, inside.numpy()])
+            emd[i] = 1 - distances[key]
             hits = int(mask[ys, xs].sum())
             purity[i] = torch.tensor([hits / max(float(inside.sum()), 1.0)]) + 1e-6
             coverage[i] = torch.tensor([hits / len(points)]) + 1e-6

@@ -1,6 +1,6 @@
 """Golden fixture for Matcher: the authors' `Matcher` (aim-uofa/Matcher, matcher/Matcher.py with their vendored
 dinov2 and amended segment_anything) run on CPU with our seeded reduced foundation models (a 4-block DINOv2
-ViT-S/14 at 224, a small SAM at 256), on seeded episodes of 1 and 2 shots, in both of their configurations
+ViT-S/14 at 112, a small SAM at 128), on seeded episodes of 1 and 2 shots, in both of their configurations
 (COCO's: matched points, random prompt subsets, the score filter; FSS's: k-means++ centres, every combination,
 top-k merging), with point grids and thresholds reduced so that random weights keep some masks.
 
@@ -24,13 +24,12 @@ import torch
 
 from methods.matcher import Matcher
 from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture
-from tests.golden.make_gf_sam import episode as gf_sam_episode
 
 NAME = "matcher-reduced"
 SEED = 5
-SIZE = 224
+SIZE = 112
 MODELS = {"dino": "vit_small", "input_size": SIZE, "dino_overrides": {"depth": 4},
-          "sam_reduced": {"img_size": 256, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4, "prompt_dim": 64,
+          "sam_reduced": {"img_size": 128, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4, "prompt_dim": 64,
                           "decoder_mlp": 128, "decoder_heads": 2}}
 #: their two configurations with fewer prompts and thresholds that random weights pass
 REDUCED = {
@@ -40,17 +39,25 @@ REDUCED = {
     "fss1000": {"num_centers": 5, "sample_range": (3, 4), "topk_scores_threshold": 0.7},
 }
 #: (config, shots, episode seed)
-EPISODES = (("coco20i", 1, 0), ("coco20i", 2, 1), ("fss1000", 1, 2), ("fss1000", 2, 3))
+EPISODES = (("coco20i", 1, 5), ("coco20i", 3, 7), ("fss1000", 1, 3), ("fss1000", 2, 4))
 
 
-def episode(shots: int, seed: int):
-    """gf-sam's seeded episodes (smooth colour fields, a brighter rectangle) at 224."""
-    import tests.golden.make_gf_sam as gf
-    saved, gf.SIZE = gf.SIZE, SIZE
-    try:
-        return gf_sam_episode(shots, seed)
-    finally:
-        gf.SIZE = saved
+def episode(shots: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query [3, S, S], supports [K, 3, S, S] in [0, 1] (multiples of 1/255), masks [K, S, S]: smooth seeded
+    colour fields with a brighter rectangle (up to half the side), the masks those rectangles."""
+    g = torch.Generator().manual_seed(seed)
+
+    def image():
+        base = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=(SIZE, SIZE), mode="bilinear",
+                                               align_corners=False)[0] * 0.6
+        mask = torch.zeros(SIZE, SIZE)
+        y, x, h, w = torch.randint(0, SIZE // 2, (4,), generator=g).tolist()
+        mask[y:y + SIZE // 4 + h // 2, x:x + SIZE // 4 + w // 2] = 1
+        base = base + 0.4 * mask * torch.tensor([0.9, 0.3, 0.5]).view(3, 1, 1)
+        return (base.clamp(0, 1) * 255).round() / 255, mask
+
+    pairs = [image() for _ in range(shots + 1)]
+    return pairs[0][0], torch.stack([p[0] for p in pairs[1:]]), torch.stack([p[1] for p in pairs[1:]])
 
 
 def seeded_model(config: str = "coco20i", seed: int = SEED) -> Matcher:

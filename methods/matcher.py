@@ -320,10 +320,12 @@ WEIGHT_FILES = {"dinov2": ("models/dinov2_vitl14_pretrain.pth",
 SMALL = {"dino": "vit_small", "input_size": 112, "dino_overrides": {"depth": 4},
          "sam_reduced": {"img_size": 128, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4, "prompt_dim": 64,
                          "decoder_mlp": 128, "decoder_heads": 2},
-         "points_per_side": 4, "max_sample_iterations": 4, "sample_range": (1, 3)}
+         "points_per_side": 4, "max_sample_iterations": 4, "sample_range": (1, 3), "pred_iou_thresh": 0.0,
+         "stability_score_thresh": 0.0, "sel_pred_iou_thresh": 0.0, "sel_stability_score_thresh": 0.0}
 PROFILES = {
     # runs on 2 CPU cores: DINOv2 ViT-S/14 at 112 (8 x 8 tokens), a small SAM at 128, a 4 x 4 grid and 4 random
-    # prompt sets per size (the real models take minutes an episode on a CPU)
+    # prompt sets per size, COCO's configuration without SAM's quality filters (random weights pass none); the
+    # real models take minutes an episode on a CPU
     "synthetic": {"options": SMALL},
     "ci": {"options": SMALL},
     "tiny": {"options": SMALL},

@@ -43,6 +43,7 @@ def test_prediction_equals_theirs(golden, config, shots, seed):
     stats = mask_stats(out["proposals"])
     assert stats.shape == expected["proposals"].shape
     assert (stats[:, 0] - expected["proposals"][:, 0]).abs().max() <= MAX_PIXELS * query.shape[-1] ** 2
+    assert (stats[:, 1:5] - expected["proposals"][:, 1:5]).abs().max() <= 1  # boxes
     for name in ("emd", "purity", "coverage"):
         torch.testing.assert_close(out["metrics"][name], expected[name], rtol=1e-4, atol=1e-6)
     theirs = torch.from_numpy(np.unpackbits(expected["pred"].numpy())[:pred.numel()].astype(bool)).view(pred.shape)

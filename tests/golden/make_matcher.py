@@ -35,7 +35,7 @@ MODELS = {"dino": "vit_small", "input_size": SIZE, "dino_overrides": {"depth": 4
 REDUCED = {
     "coco20i": {"points_per_side": 6, "max_sample_iterations": 6, "sample_range": (1, 4), "pred_iou_thresh": 0.0,
                 "stability_score_thresh": 0.1, "sel_pred_iou_thresh": 0.0, "sel_stability_score_thresh": 0.1,
-                "box_nms_thresh": 1.0, "purity_filter": 0.02, "deep_score_filter": 0.9, "deep_score_norm_filter": 0.1},
+                "box_nms_thresh": 1.0, "purity_filter": 0.02, "deep_score_norm_filter": 0.01},
     "fss1000": {"num_centers": 5, "sample_range": (3, 4), "topk_scores_threshold": 0.7},
 }
 #: (config, shots, episode seed)

@@ -140,16 +140,7 @@ class Matcher(FewShotSegmenter):
         """One episode at the input size: query [3, S, S], supports [K, 3, S, S] in [0, 1], foreground masks
         [K, S, S] -> binary mask [S, S] (`details`: and a dict of the intermediate results)."""
         cfg = self.cfg
-        if masks.sum() == 0:
-            masks = masks.clone()
-            h, w = masks.shape[-2:]
-            r = EMPTY_SUPPORT_HALF
-            masks[:, h // 2 - r:h // 2 + r, w // 2 - r:w // 2 + r] = 1
-        patch = self.encoder.patch_size
-        ref_fg = (F.avg_pool2d(masks[:, None].float(), patch) > 0).flatten()
-        ref = F.normalize(self.encoder(supports).flatten(0, 1), dim=1, p=2)  # [K * N, C]
-        tar = F.normalize(self.encoder(query[None])[0], dim=1, p=2)
-        similarity = ref @ tar.T
+        similarity, ref_fg = self.similarity(query, supports, masks)
         points = self.match(similarity, ref_fg)
         prompts = points
         if not cfg["use_points"]:
@@ -167,6 +158,18 @@ class Matcher(FewShotSegmenter):
         pred = self.merge(proposals, metrics, cfg["num_merging_mask"][shots])
         pred = empty if pred is None else pred.float()
         return (pred, out) if details else pred
+
+    def similarity(self, query: torch.Tensor, supports: torch.Tensor, masks: torch.Tensor):
+        """(cosine [K * N, N] of the supports' and the query's tokens, the supports' foreground tokens [K * N])."""
+        if masks.sum() == 0:
+            masks = masks.clone()
+            h, w = masks.shape[-2:]
+            r = EMPTY_SUPPORT_HALF
+            masks[:, h // 2 - r:h // 2 + r, w // 2 - r:w // 2 + r] = 1
+        ref_fg = (F.avg_pool2d(masks[:, None].float(), self.encoder.patch_size) > 0).flatten()
+        ref = F.normalize(self.encoder(supports).flatten(0, 1), dim=1, p=2)
+        tar = F.normalize(self.encoder(query[None])[0], dim=1, p=2)
+        return ref @ tar.T, ref_fg
 
     def match(self, similarity: torch.Tensor, ref_fg: torch.Tensor) -> np.ndarray:
         """Bidirectionally matched query tokens' centres [P, 2] (x, y pixels, int64)."""

@@ -8,7 +8,8 @@ pytest.importorskip("timm")
 pytest.importorskip("segment_anything")
 
 from tests.golden.authors import load_fixture  # noqa: E402
-from tests.golden.make_matcher import EPISODES, NAME, REDUCED, episode, fingerprint, mask_stats, seeded_model  # noqa: E402
+from tests.golden.make_matcher import (EPISODES, MATCHING, NAME, REDUCED, episode, fingerprint, mask_stats,  # noqa: E402
+                                       seeded_model)
 
 # SAM's masks are thresholded logits: a float32 summation order (thread count) may flip a pixel at an edge
 MAX_PIXELS = 0.001
@@ -33,7 +34,7 @@ def test_prediction_equals_theirs(golden, config, shots, seed):
     model = models[config]
     expected = {key.split("-", 3)[3]: value for key, value in tensors.items()
                 if key.startswith(f"{config}-{shots}-{seed}-")}
-    query, supports, masks = episode(shots, seed)
+    query, supports, masks = episode(shots, seed, model.input_size)
     pred, out = model.predict(query, supports, masks, details=True)
     assert torch.equal(torch.as_tensor(out["points"]), expected["points"])
     prompt_sets = [expected[f"prompts{i}"] for i in range(sum(k.startswith("prompts") for k in expected))]
@@ -49,3 +50,13 @@ def test_prediction_equals_theirs(golden, config, shots, seed):
     theirs = torch.from_numpy(np.unpackbits(expected["pred"].numpy())[:pred.numel()].astype(bool)).view(pred.shape)
     assert 0.01 < theirs.float().mean() < 0.99  # not trivially one class
     assert (pred.bool() != theirs).float().mean() <= MAX_PIXELS
+
+
+@pytest.mark.parametrize("config,shots,seed", MATCHING)
+def test_bidirectional_matching_equals_theirs(golden, config, shots, seed):
+    """At 16 x 16 tokens: more than 40 pairs, of which the most similar half (5 shots)."""
+    tensors, models = golden
+    model = models[config]
+    with torch.no_grad():
+        points = model.match(*model.similarity(*episode(shots, seed, model.input_size)))
+    assert torch.equal(torch.as_tensor(points), tensors[f"{config}-{shots}-{seed}-matched"])

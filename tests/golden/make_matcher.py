@@ -1,8 +1,9 @@
 """Golden fixture for Matcher: the authors' `Matcher` (aim-uofa/Matcher, matcher/Matcher.py with their vendored
 dinov2 and amended segment_anything) run on CPU with our seeded reduced foundation models (a 4-block DINOv2
-ViT-S/14 at 112, a small SAM at 128), on seeded episodes of 1 and 2 shots, in both of their configurations
+ViT-S/14 at 112, a small SAM at 128), on seeded episodes of 1 to 5 shots, in both of their configurations
 (COCO's: matched points, random prompt subsets, the score filter; FSS's: k-means++ centres, every combination,
-top-k merging), with point grids and thresholds reduced so that random weights keep some masks.
+top-k merging), with point grids and thresholds reduced so that random weights keep some masks; and the
+bidirectional matching alone at 224 (16 x 16 tokens), where more than 40 pairs are halved.
 
     git --git-dir=<mirror of aim-uofa/Matcher> archive HEAD | tar -x -C /tmp/matcher-clone
     python -m tests.golden.make_matcher --clone /tmp/matcher-clone --commit <HEAD's sha>
@@ -38,21 +39,26 @@ REDUCED = {
                 "box_nms_thresh": 1.0, "purity_filter": 0.02, "deep_score_norm_filter": 0.01},
     "fss1000": {"num_centers": 5, "sample_range": (3, 4), "topk_scores_threshold": 0.7},
 }
+#: COCO's at 224 (16 x 16 tokens: more than 40 matched pairs, their halving)
+REDUCED["coco20i_224"] = REDUCED["coco20i"]
+SIZES = {"coco20i_224": 224}
+#: (config, shots, episode seed) whose bidirectional matching alone is compared: more than 40 pairs in 5 shots
+MATCHING = (("coco20i_224", 5, 0), ("coco20i_224", 3, 1))
 #: (config, shots, episode seed)
 EPISODES = (("coco20i", 1, 0), ("coco20i", 2, 1), ("coco20i", 5, 0), ("fss1000", 1, 3), ("fss1000", 3, 7))
 
 
-def episode(shots: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def episode(shots: int, seed: int, size: int = SIZE) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Query [3, S, S], supports [K, 3, S, S] in [0, 1] (multiples of 1/255), masks [K, S, S]: smooth seeded
     colour fields with a brighter rectangle (up to half the side), the masks those rectangles."""
     g = torch.Generator().manual_seed(seed)
 
     def image():
-        base = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=(SIZE, SIZE), mode="bilinear",
+        base = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=(size, size), mode="bilinear",
                                                align_corners=False)[0] * 0.6
-        mask = torch.zeros(SIZE, SIZE)
-        y, x, h, w = torch.randint(0, SIZE // 2, (4,), generator=g).tolist()
-        mask[y:y + SIZE // 4 + h // 2, x:x + SIZE // 4 + w // 2] = 1
+        mask = torch.zeros(size, size)
+        y, x, h, w = torch.randint(0, size // 2, (4,), generator=g).tolist()
+        mask[y:y + size // 4 + h // 2, x:x + size // 4 + w // 2] = 1
         base = base + 0.4 * mask * torch.tensor([0.9, 0.3, 0.5]).view(3, 1, 1)
         return (base.clamp(0, 1) * 255).round() / 255, mask
 
@@ -63,7 +69,9 @@ def episode(shots: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Te
 def seeded_model(config: str = "coco20i", seed: int = SEED) -> Matcher:
     """Our reduced Matcher: PyTorch's default initialisation from `seed`, then every 1-d parameter drawn anew."""
     torch.manual_seed(seed)
-    model = Matcher(config=config, seed=0, **MODELS, **REDUCED[config]).eval()
+    size = SIZES.get(config, SIZE)
+    models = dict(MODELS, input_size=size, sam_reduced=dict(MODELS["sam_reduced"], img_size=size + size // 7))
+    model = Matcher(config=config.split("_")[0], seed=0, **models, **REDUCED[config]).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -114,14 +122,14 @@ def theirs(clone, model: Matcher, config: str):
         generator_cls = import_from("segment_anything").SamAutomaticMaskGenerator
         matcher_module = import_from("matcher.Matcher")
         vit = model.encoder.vit
-        dino = vits.DinoVisionTransformer(img_size=SIZE, patch_size=14, embed_dim=vit.embed_dim, depth=len(vit.blocks),
+        dino = vits.DinoVisionTransformer(img_size=model.input_size, patch_size=14, embed_dim=vit.embed_dim, depth=len(vit.blocks),
                                           num_heads=vit.blocks[0].attn.num_heads, mlp_ratio=4, init_values=1e-5,
                                           ffn_layer="mlp", block_chunks=0,
                                           block_fn=partial(layers.NestedTensorBlock, attn_class=layers.MemEffAttention))
         dino.load_state_dict(dict(vit.state_dict(), mask_token=torch.zeros_like(dino.mask_token)))
         dino.eval()
         r = MODELS["sam_reduced"]
-        size = r["img_size"]
+        size = model.sam.image_encoder.img_size
         sam = sam_modeling.Sam(
             image_encoder=sam_modeling.ImageEncoderViT(
                 depth=r["depth"], embed_dim=r["embed_dim"], img_size=size, mlp_ratio=4,
@@ -149,7 +157,7 @@ def theirs(clone, model: Matcher, config: str):
                             "score_norm": cfg["deep_score_norm_filter"],
                             "topk_scores_threshold": cfg["topk_scores_threshold"]}
         return matcher_module.Matcher(
-            encoder=dino, generator=generator, input_size=SIZE, num_centers=cfg["num_centers"], use_box=False,
+            encoder=dino, generator=generator, input_size=model.input_size, num_centers=cfg["num_centers"], use_box=False,
             use_points_or_centers=cfg["use_points"], sample_range=cfg["sample_range"],
             max_sample_iterations=cfg["max_sample_iterations"], alpha=cfg["alpha"], beta=cfg["beta"], exp=cfg["exp"],
             score_filter_cfg=score_filter_cfg, num_merging_mask=cfg["num_merging_mask"][0],
@@ -173,7 +181,7 @@ def run_theirs(net, module, shots: int, seed: int) -> Dict[str, torch.Tensor]:
         seen["proposals"] = torch.stack([torch.as_tensor(a["segmentation"]) for a in out])
         return out
 
-    query, supports, masks = episode(shots, seed)
+    query, supports, masks = episode(shots, seed, net.input_size[0])
     net.num_merging_mask = 9 if shots == 1 else 5
     if not net.use_points_or_centers:
         net.num_merging_mask = 10 if shots == 1 else 5
@@ -218,9 +226,20 @@ def main(argv=None) -> None:
                     tensors[f"{config}-{shots}-{seed}-{key}"] = value
                 print(f"{config} {shots}-shot: {len(out['points'])} points, {len(out['proposals'])} proposals, "
                       f"foreground {np.unpackbits(out['pred'].numpy()).mean():.3f}")
+            for name, shots, seed in MATCHING:
+                if name != config:
+                    continue
+                query, supports, masks = episode(shots, seed, SIZES.get(config, SIZE))
+                net.set_reference(supports[None], masks[None].clone())
+                net.set_target(query[None])
+                points = net.patch_level_matching(*net.extract_img_feats())[0]
+                net.clear()
+                tensors[f"{config}-{shots}-{seed}-matched"] = torch.as_tensor(points)
+                print(f"{config} {shots}-shot matching: {len(points)} points")
     meta = {"repository": "aim-uofa/Matcher", "commit": commit, "seed": SEED, "models": MODELS,
             "reduced": {k: {o: list(v) if isinstance(v, tuple) else v for o, v in c.items()} for k, c in REDUCED.items()},
-            "episodes": [list(e) for e in EPISODES], "size": SIZE, "torch": torch.__version__}
+            "episodes": [list(e) for e in EPISODES], "matching": [list(e) for e in MATCHING], "size": SIZE,
+            "sizes": SIZES, "torch": torch.__version__}
     print(save_fixture(NAME, tensors, meta))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from methods import METHODS, build_method
+from methods.matcher import earth_movers
 
 NAMES = {"gf-sam": "ViT-L/14 + SAM ViT-H", "matcher": "ViT-L/14 + SAM ViT-H"}
 
@@ -43,7 +44,6 @@ def episode_seconds(method, shots: int, episodes: int) -> float:
 
 def emd_seconds(support_tokens: int = 300, mask_tokens: int = 400, repeats: int = 3) -> float:
     """One EMD between `support_tokens` and `mask_tokens` random unit features' cosine distances."""
-    from methods.matcher import earth_movers
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((support_tokens + mask_tokens, 64))
     feats /= np.linalg.norm(feats, axis=1, keepdims=True)

@@ -12,7 +12,7 @@ from methods.weights import WEIGHTS
 
 #: the built-in methods' modules, in registration order; each registers its cards (and weights) on import
 BUILTIN = ("all_foreground", "canet", "simpropnet", "support_copy", "amp", "co_fcn", "fwb", "oslsm", "panet",
-           "pfenet", "pgn", "sg_one", "hsnet", "dcama", "gf_sam")
+           "pfenet", "pgn", "sg_one", "hsnet", "dcama", "gf_sam", "matcher")
 _loaded = False
 
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from functools import lru_cache
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,11 @@ from methods.common import BackboneMethod
 from methods.hsnet import SYNTHNET_BLOCKS, HSNet, TorchvisionFeatures, synthnet_blocks
 from methods.hsnet_layers import PAPER_CHANNELS, PAPER_KERNELS
 from methods.registry import MethodError, register_method
+from methods.swin import SWIN_B, SwinFeatures, microsoft_to_timm
 from methods.weights import KeyMap, PublishedWeights, register_weights
 
 HEADS = 8
+SWIN = "swin-b"  # their `--backbone swin`
 OUTPUT_STRIDES = (1, 2, 4, 8)  # of the logits relative to the input: theirs 1 (4x the layer1 maps)
 DROPOUT = 0.5
 PE_BASE = 10000.0
@@ -129,15 +131,20 @@ def mixer(in_channels: int, middle: int, out: int, last_relu: bool = True) -> nn
 
 def dcama_keymap() -> KeyMap:
     """Their model's state-dict names (`feature_extractor.*`, `model.*`; DataParallel's `module.` stripped) to
-    ours; their positional-encoding buffers and their backbone's unused fc are dropped."""
-    rules: List[Tuple[str, str]] = [("feature_extractor.", "backbone.")]
+    ours; their positional-encoding buffers, their backbone's unused fc (ResNet) or final norm and head and
+    recomputed attention buffers (Swin) are dropped."""
+    # Swin-B: Microsoft's patch merging at the end of stage i is timm's at the start of stage i + 1 (methods/swin.py)
+    rules: List[Tuple[str, str]] = [(f"feature_extractor.layers.{i}.downsample.", f"backbone.layers.{i + 1}.downsample.")
+                                    for i in range(3)]
+    rules += [("feature_extractor.", "backbone.")]
     for index in range(3):
         rules += [(f"model.DCAMA_blocks.{index}.linears.0.", f"attention.{index}.query."),
                   (f"model.DCAMA_blocks.{index}.linears.1.", f"attention.{index}.key.")]
     rules += [("model.conv1.", "squeeze.0."), ("model.conv2.", "squeeze.1."), ("model.conv3.", "squeeze.2."),
               ("model.conv4.", "mix.0."), ("model.conv5.", "mix.1."),
               ("model.mixer1.", "decoder.0."), ("model.mixer2.", "decoder.1."), ("model.mixer3.", "decoder.2.")]
-    return KeyMap(rules=tuple(rules), ignore_authors=(r"model\.pe\.\d+\.pe", r"feature_extractor\.fc\..*"))
+    return KeyMap(rules=tuple(rules), ignore_authors=(r"model\.pe\.\d+\.pe", r"feature_extractor\.(fc|norm|head)\..*",
+                                                      r"feature_extractor\.layers\.\d+\.blocks\.\d+\.(attn_mask|attn\.relative_position_index)"))
 
 
 class DCAMA(BackboneMethod):
@@ -158,7 +165,7 @@ class DCAMA(BackboneMethod):
                  backbone_enum: Optional[str] = "IMAGENET1K_V1", input_size: Optional[int] = None,
                  groups: Optional[Sequence[Sequence[str]]] = None, channels: Sequence[int] = PAPER_CHANNELS,
                  kernels: Sequence[Sequence[int]] = PAPER_KERNELS, dropout: float = DROPOUT,
-                 output_stride: int = 1, resize_to_input: bool = True):
+                 output_stride: int = 1, resize_to_input: bool = True, swin: Optional[Mapping] = None):
         FewShotSegmenter.__init__(self)
         if backbone == "synthnet":
             groups = [list(g) for g in (groups or (["layer1"], ["layer2.0"], ["layer2.1"], ["layer3.0", "layer3.1"]))]
@@ -179,9 +186,15 @@ class DCAMA(BackboneMethod):
                                                 weights_path=backbone_weights, with_layer1=True)
             self.group_sizes = tuple(self.backbone.group_sizes)
             widths = [[256 * 2 ** i] * n for i, n in enumerate(self.group_sizes)]
+        elif backbone == SWIN:
+            if groups:
+                raise MethodError(f"DCAMA's layer groups are fixed on {backbone} (its four stages); `groups` is for synthnet")
+            self.backbone = SwinFeatures({"img_size": input_size or SWIN_B["img_size"], **dict(swin or {})},
+                                         weights_path=backbone_weights)
+            self.group_sizes = self.backbone.group_sizes
+            widths = [[w] * n for w, n in zip(self.backbone.widths, self.group_sizes)]
         else:
-            raise MethodError(f"unknown DCAMA backbone '{backbone}'; known: resnet50, resnet101, synthnet "
-                              "(their Swin-B is not implemented)")
+            raise MethodError(f"unknown DCAMA backbone '{backbone}'; known: resnet50, resnet101, {SWIN}, synthnet")
         if any(len(set(w)) != 1 for w in widths):
             raise MethodError("DCAMA's layers of one group must have the same channels (one attention per group)")
         if output_stride not in OUTPUT_STRIDES:
@@ -205,7 +218,7 @@ class DCAMA(BackboneMethod):
         self._layouts: Dict[int, Tuple] = {}
         self._options = {"backbone": backbone, "input_size": input_size, "groups": groups, "channels": list(channels),
                          "kernels": [list(k) for k in kernels], "dropout": dropout, "output_stride": output_stride,
-                         "resize_to_input": resize_to_input}
+                         "resize_to_input": resize_to_input, **({"swin": dict(swin)} if swin else {})}
 
     def features(self, images: torch.Tensor) -> List[torch.Tensor]:
         """DCAMA's intermediate maps of [N, 3, H, W] images, shallow to deep (the skip group first)."""
@@ -317,7 +330,7 @@ def _entry(dataset: str, backbone: str, fold: int) -> PublishedWeights:
 
 
 register_weights(*[_entry(dataset, backbone, fold) for dataset in ("pascal5i", "coco20i")
-                   for backbone in ("resnet50", "resnet101") for fold in range(4)])
+                   for backbone in ("resnet50", "resnet101", SWIN) for fold in range(4)])
 
 
 register_method("dcama", trainable=True, profiles=PROFILES, citation="Shi et al., ECCV 2022")(DCAMA)

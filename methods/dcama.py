@@ -6,7 +6,10 @@ train.py, data/dataset.py). HSNet's feature taps and test protocol (`methods/hsn
 * features: the output of every bottleneck of layer1..layer4 before its final ReLU (ResNet-50: 3/4/6/3,
   ResNet-101: 3/4/23/3) of torchvision's standard network, frozen, BN in eval mode; layer1 (stride 4) only
   feeds the skip connection, each bottleneck of layer2..4 gets its own attention; support features are not
-  masked; `synthnet`: four `groups` of its residual blocks' pre-ReLU outputs (the first: the skip group);
+  masked; Swin-B (`swin-b`, their `swin`: their best backbone, at 384 x 384, window 12, embed 128, heads
+  4/8/16/32): the output of every block of its four stages (2/2/18/2 blocks, widths 128..1024, strides 4..32),
+  before the patch merging and without norm (methods/swin.py, on timm's `SwinTransformer`), stage 1 the skip
+  group as layer1; `synthnet`: four `groups` of its residual blocks' pre-ReLU outputs (the first: the skip group);
 * attention (one block per layer group, shared by the group's layers): query pixels are the tokens Q, the
   support pixels K, the support's foreground mask (bilinear, align_corners, to the map's size) the values V:
   a sinusoidal 1-D positional encoding over the flattened map (row-major) added to query and support
@@ -36,8 +39,12 @@ maps of more than 10000 pixels fail there) and is not a state-dict entry; the x2
 of different episodes (features are stacked shot-major, masks episode-major): here each episode's keys are
 its own shots (equal to theirs at batch 1, their test's); their ResNet weights are timm's `resnet50_a1h` /
 `resnet101_a1h` (README), the harness's default backbone is torchvision's `IMAGENET1K_V1` (a published
-checkpoint carries its own backbone); their SGD is Nesterov, the harness's SGD is not; Swin-B (their best
-backbone) is not implemented. On `synthnet` the groups, widths and dropout are options (its maps are at
+checkpoint carries its own backbone); their SGD is Nesterov, the harness's SGD is not. Swin-B is timm's
+implementation, not their copy of Microsoft's (the same tensors: tests/test_golden_dcama.py on a reduced Swin);
+it has no default ImageNet weights here (random init, or `backbone_weights` = the README's
+swin_base_patch4_window12_384_22kto1k.pth, Microsoft's names mapped), its stochastic depth is 0 (theirs 0.1,
+inactive: the frozen backbone stays in eval mode), and it takes only square `input_size` images (theirs asserts
+384 x 384); `swin` (timm arguments over Swin-B's) is for a reduced Swin in tests. On `synthnet` the groups, widths and dropout are options (its maps are at
 stride 4 and 8); `output_stride` (theirs 1) drops the x2 upsamplings of the mixers (2, 4) and the layer1 skip
 (8), and `resize_to_input` the final resize, for the `tiny` profile's logits at stride 8.
 """
@@ -321,8 +328,11 @@ def _entry(dataset: str, backbone: str, fold: int) -> PublishedWeights:
     folder = f"{dataset}-{backbone}-fold{fold}"
     return PublishedWeights(
         method="dcama", tag=folder, file_name=f"{folder}/best_model.pt",
-        url=f"{DRIVE} (Google Drive folder of the DCAMA README; its layout was not checked: put the experiment's "
-            "best_model.pt, the bare state dict their training saves, at this name)",
+        url=f"{DRIVE} (Google Drive folder of the DCAMA README; its layout was not checked, nor which datasets and "
+            "backbones it holds: the authors answered in pawn-sxy/DCAMA issue #4 (2022-09-20) that the weights then "
+            "offered were COCO's, in issues #5 and #9 (2023-03-01) that PASCAL's were released; put the experiment's "
+            "best_model.pt, the whole model's state dict their training saves, backbone included, at this name; "
+            "their test.py renames a file's keys by position onto the model's, here they are matched by name)",
         dataset=dataset, fold=fold, options={"backbone": backbone, "input_size": 384}, keys=KEYS, input_size=384,
         reported={}, source="Shi et al., ECCV 2022, Table 1 (PASCAL-5i) / Table 2 (COCO-20i): the per-fold numbers "
         "could not be read offline (no copy of the paper's tables was found), so none are recorded here",

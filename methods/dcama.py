@@ -335,7 +335,9 @@ def _entry(dataset: str, backbone: str, fold: int) -> PublishedWeights:
             "their test.py renames a file's keys by position onto the model's, here they are matched by name)",
         dataset=dataset, fold=fold, options={"backbone": backbone, "input_size": 384}, keys=KEYS, input_size=384,
         reported={}, source="Shi et al., ECCV 2022, Table 1 (PASCAL-5i) / Table 2 (COCO-20i): the per-fold numbers "
-        "could not be read offline (no copy of the paper's tables was found), so none are recorded here",
+        "could not be read offline (no copy of the paper's tables was found), so none are recorded here; a later "
+        "paper's table (Zhu et al., NeurIPS 2024, arXiv:2410.02369, Table 2) lists one DCAMA row per COCO-20i fold "
+        "without naming its backbone, so it is not attributed to an entry",
         state_key="")
 
 

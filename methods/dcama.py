@@ -44,9 +44,10 @@ implementation, not their copy of Microsoft's (the same tensors: tests/test_gold
 it has no default ImageNet weights here (random init, or `backbone_weights` = the README's
 swin_base_patch4_window12_384_22kto1k.pth, Microsoft's names mapped), its stochastic depth is 0 (theirs 0.1,
 inactive: the frozen backbone stays in eval mode), and it takes only square `input_size` images (theirs asserts
-384 x 384); `swin` (timm arguments over Swin-B's) is for a reduced Swin in tests. On `synthnet` the groups, widths and dropout are options (its maps are at
-stride 4 and 8); `output_stride` (theirs 1) drops the x2 upsamplings of the mixers (2, 4) and the layer1 skip
-(8), and `resize_to_input` the final resize, for the `tiny` profile's logits at stride 8.
+384 x 384); `swin` (timm arguments over Swin-B's) is for a reduced Swin in tests. On `synthnet` the groups,
+widths and dropout are options (its maps are at stride 4 and 8); `output_stride` (theirs 1) drops the x2
+upsamplings of the mixers (2, 4) and the layer1 skip (8), and `resize_to_input` the final resize, for the
+`tiny` profile's logits at stride 8.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ from methods.common import BackboneMethod
 from methods.hsnet import SYNTHNET_BLOCKS, HSNet, TorchvisionFeatures, synthnet_blocks
 from methods.hsnet_layers import PAPER_CHANNELS, PAPER_KERNELS
 from methods.registry import MethodError, register_method
-from methods.swin import SWIN_B, SwinFeatures, microsoft_to_timm
+from methods.swin import SWIN_B, SwinFeatures
 from methods.weights import KeyMap, PublishedWeights, register_weights
 
 HEADS = 8
@@ -150,8 +151,9 @@ def dcama_keymap() -> KeyMap:
     rules += [("model.conv1.", "squeeze.0."), ("model.conv2.", "squeeze.1."), ("model.conv3.", "squeeze.2."),
               ("model.conv4.", "mix.0."), ("model.conv5.", "mix.1."),
               ("model.mixer1.", "decoder.0."), ("model.mixer2.", "decoder.1."), ("model.mixer3.", "decoder.2.")]
-    return KeyMap(rules=tuple(rules), ignore_authors=(r"model\.pe\.\d+\.pe", r"feature_extractor\.(fc|norm|head)\..*",
-                                                      r"feature_extractor\.layers\.\d+\.blocks\.\d+\.(attn_mask|attn\.relative_position_index)"))
+    unused = (r"model\.pe\.\d+\.pe", r"feature_extractor\.(fc|norm|head)\..*",
+              r"feature_extractor\.layers\.\d+\.blocks\.\d+\.(attn_mask|attn\.relative_position_index)")
+    return KeyMap(rules=tuple(rules), ignore_authors=unused)
 
 
 class DCAMA(BackboneMethod):
@@ -195,7 +197,8 @@ class DCAMA(BackboneMethod):
             widths = [[256 * 2 ** i] * n for i, n in enumerate(self.group_sizes)]
         elif backbone == SWIN:
             if groups:
-                raise MethodError(f"DCAMA's layer groups are fixed on {backbone} (its four stages); `groups` is for synthnet")
+                raise MethodError(f"DCAMA's layer groups are fixed on {backbone} (its four stages); "
+                                  "`groups` is for synthnet")
             self.backbone = SwinFeatures({"img_size": input_size or SWIN_B["img_size"], **dict(swin or {})},
                                          weights_path=backbone_weights)
             self.group_sizes = self.backbone.group_sizes

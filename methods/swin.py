@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 import torch
-from torch import nn
 
 from methods.backbones import FrozenBackbone, load_state_file
 from methods.registry import MethodError

@@ -65,7 +65,7 @@ def authors_outputs(clone: Path, state: Dict[str, torch.Tensor], query, supports
     with authors_code(clone), tempfile.TemporaryDirectory() as tmp:
         module = import_from("model.DCAMA")
         swin_class, model_class = module.SwinTransformer, module.DCAMA_model
-        reduced = {k: v for k, v in SWIN.items()}
+        reduced = dict(SWIN)
         widths = [SWIN["embed_dim"] * 2 ** i for i in range(4)]
         module.SwinTransformer = lambda **given: swin_class(**{**given, **reduced})
 

@@ -6,7 +6,10 @@ train.py, data/dataset.py). HSNet's feature taps and test protocol (`methods/hsn
 * features: the output of every bottleneck of layer1..layer4 before its final ReLU (ResNet-50: 3/4/6/3,
   ResNet-101: 3/4/23/3) of torchvision's standard network, frozen, BN in eval mode; layer1 (stride 4) only
   feeds the skip connection, each bottleneck of layer2..4 gets its own attention; support features are not
-  masked; `synthnet`: four `groups` of its residual blocks' pre-ReLU outputs (the first: the skip group);
+  masked; Swin-B (`swin-b`, their `swin`: their best backbone, at 384 x 384, window 12, embed 128, heads
+  4/8/16/32): the output of every block of its four stages (2/2/18/2 blocks, widths 128..1024, strides 4..32),
+  before the patch merging and without norm (methods/swin.py, on timm's `SwinTransformer`), stage 1 the skip
+  group as layer1; `synthnet`: four `groups` of its residual blocks' pre-ReLU outputs (the first: the skip group);
 * attention (one block per layer group, shared by the group's layers): query pixels are the tokens Q, the
   support pixels K, the support's foreground mask (bilinear, align_corners, to the map's size) the values V:
   a sinusoidal 1-D positional encoding over the flattened map (row-major) added to query and support
@@ -36,17 +39,22 @@ maps of more than 10000 pixels fail there) and is not a state-dict entry; the x2
 of different episodes (features are stacked shot-major, masks episode-major): here each episode's keys are
 its own shots (equal to theirs at batch 1, their test's); their ResNet weights are timm's `resnet50_a1h` /
 `resnet101_a1h` (README), the harness's default backbone is torchvision's `IMAGENET1K_V1` (a published
-checkpoint carries its own backbone); their SGD is Nesterov, the harness's SGD is not; Swin-B (their best
-backbone) is not implemented. On `synthnet` the groups, widths and dropout are options (its maps are at
-stride 4 and 8); `output_stride` (theirs 1) drops the x2 upsamplings of the mixers (2, 4) and the layer1 skip
-(8), and `resize_to_input` the final resize, for the `tiny` profile's logits at stride 8.
+checkpoint carries its own backbone); their SGD is Nesterov, the harness's SGD is not. Swin-B is timm's
+implementation, not their copy of Microsoft's (the same tensors: tests/test_golden_dcama.py on a reduced Swin);
+it has no default ImageNet weights here (random init, or `backbone_weights` = the README's
+swin_base_patch4_window12_384_22kto1k.pth, Microsoft's names mapped), its stochastic depth is 0 (theirs 0.1,
+inactive: the frozen backbone stays in eval mode), and it takes only square `input_size` images (theirs asserts
+384 x 384); `swin` (timm arguments over Swin-B's) is for a reduced Swin in tests. On `synthnet` the groups,
+widths and dropout are options (its maps are at stride 4 and 8); `output_stride` (theirs 1) drops the x2
+upsamplings of the mixers (2, 4) and the layer1 skip (8), and `resize_to_input` the final resize, for the
+`tiny` profile's logits at stride 8.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import replace
 from functools import lru_cache
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +66,11 @@ from methods.common import BackboneMethod
 from methods.hsnet import SYNTHNET_BLOCKS, HSNet, TorchvisionFeatures, synthnet_blocks
 from methods.hsnet_layers import PAPER_CHANNELS, PAPER_KERNELS
 from methods.registry import MethodError, register_method
+from methods.swin import SWIN_B, SwinFeatures
 from methods.weights import KeyMap, PublishedWeights, register_weights
 
 HEADS = 8
+SWIN = "swin-b"  # their `--backbone swin`
 OUTPUT_STRIDES = (1, 2, 4, 8)  # of the logits relative to the input: theirs 1 (4x the layer1 maps)
 DROPOUT = 0.5
 PE_BASE = 10000.0
@@ -129,15 +139,21 @@ def mixer(in_channels: int, middle: int, out: int, last_relu: bool = True) -> nn
 
 def dcama_keymap() -> KeyMap:
     """Their model's state-dict names (`feature_extractor.*`, `model.*`; DataParallel's `module.` stripped) to
-    ours; their positional-encoding buffers and their backbone's unused fc are dropped."""
-    rules: List[Tuple[str, str]] = [("feature_extractor.", "backbone.")]
+    ours; their positional-encoding buffers, their backbone's unused fc (ResNet) or final norm and head and
+    recomputed attention buffers (Swin) are dropped."""
+    # Swin-B: Microsoft's patch merging at the end of stage i is timm's at the start of stage i + 1 (methods/swin.py)
+    rules: List[Tuple[str, str]] = [(f"feature_extractor.layers.{i}.downsample.", f"backbone.layers.{i + 1}.downsample.")
+                                    for i in range(3)]
+    rules += [("feature_extractor.", "backbone.")]
     for index in range(3):
         rules += [(f"model.DCAMA_blocks.{index}.linears.0.", f"attention.{index}.query."),
                   (f"model.DCAMA_blocks.{index}.linears.1.", f"attention.{index}.key.")]
     rules += [("model.conv1.", "squeeze.0."), ("model.conv2.", "squeeze.1."), ("model.conv3.", "squeeze.2."),
               ("model.conv4.", "mix.0."), ("model.conv5.", "mix.1."),
               ("model.mixer1.", "decoder.0."), ("model.mixer2.", "decoder.1."), ("model.mixer3.", "decoder.2.")]
-    return KeyMap(rules=tuple(rules), ignore_authors=(r"model\.pe\.\d+\.pe", r"feature_extractor\.fc\..*"))
+    unused = (r"model\.pe\.\d+\.pe", r"feature_extractor\.(fc|norm|head)\..*",
+              r"feature_extractor\.layers\.\d+\.blocks\.\d+\.(attn_mask|attn\.relative_position_index)")
+    return KeyMap(rules=tuple(rules), ignore_authors=unused)
 
 
 class DCAMA(BackboneMethod):
@@ -158,7 +174,7 @@ class DCAMA(BackboneMethod):
                  backbone_enum: Optional[str] = "IMAGENET1K_V1", input_size: Optional[int] = None,
                  groups: Optional[Sequence[Sequence[str]]] = None, channels: Sequence[int] = PAPER_CHANNELS,
                  kernels: Sequence[Sequence[int]] = PAPER_KERNELS, dropout: float = DROPOUT,
-                 output_stride: int = 1, resize_to_input: bool = True):
+                 output_stride: int = 1, resize_to_input: bool = True, swin: Optional[Mapping] = None):
         FewShotSegmenter.__init__(self)
         if backbone == "synthnet":
             groups = [list(g) for g in (groups or (["layer1"], ["layer2.0"], ["layer2.1"], ["layer3.0", "layer3.1"]))]
@@ -179,9 +195,16 @@ class DCAMA(BackboneMethod):
                                                 weights_path=backbone_weights, with_layer1=True)
             self.group_sizes = tuple(self.backbone.group_sizes)
             widths = [[256 * 2 ** i] * n for i, n in enumerate(self.group_sizes)]
+        elif backbone == SWIN:
+            if groups:
+                raise MethodError(f"DCAMA's layer groups are fixed on {backbone} (its four stages); "
+                                  "`groups` is for synthnet")
+            self.backbone = SwinFeatures({"img_size": input_size or SWIN_B["img_size"], **dict(swin or {})},
+                                         weights_path=backbone_weights)
+            self.group_sizes = self.backbone.group_sizes
+            widths = [[w] * n for w, n in zip(self.backbone.widths, self.group_sizes)]
         else:
-            raise MethodError(f"unknown DCAMA backbone '{backbone}'; known: resnet50, resnet101, synthnet "
-                              "(their Swin-B is not implemented)")
+            raise MethodError(f"unknown DCAMA backbone '{backbone}'; known: resnet50, resnet101, {SWIN}, synthnet")
         if any(len(set(w)) != 1 for w in widths):
             raise MethodError("DCAMA's layers of one group must have the same channels (one attention per group)")
         if output_stride not in OUTPUT_STRIDES:
@@ -205,7 +228,7 @@ class DCAMA(BackboneMethod):
         self._layouts: Dict[int, Tuple] = {}
         self._options = {"backbone": backbone, "input_size": input_size, "groups": groups, "channels": list(channels),
                          "kernels": [list(k) for k in kernels], "dropout": dropout, "output_stride": output_stride,
-                         "resize_to_input": resize_to_input}
+                         "resize_to_input": resize_to_input, **({"swin": dict(swin)} if swin else {})}
 
     def features(self, images: torch.Tensor) -> List[torch.Tensor]:
         """DCAMA's intermediate maps of [N, 3, H, W] images, shallow to deep (the skip group first)."""
@@ -308,16 +331,21 @@ def _entry(dataset: str, backbone: str, fold: int) -> PublishedWeights:
     folder = f"{dataset}-{backbone}-fold{fold}"
     return PublishedWeights(
         method="dcama", tag=folder, file_name=f"{folder}/best_model.pt",
-        url=f"{DRIVE} (Google Drive folder of the DCAMA README; its layout was not checked: put the experiment's "
-            "best_model.pt, the bare state dict their training saves, at this name)",
+        url=f"{DRIVE} (Google Drive folder of the DCAMA README; its layout was not checked, nor which datasets and "
+            "backbones it holds: the authors answered in pawn-sxy/DCAMA issue #4 (2022-09-20) that the weights then "
+            "offered were COCO's, in issues #5 and #9 (2023-03-01) that PASCAL's were released; put the experiment's "
+            "best_model.pt, the whole model's state dict their training saves, backbone included, at this name; "
+            "their test.py renames a file's keys by position onto the model's, here they are matched by name)",
         dataset=dataset, fold=fold, options={"backbone": backbone, "input_size": 384}, keys=KEYS, input_size=384,
         reported={}, source="Shi et al., ECCV 2022, Table 1 (PASCAL-5i) / Table 2 (COCO-20i): the per-fold numbers "
-        "could not be read offline (no copy of the paper's tables was found), so none are recorded here",
+        "could not be read offline (no copy of the paper's tables was found), so none are recorded here; a later "
+        "paper's table (Zhu et al., NeurIPS 2024, arXiv:2410.02369, Table 2) lists one DCAMA row per COCO-20i fold "
+        "without naming its backbone, so it is not attributed to an entry",
         state_key="")
 
 
 register_weights(*[_entry(dataset, backbone, fold) for dataset in ("pascal5i", "coco20i")
-                   for backbone in ("resnet50", "resnet101") for fold in range(4)])
+                   for backbone in ("resnet50", "resnet101", SWIN) for fold in range(4)])
 
 
 register_method("dcama", trainable=True, profiles=PROFILES, citation="Shi et al., ECCV 2022")(DCAMA)

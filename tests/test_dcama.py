@@ -117,26 +117,70 @@ def test_resnet_taps_every_bottleneck_from_layer1(backbone, maps, groups):
 
 def test_published_entries_are_well_formed_and_their_keys_map_both_ways():
     entries = WEIGHTS.entries("dcama.*")
-    assert len(entries) == 16
+    assert len(entries) == 24
     assert {(e.dataset, e.options["backbone"]) for e in entries} == {
-        (d, b) for d in ("pascal5i", "coco20i") for b in ("resnet50", "resnet101")}
-    assert sorted(e.fold for e in entries) == [f for f in range(4) for _ in range(4)]
-    assert len({e.file_name for e in entries}) == 16
+        (d, b) for d in ("pascal5i", "coco20i") for b in ("resnet50", "resnet101", "swin-b")}
+    assert sorted(e.fold for e in entries) == [f for f in range(4) for _ in range(6)]
+    assert len({e.file_name for e in entries}) == 24
     assert all(e.input_size == 384 and e.options["input_size"] == 384 and e.state_key == "" for e in entries)
     assert all(not e.reported and "could not be read" in e.source for e in entries)
     built = {}
     for entry in entries:
         key = entry.options["backbone"]
         if key not in built:
-            built[key] = DCAMA(**entry.options, backbone_enum=None)
+            with torch.device("meta"):  # Swin-B's 88 M parameters: names and shapes only
+                built[key] = DCAMA(**entry.options, backbone_enum=None)
         state = built[key].state_dict()
         theirs = entry.keys.to_authors(state)
         assert all(k.startswith(("feature_extractor.", "model.")) for k in theirs)
         assert "model.DCAMA_blocks.0.linears.0.weight" in theirs and "model.mixer3.2.bias" in theirs
         extra = {"module.model.pe.0.pe": torch.zeros(1), "module.feature_extractor.fc.bias": torch.zeros(1)}
+        if key == "swin-b":  # Microsoft's names: patch merging at the end of stages 0-2, buffers, norm, head
+            assert {k for k in theirs if ".downsample.reduction" in k} == {
+                f"feature_extractor.layers.{i}.downsample.reduction.weight" for i in range(3)}
+            assert theirs["feature_extractor.layers.2.blocks.17.attn.qkv.weight"].shape == (1536, 512)
+            assert theirs["model.mixer1.0.weight"].shape == (128, 128 + 2 * 256 + 2 * 128, 3, 3)
+            extra = {f"module.feature_extractor.{k}": torch.zeros(1) for k in (
+                "norm.weight", "head.bias", "layers.0.blocks.1.attn_mask", "layers.3.blocks.0.attn.relative_position_index")}
         back = entry.keys.to_harness({**{f"module.{k}": v for k, v in theirs.items()}, **extra})
         assert back.keys() == state.keys()
-    assert len(built) == 2
+    assert len(built) == 3
+
+
+def test_swin_b_taps_every_block_of_every_stage():
+    """Swin-B at 384 (theirs): 2 + 2 + 18 + 2 block outputs at strides 4, 8, 16, 32, widths 128 to 1024; stage 1
+    only feeds the skip connection (three attentions, squeeze inputs 2, 18 and 2 coarse masks)."""
+    with torch.device("meta"):
+        method = DCAMA(backbone="swin-b", input_size=384)
+        feats = method.features(torch.empty(1, 3, 384, 384))
+    assert method.group_sizes == (2, 2, 18, 2) and len(method.attention) == 3
+    assert [tuple(f.shape[1:]) for f in feats] == [(128 * 2 ** i, 96 >> i, 96 >> i)
+                                                   for i, n in enumerate((2, 2, 18, 2)) for _ in range(n)]
+    assert [block[0].in_channels for block in method.squeeze] == [2, 18, 2]
+    assert method.backbone.identity["weights"] == "random-init"
+
+
+def test_swin_weights_file_in_microsoft_names_loads(tmp_path):
+    """The README's Swin file layout ({'model': state dict}, Microsoft's names and buffers) through
+    `microsoft_to_timm`, on a reduced Swin; a wrong input size is a one-line error."""
+    from methods.swin import SwinFeatures
+    config = {"img_size": 32, "embed_dim": 16, "depths": [1, 1, 2, 1], "num_heads": [1, 1, 2, 2], "window_size": 2}
+    torch.manual_seed(0)
+    source = SwinFeatures(config)
+    renamed = {(f"layers.{int(k.split('.')[1]) - 1}.downsample." + k.split(".downsample.")[1]
+                if ".downsample." in k else k): v for k, v in source.state_dict().items()}
+    renamed.update({"norm.weight": torch.ones(128), "head.weight": torch.zeros(10, 128),
+                    "layers.0.blocks.0.attn.relative_position_index": torch.zeros(4, 4, dtype=torch.long)})
+    assert "layers.0.downsample.reduction.weight" in renamed
+    path = tmp_path / "swin.pth"
+    torch.save({"model": renamed}, path)
+    loaded = SwinFeatures(config, weights_path=str(path))
+    images = torch.randn(1, 3, 32, 32)
+    for a, b in zip(loaded(images), source(images)):
+        assert torch.equal(a, b)
+    assert loaded.identity["source"] == "file"
+    with pytest.raises(MethodError, match="takes 32 x 32"):
+        loaded(torch.randn(1, 3, 40, 40))
 
 
 def test_bad_options_are_one_line_errors():

@@ -154,3 +154,15 @@ def test_bench_weights_lists_them(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("gf-sam.pascal5i-fold") for line in lines) == 4
     assert all(f"{DINO} + {SAM}" in line for line in lines if line.startswith("gf-sam."))
+
+
+def test_the_gf_sam_card_plans_on_the_paper_dataset_with_weights(voc_root, tmp_path, monkeypatch, capsys):
+    """`bench reproduce gf-sam --plan` with --weights: both methods evaluate published weights, nothing trains."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()
+    capsys.readouterr()
+    assert main(["reproduce", "gf-sam", "--plan", "--dataset", "pascal5i", "--data-root", str(voc_root), "--lists",
+                 str(voc_root / "lists"), "--weights", str(tmp_path / "w")]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["gf-sam", "24/24", "cells", "to", "evaluate"] in lines and ["hsnet", "24/24", "cells", "to", "evaluate"] in lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # --plan writes nothing

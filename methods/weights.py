@@ -121,7 +121,8 @@ class PublishedWeights:
             return
         parts = [f.part for f in self.files]
         if not all(parts) or len(set(parts)) != len(parts):
-            raise MethodError(f"published weights {self.name}: its files need distinct, non-empty part names, got {parts}")
+            raise MethodError(f"published weights {self.name}: its files need distinct, non-empty part names, "
+                              f"got {parts}")
         if self.sha256 or self.fold_key or self.state_key not in ("", "state_dict") or self.keys != KeyMap():
             raise MethodError(f"published weights {self.name}: an entry with several files gives sha256, keys and "
                               "state_key per file")

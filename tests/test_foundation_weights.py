@@ -164,5 +164,6 @@ def test_the_gf_sam_card_plans_on_the_paper_dataset_with_weights(voc_root, tmp_p
     assert main(["reproduce", "gf-sam", "--plan", "--dataset", "pascal5i", "--data-root", str(voc_root), "--lists",
                  str(voc_root / "lists"), "--weights", str(tmp_path / "w")]) == 0
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert ["gf-sam", "24/24", "cells", "to", "evaluate"] in lines and ["hsnet", "24/24", "cells", "to", "evaluate"] in lines
+    for method in ("gf-sam", "hsnet"):  # no "trainings" after either
+        assert [method, "24/24", "cells", "to", "evaluate"] in lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # --plan writes nothing

@@ -3,11 +3,20 @@ timm's `vit_*_patch14_dinov2` and SAM (Kirillov et al., ICCV 2023) through the `
 
 Both packages are optional (`pip install 'fss-bench[foundation]'`): importing this module needs neither;
 building a model without them raises one line naming the package.
+
+The released weights of both are declared here once (`foundation_files`, `foundation_entries`), for every
+training-free method that uses them: DINOv2's `dinov2_vitl14_pretrain.pth` and SAM's `sam_vit_h_4b8939.pth`
+(dl.fbaipublicfiles.com, as the GF-SAM and Matcher READMEs name them under `models/`), one published-weights
+entry per dataset and fold pointing at the same two files. DINOv2's file holds the names of its own
+`vit_large(block_chunks=0)`, which are timm's but for `mask_token` (timm's `checkpoint_filter_fn` ->
+`_convert_dinov2` drops it and renames nothing else for a ViT without registers or SwiGLU); SAM's file is
+`Sam`'s state dict (segment-anything's `build_sam` loads it as is). No sha256 of either is published by the
+methods' authors, and none was found in a stored source: the entries leave it None.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -15,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.registry import MethodError
+from methods.weights import KeyMap, PublishedWeights, WeightFile
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,6 +48,49 @@ def unnormalise(images: torch.Tensor) -> torch.Tensor:
     mean = images.new_tensor(IMAGENET_MEAN).view(-1, 1, 1)
     std = images.new_tensor(IMAGENET_STD).view(-1, 1, 1)
     return images * std + mean
+
+
+#: the released files: {part: {architecture: (file name, download address)}} (Meta's READMEs; no sha256 recorded)
+RELEASED = {
+    "dinov2": {"vit_small": ("dinov2_vits14_pretrain.pth",
+                             "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"),
+               "vit_base": ("dinov2_vitb14_pretrain.pth",
+                            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"),
+               "vit_large": ("dinov2_vitl14_pretrain.pth",
+                             "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth")},
+    "sam": {"vit_h": ("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"),
+            "vit_l": ("sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"),
+            "vit_b": ("sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth")}}
+#: DINOv2's released names -> timm's (`_convert_dinov2`: `mask_token` dropped, the rest as is)
+DINOV2_IGNORED = (r"mask_token",)
+
+
+def foundation_files(dino: str = "vit_large", sam: str = "vit_h", dino_prefix: str = "encoder.vit.",
+                     sam_prefix: str = "sam.", folder: str = "models") -> Tuple[WeightFile, WeightFile]:
+    """The two released files of a DINOv2 + SAM method, under `folder` as the authors lay them out, their keys
+    put under the method's module prefixes (`dino_prefix`: the timm ViT, `sam_prefix`: the `Sam`)."""
+    (dino_name, dino_url), (sam_name, sam_url) = RELEASED["dinov2"][dino], RELEASED["sam"][sam]
+    return (WeightFile("dinov2", f"{folder}/{dino_name}", dino_url,
+                       keys=KeyMap(rules=(("", dino_prefix),), ignore_authors=DINOV2_IGNORED)),
+            WeightFile("sam", f"{folder}/{sam_name}", sam_url, keys=KeyMap(rules=(("", sam_prefix),))))
+
+
+def foundation_entries(method: str, reported: Mapping[str, Mapping[int, Sequence]], options: Mapping, input_size: int,
+                       source: str, files: Optional[Sequence[WeightFile]] = None) -> List[PublishedWeights]:
+    """One entry per dataset and fold of `reported` ({dataset: {shots: [(miou, fbiou) per fold]}}, a number may be
+    None), all pointing at the same `files` (default `foundation_files()`); e.g. for Matcher:
+    `register_weights(*foundation_entries("matcher", REPORTED, OPTIONS, 1024, SOURCE, foundation_files(...)))`."""
+    files = tuple(files or foundation_files(options.get("dino", "vit_large"), options.get("sam", "vit_h")))
+    entries = []
+    for dataset, shots in reported.items():
+        folds = max(len(values) for values in shots.values())
+        for fold in range(folds):
+            numbers: Dict[int, Dict] = {k: {"miou": values[fold][0], "fbiou": values[fold][1]}
+                                        for k, values in sorted(shots.items())}
+            entries.append(PublishedWeights(method=method, tag=f"{dataset}-fold{fold}", file_name="", url="",
+                                            dataset=dataset, fold=fold, options=dict(options), input_size=input_size,
+                                            reported=numbers, source=source, files=files, fold_free=True))
+    return entries
 
 
 class DinoFeatures(nn.Module):

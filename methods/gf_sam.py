@@ -37,8 +37,9 @@ import torch.nn.functional as F
 from scipy.sparse import csgraph
 
 from methods.base import FewShotSegmenter
-from methods.foundation import DinoFeatures, SamPrompter, build_sam, unnormalise
+from methods.foundation import DinoFeatures, SamPrompter, build_sam, foundation_entries, foundation_files, unnormalise
 from methods.registry import register_method
+from methods.weights import register_weights
 
 EPS = 1e-7
 MAX_POINTS = 128  # theirs: "set maximum to 128 for efficiency"
@@ -203,16 +204,19 @@ class GFSAM(FewShotSegmenter):
 
 #: their logs (ANDYZAQ/GF-SAM @f227d1d8 outputs/{pascal,pascal_5shot,coco,coco_5shot}/fold{0..3}.txt, last line
 #: "Fold N mIoU: .. FB-IoU: .."): {dataset: {shots: [(miou, fbiou) per fold]}}; means 72.3 / 82.6 and 58.7 / 66.8
-#: as the README; for published-weights entries once their schema takes two files (DINOv2, SAM)
+#: as the README; the published-weights entries below read them
 REPORTED = {"pascal5i": {1: [(71.12, 83.93), (75.70, 84.73), (69.17, 72.81), (73.25, 83.93)],
                          5: [(81.49, 90.42), (86.32, 92.09), (79.69, 84.31), (82.90, 89.75)]},
             "coco20i": {1: [(56.62, 74.34), (61.44, 78.28), (59.63, 79.09), (57.12, 75.68)],
                         5: [(67.09, 79.34), (69.41, 83.16), (65.97, 83.02), (64.83, 80.69)]}}
-#: the files their README names (main_eval.py --dinov2-weights / --sam-weights), sha256 not published
-WEIGHT_FILES = {"dinov2": ("models/dinov2_vitl14_pretrain.pth",
-                           "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"),
-                "sam": ("models/sam_vit_h_4b8939.pth",
-                        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth")}
+REPORTED_SOURCE = ("Zhang et al., NeurIPS 2024: the per-fold logs of ANDYZAQ/GF-SAM @f227d1d8 (outputs/<benchmark>"
+                   "[_5shot]/fold<k>.txt, last line), whose means are their README's")
+#: the architecture of the released files (main_eval.py's defaults: --dinov2-size vit_large, --sam-size vit_h,
+#: --img-size 1024)
+PAPER_OPTIONS = {"dino": "vit_large", "dino_size": 518, "sam": "vit_h", "input_size": 1024}
+#: the files their README names (main_eval.py --dinov2-weights / --sam-weights), sha256 not published:
+#: {part: (file name, download address)}
+WEIGHT_FILES = {f.part: (f.file_name, f.url) for f in foundation_files("vit_large", "vit_h")}
 
 SMALL = {"dino": "vit_small", "dino_size": 224, "max_points": 16, "dino_overrides": {"depth": 4},
          "sam_reduced": {"img_size": 256, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4, "prompt_dim": 64,
@@ -226,3 +230,5 @@ PROFILES = {
 }
 
 register_method("gf-sam", trainable=False, profiles=PROFILES, citation="Zhang et al., NeurIPS 2024")(GFSAM)
+# the released DINOv2 ViT-L/14 and SAM ViT-H files, the same for every dataset and fold (training-free)
+register_weights(*foundation_entries("gf-sam", REPORTED, PAPER_OPTIONS, 1024, REPORTED_SOURCE))

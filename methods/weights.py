@@ -8,6 +8,11 @@ it fits, its evaluation input size and normalisation, its dataset and fold, its 
 the paper's reported numbers. Its `keys` is a `KeyMap`: how the authors' state-dict names map onto the
 harness module's names, in both directions (loading a checkpoint; giving the authors' model the
 harness's seeded weights in the golden tests).
+
+An entry whose model is assembled from several released files (the training-free methods: a DINOv2 file
+and a SAM file, the same for every fold) lists them as `files`, one `WeightFile` per part, each with its
+own file name, download address, sha256, state-dict entry and `KeyMap` (whose rules put the part under
+its module prefix); its `file_name` and `url` are then the parts' joined (what `bench weights` shows).
 """
 from __future__ import annotations
 
@@ -61,6 +66,21 @@ def strip_prefix(state: Mapping, prefix: str) -> Dict:
 
 
 @dataclass(frozen=True)
+class WeightFile:
+    """One released file of a published model: a part of an entry with several files (`PublishedWeights.files`)."""
+
+    #: the part's name (e.g. "dinov2", "sam"), unique in its entry; "" for the one file of a single-file entry
+    part: str
+    file_name: str
+    url: str
+    sha256: Optional[str] = None
+    #: the authors' names -> the harness model's (the whole model's: the rules add the part's module prefix)
+    keys: KeyMap = field(default_factory=KeyMap)
+    #: as `PublishedWeights.state_key` ("" for the top level)
+    state_key: str = ""
+
+
+@dataclass(frozen=True)
 class PublishedWeights:
     """One checkpoint released by a method's authors."""
 
@@ -89,15 +109,45 @@ class PublishedWeights:
     #: carries none (HSNet saves a bare state dict, PFENet {epoch, state_dict, optimizer}): a file of another
     #: fold is then told apart only by `sha256`
     fold_key: str = ""
+    #: the released files of a model assembled from several (then `file_name`, `url`, `sha256`, `keys` and
+    #: `state_key` are not given: the first two are filled with the parts' joined, for display)
+    files: Tuple[WeightFile, ...] = ()
+    #: the files are the same for every fold (a training-free method's foundation models): no file of
+    #: another fold exists, so its fold needs no proof
+    fold_free: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            return
+        parts = [f.part for f in self.files]
+        if not all(parts) or len(set(parts)) != len(parts):
+            raise MethodError(f"published weights {self.name}: its files need distinct, non-empty part names, "
+                              f"got {parts}")
+        if self.sha256 or self.fold_key or self.state_key not in ("", "state_dict") or self.keys != KeyMap():
+            raise MethodError(f"published weights {self.name}: an entry with several files gives sha256, keys and "
+                              "state_key per file")
+        object.__setattr__(self, "state_key", "")
+        object.__setattr__(self, "file_name", self.file_name or " + ".join(f.file_name for f in self.files))
+        object.__setattr__(self, "url", self.url or " ; ".join(f"{f.part}: {f.url}" for f in self.files))
 
     @property
     def name(self) -> str:
         return f"{self.method}.{self.tag}"
 
     @property
+    def multi_file(self) -> bool:
+        return bool(self.files)
+
+    @property
+    def parts(self) -> Tuple[WeightFile, ...]:
+        """Its files: `files`, or the one file a single-file entry describes (part "")."""
+        return self.files or (WeightFile("", self.file_name, self.url, self.sha256, self.keys, self.state_key),)
+
+    @property
     def fold_verifiable(self) -> bool:
-        """Whether loading its file proves the file is of its fold (by its sha256, or by the fold it holds)."""
-        return bool(self.sha256 or self.fold_key)
+        """Whether loading its file proves the file is of its fold (by its sha256, or by the fold it holds;
+        always for files shared by every fold)."""
+        return bool(self.sha256 or self.fold_key or self.fold_free)
 
 
 class WeightsRegistry(Registry):

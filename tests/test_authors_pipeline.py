@@ -168,3 +168,7 @@ def test_verify_expects_the_authors_pipeline_where_the_method_declares_one(tmp_p
     assert cell_pipelines([followed], "authors", tmp_path) == {("hsnet", 1, 1): "authors"}
     assert cell_pipelines([followed, {**undeclared, "cell": "split1_shot1_seed1"}], "authors", tmp_path) == \
         {("hsnet", 1, 1): "mixed"}
+    # an entry that reports no number for the shot (DCAMA's, run beside GF-SAM's): nothing compared, not refused
+    import methods  # noqa: F401  (registers the entries)
+    unreported = {**declared_shared, "method": "dcama", "weights": "dcama.pascal5i-resnet50-fold0"}
+    assert cell_pipelines([unreported], "authors", tmp_path) == {("dcama", 1, 1): "shared"}

@@ -21,21 +21,23 @@ def test_every_card_loads(name):
 
 
 def test_the_cards_are_found():
-    assert {"simpropnet", "hsnet", "pfenet"} <= set(card_names())
+    assert {"simpropnet", "hsnet", "pfenet", "dcama", "gf-sam"} <= set(card_names())
 
 
 # --- published weights: the card's numbers are the entries' `reported` -------------------------------------------
 
 def _entries(card, experiment, method):
     """fold -> the published-weights entry the experiment evaluates for `method` (as `--weights-variant` picks)."""
-    entries = [e for e in WEIGHTS.for_method(method) if e.dataset == card.dataset and (
-        not experiment.weights_variant or any(fnmatch.fnmatchcase(e.name, p) for p in experiment.weights_variant))]
+    own = WEIGHTS.for_method(method)  # the patterns that name none of the method's entries leave it alone
+    patterns = [p for p in experiment.weights_variant or () if any(fnmatch.fnmatchcase(e.name, p) for e in own)]
+    entries = [e for e in own if e.dataset == card.dataset and (
+        not patterns or any(fnmatch.fnmatchcase(e.name, p) for p in patterns))]
     by_fold = {e.fold: e for e in entries}
     assert len(by_fold) == len(entries), f"{experiment.name}: several entries of {method} for one fold"
     return by_fold
 
 
-@pytest.mark.parametrize("name, least", [("hsnet", 24), ("pfenet", 0)])
+@pytest.mark.parametrize("name, least", [("hsnet", 24), ("pfenet", 0), ("gf-sam", 16)])
 def test_reported_numbers_are_the_published_entries(name, least):
     """Every (fold, shot, metric) that both the card and the entry report holds the same number."""
     card = load_card(name)
@@ -61,6 +63,13 @@ def test_reported_numbers_are_the_published_entries(name, least):
                     assert value == reported, (table.id, method, shot, column)
                     compared += 1
     assert compared >= least
+
+
+def test_gf_sam_card_mean_mious_are_the_folds_mean():
+    """The README's means (the card's mean column) are its per-fold logs' (the entries') to the rounding."""
+    table = {t.id: t for t in load_card("gf-sam").tables}["table1"]
+    for values in table.reported["gf-sam"].values():
+        assert values[-1] == pytest.approx(sum(values[:4]) / 4, abs=0.05 + 1e-9)
 
 
 def test_hsnet_card_mean_column_is_the_folds_mean():

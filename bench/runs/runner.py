@@ -73,7 +73,10 @@ class CellRunner:
                 "select_on": checkpoint.get("select_on"), "checkpoint_train_seconds": checkpoint.get("train_seconds"),
                 "checkpoint_best_epoch": checkpoint.get("best_epoch"),
                 **({"weights": checkpoint["weights"], "weights_sha256": checkpoint["sha256"],
-                    "weights_fold_verified": checkpoint.get("fold_verified", False)} if "weights" in checkpoint else {}),
+                    "weights_fold_verified": checkpoint.get("fold_verified", False),
+                    # an entry with several files (DINOv2 + SAM): each file's sha256, {part: sha256}
+                    **({"weights_files": checkpoint["files"]} if checkpoint.get("files") else {})}
+                   if "weights" in checkpoint else {}),
                 **(extra_meta or {})}
         if before_write is not None:
             before_write(run_dir.cell_paths(cell)[0], rows)

@@ -12,7 +12,8 @@ file records); an unverified one is also a `warning:` line.
 
 The authors' numbers come from their own test loaders, so verification compares cells scored under the
 authors' pipeline (`bench run --pipeline authors`) by default: a cell of a method that declares one but was
-scored under the shared pipeline is refused (`--pipeline shared` compares it anyway, and says so). A method
+scored under the shared pipeline is refused (`--pipeline shared` compares it anyway, and says so), unless its
+entry reports no number for its shot (nothing of it is compared). A method
 that declares no authors' pipeline is compared as scored, and its `pipeline` column says "shared".
 """
 from __future__ import annotations
@@ -99,7 +100,8 @@ def check_claims(metas: List[Dict], config: Dict, path: Path) -> None:
 
 def cell_pipelines(metas: List[Dict], pipeline: str, path: Path) -> Dict[Tuple[str, int, int], str]:
     """{(method, split, shot): pipeline name} of the published cells; a BenchError for a cell scored under the
-    shared pipeline although its method declares an authors' one, when `pipeline` is "authors"."""
+    shared pipeline although its method declares an authors' one, when `pipeline` is "authors" (and its entry
+    reports a number for its shot: a cell with nothing to compare, e.g. DCAMA's beside GF-SAM's, is not refused)."""
     names: Dict[Tuple[str, int, int], str] = {}
     for meta in metas:
         if not meta.get("weights"):
@@ -107,7 +109,8 @@ def cell_pipelines(metas: List[Dict], pipeline: str, path: Path) -> Dict[Tuple[s
         cell = Cell.of(str(meta.get("method")), str(meta.get("cell")))
         record = meta.get("pipeline") if isinstance(meta.get("pipeline"), dict) else {}
         name = "authors" if record.get("name") == "authors" else "shared"
-        if pipeline == "authors" and name == "shared" and record.get("authors_declared"):
+        compared = meta["weights"] not in WEIGHTS or bool(WEIGHTS.get(meta["weights"]).reported.get(cell.shot))
+        if pipeline == "authors" and name == "shared" and record.get("authors_declared") and compared:
             raise BenchError(f"{path}: {cell.method} {cell.manifest} was scored under the shared pipeline, but its "
                              "authors' numbers come from their own test loader: re-run it with `bench run "
                              "--pipeline authors`, or compare it anyway with `bench verify --pipeline shared`")

@@ -17,6 +17,14 @@ the cell's dataset and fold, was trained on the harness's normalisation, and is 
 verified only by the entry's sha256 or a fold the file records (`fold_key`); where neither exists (none of
 the registered authors' files records one) the run prints a `warning:` line and its cells and config.json
 record `fold_verified: false`.
+
+An entry with several files (`PublishedWeights.files`: GF-SAM's DINOv2 and SAM files, shared by every fold)
+is found under `--weights DIR` by each file's name, or given as `--weights TAG=DIR` (a folder holding its
+files under their names; a single file is refused: it is one of several). Each file is checked as above
+(its own sha256 where known), renamed by its own `KeyMap` (whose rules add the part's module prefix), and
+the parts' state dicts, which must not overlap, are loaded together, strictly, into one model. Its cells
+record as `weights_sha256` the parts' digests joined (`part=sha256,...`) and each file's as
+`weights_files`.
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ import fnmatch
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -36,7 +44,7 @@ from bench.training.checkpoints import check_finite, load_tensors
 from bench.training.options import PublishedOptions  # noqa: F401  (declared with the other options)
 from methods import METHODS, FewShotSegmenter, build_method
 from methods.common import BackboneMethod
-from methods.weights import WEIGHTS, PublishedWeights
+from methods.weights import WEIGHTS, PublishedWeights, WeightFile
 
 SHOWN_KEYS = 3  # keys named in a did-not-fit error (then a count)
 NORMALISATION_TOLERANCE = 1e-6
@@ -122,22 +130,41 @@ def _shown(keys: List[str]) -> str:
     return ", ".join(keys[:SHOWN_KEYS]) + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")
 
 
-def harness_state(entry: PublishedWeights, path: Path) -> Dict[str, torch.Tensor]:
-    """The weights of an authors' file in harness names (read weights-only, `state_key`, KeyMap)."""
+def harness_state(entry: PublishedWeights, path: Path, part: Optional[WeightFile] = None) -> Dict[str, torch.Tensor]:
+    """The weights of an authors' file in harness names (read weights-only, `state_key`, KeyMap); `part`: which
+    of the entry's files it is (default: its only one)."""
+    part = part or entry.parts[0]
+    what = f"{entry.name}'s {part.part} file" if part.part else entry.name
     payload = load_tensors(path)
-    state = payload.get(entry.state_key) if entry.state_key else payload
+    state = payload.get(part.state_key) if part.state_key else payload
     if not isinstance(state, Mapping):
-        raise BenchError(f"{path} holds no '{entry.state_key}' state dict: not the file of {entry.name} "
-                         f"(download it from {entry.url})")
+        raise BenchError(f"{path} holds no '{part.state_key}' state dict: not the file of {what} "
+                         f"(download it from {part.url})")
     odd = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
     if odd:
-        raise BenchError(f"{path} ({entry.name}) holds entries that are not tensors: {_shown(odd)}")
+        raise BenchError(f"{path} ({what}) holds entries that are not tensors: {_shown(odd)}")
     check_fold(entry, payload, path)
-    check_finite(state, path, f"not a usable {entry.name}; download it again from {entry.url}")
-    return entry.keys.to_harness(state)
+    check_finite(state, path, f"not a usable {what}; download it again from {part.url}")
+    return part.keys.to_harness(state)
 
 
-def load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], entry: PublishedWeights, path: Path) -> None:
+def combined_state(entry: PublishedWeights, paths: Mapping[str, Path]) -> Dict[str, torch.Tensor]:
+    """The harness state dict of all of an entry's files ({part: path}); two files giving one key is an error."""
+    state: Dict[str, torch.Tensor] = {}
+    owner: Dict[str, str] = {}
+    for part in entry.parts:
+        own = harness_state(entry, paths[part.part], part)
+        twice = sorted(set(own) & set(state))
+        if twice:
+            raise BenchError(f"{paths[part.part]} and {paths[owner[twice[0]]]} both hold {_shown(twice)} "
+                             f"({entry.name}): not the files of its parts")
+        state.update(own)
+        owner.update(dict.fromkeys(own, part.part))
+    return state
+
+
+def load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], entry: PublishedWeights,
+              path: Union[Path, str]) -> None:
     """Load strictly; every missing key, unexpected key or wrong shape is listed in one BenchError."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -157,11 +184,24 @@ class Published:
     """The published checkpoint one (method, split) of a run uses."""
 
     entry: PublishedWeights
+    #: the file; for an entry with several files the folder holding them under their names
     path: Path
 
     @property
     def checkpoint_id(self) -> str:
         return f"published/{self.entry.name}"
+
+    @property
+    def paths(self) -> Dict[str, Path]:
+        """{part: file} ("" the one file of a single-file entry)."""
+        if not self.entry.multi_file:
+            return {"": self.path}
+        return {part.part: self.path / part.file_name for part in self.entry.parts}
+
+    @property
+    def described(self) -> str:
+        """The files, for messages."""
+        return " and ".join(map(str, self.paths.values()))
 
 
 class PublishedModels:
@@ -191,6 +231,10 @@ class PublishedModels:
             entry = WEIGHTS.get(tag)
             if entry.method not in methods:
                 raise BenchError(f"--weights {tag}=...: {entry.method} is not among --methods {' '.join(methods)}")
+            if entry.multi_file and self.files[tag].is_file():
+                raise BenchError(f"--weights {tag}={self.files[tag]}: {tag} is {len(entry.parts)} files "
+                                 f"({', '.join(p.file_name for p in entry.parts)}): give {tag}=DIR, a folder holding "
+                                 "them under these names, or --weights DIR")
             if entry.dataset != self.dataset or entry.fold not in {fold_of(split) for split in splits}:
                 raise BenchError(f"--weights {tag} is the checkpoint of {entry.dataset} fold {entry.fold} (split "
                                  f"{entry.fold + 1}); this run evaluates {self.dataset} split(s) "
@@ -201,14 +245,21 @@ class PublishedModels:
             for split in splits:
                 entry, path = self._choose(method, split)
                 check_normalisation(entry)
-                unusable = not_regular(path, f"published weights {entry.name}:")
-                if unusable is not None:  # a FIFO, a device, a folder: never opened (a FIFO would block)
-                    raise unusable
-                if not path.is_file():
-                    where = f" and put it at {path}" if self.folder is not None else f" (given as {path})"
-                    raise BenchError(f"published weights {entry.name}: file {entry.file_name} not found; download it "
-                                     f"from {entry.url}{where}")
-                self._chosen[(method, split)] = Published(entry, path)
+                chosen = Published(entry, path)
+                if entry.multi_file and not path.is_dir():
+                    raise BenchError(f"--weights {entry.name}={path}: not a folder (give the folder holding "
+                                     f"{', '.join(p.file_name for p in entry.parts)})")
+                for part in entry.parts:
+                    file = chosen.paths[part.part]
+                    unusable = not_regular(file, f"published weights {entry.name}:")
+                    if unusable is not None:  # a FIFO, a device, a folder: never opened (a FIFO would block)
+                        raise unusable
+                    if not file.is_file():
+                        where = (f" and put it at {file}" if self.folder is not None or entry.multi_file
+                                 else f" (given as {file})")
+                        raise BenchError(f"published weights {entry.name}: file {part.file_name} not found; download "
+                                         f"it from {part.url}{where}")
+                self._chosen[(method, split)] = chosen
         if not self._chosen:
             raise BenchError(f"--weights: none of --methods {' '.join(methods)} has published weights for "
                              f"{self.dataset} (`bench weights` lists them)")
@@ -242,23 +293,41 @@ class PublishedModels:
             raise BenchError(f"{len(candidates)} published checkpoints fit {method} split {split}: "
                              f"{', '.join(e.name for e in candidates)}; choose with --weights-variant PATTERN "
                              "or --weights TAG=FILE")
-        return candidates[0], self.folder / candidates[0].file_name
+        return candidates[0], self.folder if candidates[0].multi_file else self.folder / candidates[0].file_name
 
     def get(self, method: str, split: int) -> Optional[Published]:
         return self._chosen.get((method, split))
 
-    def sha256(self, method: str, split: int) -> Optional[str]:
-        """The file's sha256 (hashed once), checked against the entry's where it has one."""
+    def file_sha256s(self, method: str, split: int) -> Dict[str, str]:
+        """{part: the file's sha256} (each file hashed once), checked against the part's where known."""
         chosen = self.get(method, split)
-        if chosen is None:
+        digests = {}
+        for part in chosen.entry.parts:
+            path = chosen.paths[part.part]
+            if path not in self._hashes:
+                digest = sha256_file(path)
+                if part.sha256 and digest != part.sha256.lower():
+                    raise BenchError(f"{path} has sha256 {digest[:12]}..., the published {chosen.entry.name} has "
+                                     f"{part.sha256[:12]}...: download it again from {part.url}")
+                self._hashes[path] = digest
+            digests[part.part] = self._hashes[path]
+        return digests
+
+    def sha256(self, method: str, split: int) -> Optional[str]:
+        """The file's sha256 (hashed once), checked against the entry's where it has one; for an entry with
+        several files their digests as `part=sha256,...` (in the entry's order)."""
+        if self.get(method, split) is None:
             return None
-        if chosen.path not in self._hashes:
-            digest = sha256_file(chosen.path)
-            if chosen.entry.sha256 and digest != chosen.entry.sha256.lower():
-                raise BenchError(f"{chosen.path} has sha256 {digest[:12]}..., the published {chosen.entry.name} has "
-                                 f"{chosen.entry.sha256[:12]}...: download it again from {chosen.entry.url}")
-            self._hashes[chosen.path] = digest
-        return self._hashes[chosen.path]
+        digests = self.file_sha256s(method, split)
+        return digests[""] if "" in digests else ",".join(f"{part}={digest}" for part, digest in digests.items())
+
+    def files_record(self, method: str, split: int) -> Dict[str, Dict[str, str]]:
+        """{part: {file, sha256}} of an entry with several files ({} for one file)."""
+        chosen = self.get(method, split)
+        if chosen is None or not chosen.entry.multi_file:
+            return {}
+        digests = self.file_sha256s(method, split)
+        return {part: {"file": str(path), "sha256": digests[part]} for part, path in chosen.paths.items()}
 
     def load(self, method: str, split: int, device: str = "cpu") -> Tuple[FewShotSegmenter, Dict]:
         """The method of a (method, split) with its published weights, and what identifies them."""
@@ -273,9 +342,10 @@ class PublishedModels:
         if getattr(model, "native_resolution", False) and size not in (None, entry.input_size):
             raise BenchError(f"published weights {entry.name} are evaluated at {entry.input_size} but their options "
                              f"build a {entry.method} that resizes to {size}")
-        load_into(model, harness_state(entry, path), entry, path)
+        load_into(model, combined_state(entry, chosen.paths), entry, chosen.described)
+        files = {part: record["sha256"] for part, record in self.files_record(method, split).items()}
         return model.to(device).eval(), {"sha256": sha256, "weights": entry.name, "path": str(path),
-                                         "fold_verified": entry.fold_verifiable}
+                                         "fold_verified": entry.fold_verifiable, **({"files": files} if files else {})}
 
     def arguments(self) -> List[str]:
         """The chosen checkpoints as `--weights TAG=FILE` values with absolute paths (for Ray workers)."""
@@ -289,5 +359,6 @@ class PublishedModels:
         """What config.json records of each chosen checkpoint."""
         return {f"{m}/split{s}": {"weights": p.entry.name, "file": str(p.path), "sha256": self.sha256(m, s),
                                   "url": p.entry.url, "input_size": p.entry.input_size,
-                                  "fold_verified": p.entry.fold_verifiable}
+                                  "fold_verified": p.entry.fold_verifiable,
+                                  **({"files": self.files_record(m, s)} if p.entry.multi_file else {})}
                 for (m, s), p in sorted(self._chosen.items())}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
@@ -38,8 +38,9 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment, linprog
 
 from methods.base import FewShotSegmenter
-from methods.foundation import DinoFeatures, SamPrompter, build_sam, unnormalise
+from methods.foundation import DinoFeatures, SamPrompter, build_sam, foundation_entries, foundation_files, unnormalise
 from methods.registry import register_method
+from methods.weights import register_weights
 
 EMPTY_SUPPORT_HALF = 7  # their 14 x 14 square in an all-empty support
 MAX_KMEANS_TRIES = 100  # theirs retries k-means++ until no cluster is empty, without a limit
@@ -314,11 +315,13 @@ REPORTED = {
                 5: [(37.00, 70.02), (36.58, 70.47), (47.27, 75.56), (39.13, 70.83), (37.05, 69.19),
                     (41.78, 69.66), (42.68, 69.69), (37.70, 69.11), (37.88, 69.49), (43.29, 72.37)]},
 }
-#: the files main_oss.py loads by default (--dinov2-weights / --sam-weights), sha256 not published
-WEIGHT_FILES = {"dinov2": ("models/dinov2_vitl14_pretrain.pth",
-                           "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"),
-                "sam": ("models/sam_vit_h_4b8939.pth",
-                        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth")}
+#: the files main_oss.py loads by default (--dinov2-weights / --sam-weights), sha256 not published:
+#: {part: (file name, download address)}
+WEIGHT_FILES = {f.part: (f.file_name, f.url) for f in foundation_files("vit_large", "vit_h")}
+#: the released architecture and input (main_oss.py: DINOv2 ViT-L/14 at 518, SAM ViT-H)
+PAPER_OPTIONS = {"dino": "vit_large", "sam": "vit_h", "input_size": 518}
+REPORTED_SOURCE = ("their logs, aim-uofa/Matcher @d59b6c761f427d52b1ba00132a6b3488f169d039 output/{coco,coco_5shot,fss,"
+                   "fss_5shot,lvis,lvis_5shot}/<fold>/log.txt, last line 'Fold N mIoU: .. FB-IoU: ..'")
 
 SMALL = {"dino": "vit_small", "input_size": 112, "dino_overrides": {"depth": 4},
          "sam_reduced": {"img_size": 128, "embed_dim": 96, "depth": 2, "heads": 2, "window": 4, "prompt_dim": 64,
@@ -335,3 +338,7 @@ PROFILES = {
 }
 
 register_method("matcher", trainable=False, profiles=PROFILES, citation="Liu et al., ICLR 2024")(Matcher)
+# the released DINOv2 ViT-L/14 and SAM ViT-H files, the same for every fold; each dataset with its script's config
+for _dataset in REPORTED:
+    register_weights(*foundation_entries("matcher", {_dataset: REPORTED[_dataset]}, {**PAPER_OPTIONS, "config": _dataset},
+                                         518, REPORTED_SOURCE))

@@ -3,12 +3,13 @@ out as the authors': `models/dinov2_vitl14_pretrain.pth` (DINOv2's own names, `m
 `models/sam_vit_h_4b8939.pth` (`Sam`'s state dict), written from a seeded harness model.
 
 The real files are ViT-L/14 and ViT-H (GBs), so the tests use the registered entries with a reduced
-architecture (`reduced`: the GF-SAM profiles' small DINOv2 and SAM, SAM's input 256): the same tags, file
+architecture (`reduced`: the method's profiles' small DINOv2 and SAM): the same tags, file
 names, key maps and reported numbers; only the builder options and input size differ.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 from typing import Dict
 
@@ -22,10 +23,11 @@ REDUCED_SIZE = 256
 
 
 def reduced(entry: PublishedWeights) -> PublishedWeights:
-    """The entry with the GF-SAM profiles' small architecture (its files, keys and numbers unchanged)."""
-    from methods.gf_sam import SMALL
-    return dataclasses.replace(entry, options={**entry.options, **SMALL, "input_size": REDUCED_SIZE},
-                               input_size=REDUCED_SIZE)
+    """The entry with its method's small profile architecture (`SMALL` of its module; its files, keys and numbers
+    unchanged): GF-SAM's with SAM's input at REDUCED_SIZE, Matcher's at its own input size."""
+    small = importlib.import_module(f"methods.{entry.method.replace('-', '_')}").SMALL
+    size = small.get("input_size", REDUCED_SIZE)
+    return dataclasses.replace(entry, options={**entry.options, **small, "input_size": size}, input_size=size)
 
 
 def use_reduced(monkeypatch, method: str = "gf-sam") -> None:

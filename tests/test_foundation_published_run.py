@@ -3,7 +3,7 @@
 authors' (DCAMA's seeded ResNet-50 `best_model.pt` per fold; GF-SAM's `models/dinov2_vitl14_pretrain.pth` and
 `models/sam_vit_h_4b8939.pth`, seeded, of the reduced architecture of tests/foundation_fixture.py: the real
 ViT-L and ViT-H files are GBs), then `bench verify` against GF-SAM's reported numbers (DCAMA's entries report
-none). Matcher is not included: its entries are not registered yet.
+none); Matcher, which has no PASCAL-5i log, on the COCO-20i fixture.
 
 Slow (DCAMA ResNet-50 at 384 on CPU, 5-shot episodes): `-m slow`."""
 import json
@@ -63,3 +63,27 @@ def test_dcama_and_gf_sam_from_files_laid_out_as_the_authors_then_verify(tmp_pat
     printed = capsys.readouterr()
     assert "16 of 16 within +/- 100 points" in printed.out and "warning" not in printed.err
     assert main(["verify", "--run", str(out), "--tolerance", "0"]) == 1  # seeded weights: far from the paper
+
+
+def test_matcher_on_the_coco_fixture_then_verify(tmp_path, monkeypatch, capsys):
+    """Matcher's entries (COCO-20i, FSS-1000, LVIS-92i: it logged no PASCAL-5i) on the COCO-20i fixture, from the two
+    files laid out as the authors'; `bench verify` compares with its logged numbers."""
+    pytest.importorskip("pycocotools")
+    from methods.matcher import REPORTED as MATCHER
+    from tests.test_coco20i import make_root
+
+    monkeypatch.setenv("FSS_BENCH_CACHE", str(tmp_path / "cache"))
+    coco = make_root(tmp_path / "coco", "json")
+    use_reduced(monkeypatch, "matcher")
+    weights = tmp_path / "weights"
+    write_foundation_files(weights, WEIGHTS.get("matcher.coco20i-fold0"), seed=0)
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "matcher", "--weights", str(weights), "--dataset", "coco20i", "--data-root",
+                 str(coco), "--splits", "1", "--shots", "1", "--seeds", "0", "--episodes", "2",
+                 "--checkpoints", str(tmp_path / "none"), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["checkpoints"]["matcher/split1"] == \
+        "published/matcher.coco20i-fold0"
+    checks = verify_run(out, tolerance=100.0, pipeline="authors")
+    assert sorted((c.metric, c.reported) for c in checks) == sorted(
+        [("mIoU", MATCHER["coco20i"][1][0][0]), ("FB-IoU", MATCHER["coco20i"][1][0][1])])
+    assert not (tmp_path / "none").exists()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.base import FewShotSegmenter
 from methods.registry import MethodError
 from methods.weights import KeyMap, PublishedWeights, WeightFile
 
@@ -181,3 +182,30 @@ class SamPrompter:
             masks.append(m)
             scores.append(s)
         return torch.cat(masks), torch.cat(scores)
+
+
+class OneEpisodeAtATime(FewShotSegmenter):
+    """A training-free method that segments each episode on its own at `input_size` (a native-resolution method:
+    it resizes the shared pipeline's images itself), on [0, 1] images; subclasses set `input_size` and `_options`
+    and implement `predict(query [3, S, S], supports [K, 3, S, S], foreground masks [K, S, S]) -> mask [S, S]`."""
+
+    native_resolution = True
+    input_size: int
+    _options: Dict
+
+    def options(self) -> Dict:
+        return dict(self._options)
+
+    def predict(self, query: torch.Tensor, supports: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, query, supports, support_masks):
+        size = (self.input_size, self.input_size)
+        query = unnormalise(F.interpolate(query, size=size, mode="bilinear", align_corners=False)).clamp(0, 1)
+        b, k = supports.shape[:2]
+        supports = F.interpolate(supports.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+        supports = unnormalise(supports).clamp(0, 1).view(b, k, 3, *size)
+        masks = F.interpolate(support_masks.float(), size=size, mode="nearest")
+        preds = torch.stack([self.predict(q, s, (m == 1).float()) for q, s, m in zip(query, supports, masks)])
+        return torch.stack((1 - preds, preds), dim=1)
+

@@ -29,15 +29,15 @@ configuration (small ViTs, a smaller DINOv2 input) through theirs and ours.
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.sparse import csgraph
 
-from methods.base import FewShotSegmenter
-from methods.foundation import DinoFeatures, SamPrompter, build_sam, foundation_entries, foundation_files, unnormalise
+from methods.foundation import (DinoFeatures, OneEpisodeAtATime, SamPrompter, build_sam, foundation_entries,
+                                foundation_files)
 from methods.registry import register_method
 from methods.weights import register_weights
 
@@ -68,10 +68,8 @@ def normalise01(x: torch.Tensor) -> torch.Tensor:
     return (x - x.min()) / (x.max() - x.min() + 1e-6)
 
 
-class GFSAM(FewShotSegmenter):
+class GFSAM(OneEpisodeAtATime):
     """GF-SAM (Zhang et al., NeurIPS 2024): DINOv2 priors -> SAM point prompts -> point-mask graph -> merged mask."""
-
-    native_resolution = True
 
     def __init__(self, dino: str = "vit_large", dino_size: int = 518, sam: str = "vit_h",
                  input_size: Optional[int] = None, max_points: int = MAX_POINTS, prompt_batch: int = 64,
@@ -86,19 +84,6 @@ class GFSAM(FewShotSegmenter):
         self._options = {"dino": dino, "dino_size": dino_size, "sam": sam, "input_size": self.input_size,
                          "max_points": max_points, "prompt_batch": prompt_batch,
                          "dino_overrides": dict(dino_overrides or {}), "sam_reduced": dict(sam_reduced or {})}
-
-    def options(self) -> Dict:
-        return dict(self._options)
-
-    def forward(self, query, supports, support_masks):
-        size = (self.input_size, self.input_size)
-        query = unnormalise(F.interpolate(query, size=size, mode="bilinear", align_corners=False)).clamp(0, 1)
-        b, k = supports.shape[:2]
-        supports = F.interpolate(supports.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
-        supports = unnormalise(supports).clamp(0, 1).view(b, k, 3, *size)
-        masks = F.interpolate(support_masks.float(), size=size, mode="nearest")
-        preds = torch.stack([self.predict(q, s, (m == 1).float()) for q, s, m in zip(query, supports, masks)])
-        return torch.stack((1 - preds, preds), dim=1)
 
     @torch.no_grad()
     def predict(self, query: torch.Tensor, supports: torch.Tensor, masks: torch.Tensor, details: bool = False):

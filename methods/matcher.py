@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment, linprog
 
-from methods.base import FewShotSegmenter
-from methods.foundation import DinoFeatures, SamPrompter, build_sam, foundation_entries, foundation_files, unnormalise
+from methods.foundation import (DinoFeatures, OneEpisodeAtATime, SamPrompter, build_sam, foundation_entries,
+                                foundation_files)
 from methods.registry import register_method
 from methods.weights import register_weights
 
@@ -96,10 +96,8 @@ def kmeans_pp(points: torch.Tensor, k: int, generator: torch.Generator, iteratio
     return centres, assignment
 
 
-class Matcher(FewShotSegmenter):
+class Matcher(OneEpisodeAtATime):
     """Matcher (Liu et al., ICLR 2024): DINOv2 bidirectional matching -> SAM proposals -> metric filter -> merge."""
-
-    native_resolution = True
 
     def __init__(self, dino: str = "vit_large", sam: str = "vit_h", input_size: int = 518, config: str = "coco20i",
                  seed: int = 0, dino_overrides: Optional[Mapping] = None, sam_reduced: Optional[Mapping] = None,
@@ -122,19 +120,6 @@ class Matcher(FewShotSegmenter):
         self._options = {"dino": dino, "sam": sam, "input_size": input_size, "config": config, "seed": seed,
                          "dino_overrides": dict(dino_overrides or {}), "sam_reduced": dict(sam_reduced or {}),
                          **overrides}
-
-    def options(self) -> Dict:
-        return dict(self._options)
-
-    def forward(self, query, supports, support_masks):
-        size = (self.input_size, self.input_size)
-        query = unnormalise(F.interpolate(query, size=size, mode="bilinear", align_corners=False)).clamp(0, 1)
-        b, k = supports.shape[:2]
-        supports = F.interpolate(supports.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
-        supports = unnormalise(supports).clamp(0, 1).view(b, k, 3, *size)
-        masks = F.interpolate(support_masks.float(), size=size, mode="nearest")
-        preds = torch.stack([self.predict(q, s, (m == 1).float()) for q, s, m in zip(query, supports, masks)])
-        return torch.stack((1 - preds, preds), dim=1)
 
     @torch.no_grad()
     def predict(self, query: torch.Tensor, supports: torch.Tensor, masks: torch.Tensor, details: bool = False):

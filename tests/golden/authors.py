@@ -141,3 +141,41 @@ def statistics_from(backbone: torch.nn.Module, forward) -> None:
     for norm in norms:
         norm.momentum = 0.1
         norm.eval()
+
+
+def their_reduced_sam(sam_modeling, reduced: Dict, size: int, state: Dict[str, torch.Tensor]):
+    """The authors' vendored SAM (`sam_modeling`: their `segment_anything.modeling`) built as the harness's reduced
+    SAM (`reduced`: methods.foundation.build_sam's keys; input `size`), given `state`, in eval mode."""
+    from functools import partial
+
+    r = reduced
+    sam = sam_modeling.Sam(
+        image_encoder=sam_modeling.ImageEncoderViT(
+            depth=r["depth"], embed_dim=r["embed_dim"], img_size=size, mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=r["heads"], patch_size=16, qkv_bias=True,
+            use_rel_pos=True, global_attn_indexes=(r["depth"] - 1,), window_size=r["window"], out_chans=r["prompt_dim"]),
+        prompt_encoder=sam_modeling.PromptEncoder(
+            embed_dim=r["prompt_dim"], image_embedding_size=(size // 16, size // 16), input_image_size=(size, size),
+            mask_in_chans=16),
+        mask_decoder=sam_modeling.MaskDecoder(
+            num_multimask_outputs=3, transformer_dim=r["prompt_dim"], iou_head_depth=3, iou_head_hidden_dim=r["decoder_mlp"],
+            transformer=sam_modeling.TwoWayTransformer(depth=2, embedding_dim=r["prompt_dim"], mlp_dim=r["decoder_mlp"],
+                                                       num_heads=r["decoder_heads"])),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
+    sam.load_state_dict(state)
+    return sam.eval()
+
+
+def their_dcama_outputs(network, query: torch.Tensor, supports: torch.Tensor, float_masks: torch.Tensor, shots: int):
+    """Their DCAMA (pawn-sxy/DCAMA `model.DCAMA`) on a batch: the 1-shot logits of every episode, and for the first
+    episode the `shots`-shot mask of `predict_mask_nshot` and the logits it takes the argmax of (their own calls,
+    before its resize)."""
+    with torch.no_grad():
+        one_shot = network(query, supports[:, 0], float_masks[:, 0])
+        batch = {"query_img": query[:1], "support_imgs": supports[:1], "support_masks": float_masks[:1]}
+        shot_mask = network.predict_mask_nshot(batch, nshot=shots)
+        query_feats = network.extract_feats(query[:1])
+        shot_feats = [network.extract_feats(supports[:1, k]) for k in range(shots)]
+        shot_logits = network.model(query_feats, shot_feats, float_masks[:1].clone(), shots)
+    return one_shot, shot_mask, shot_logits
+

@@ -25,7 +25,7 @@ import torch
 
 from methods.dcama import DCAMA, dcama_keymap
 from tests.golden.authors import (authors_code, clone_arguments, import_from, perturb_group_norms, save_fixture, seeded_state,
-                                 statistics_from)
+                                 statistics_from, their_dcama_outputs)
 
 BACKBONES = ("resnet50", "resnet101")
 NAMES = {backbone: f"dcama-{backbone}" for backbone in BACKBONES}
@@ -107,15 +107,7 @@ def authors_outputs(clone: Path, backbone_name: str, state: Dict[str, torch.Tens
             theirs.update({k: v for k, v in own.items() if k.startswith(("feature_extractor.fc.", "model.pe."))})
             network.load_state_dict(theirs, strict=True)
             network = network.eval()
-            float_masks = masks.float()
-            with torch.no_grad():
-                one_shot = network(query, supports[:, 0], float_masks[:, 0])
-                batch = {"query_img": query[:1], "support_imgs": supports[:1], "support_masks": float_masks[:1]}
-                five_shot_mask = network.predict_mask_nshot(batch, nshot=SHOTS)
-                # the logits predict_mask_nshot takes the argmax of (their own calls, before its resize)
-                query_feats = network.extract_feats(query[:1])
-                shot_feats = [network.extract_feats(supports[:1, k]) for k in range(SHOTS)]
-                five_shot = network.model(query_feats, shot_feats, float_masks[:1].clone(), SHOTS)
+            one_shot, five_shot_mask, five_shot = their_dcama_outputs(network, query, supports, masks.float(), SHOTS)
     finally:
         for name in stubs:
             sys.modules.pop(name, None)

@@ -26,7 +26,8 @@ from typing import Dict, Tuple
 import torch
 
 from methods.dcama import DCAMA, dcama_keymap
-from tests.golden.authors import authors_code, clone_arguments, import_from, perturb_group_norms, save_fixture
+from tests.golden.authors import (authors_code, clone_arguments, import_from, perturb_group_norms, save_fixture,
+                                 their_dcama_outputs)
 from tests.golden.make_dcama import SEED, SHOTS, SIZE, checksum, episode
 
 NAME = "dcama-swin-reduced"
@@ -89,14 +90,7 @@ def authors_outputs(clone: Path, state: Dict[str, torch.Tensor], query, supports
         theirs.update(extra)
         network.load_state_dict(theirs, strict=True)
         network = network.eval()
-        float_masks = masks.float()
-        with torch.no_grad():
-            one_shot = network(query, supports[:, 0], float_masks[:, 0])
-            batch = {"query_img": query[:1], "support_imgs": supports[:1], "support_masks": float_masks[:1]}
-            five_shot_mask = network.predict_mask_nshot(batch, nshot=SHOTS)
-            query_feats = network.extract_feats(query[:1])
-            shot_feats = [network.extract_feats(supports[:1, k]) for k in range(SHOTS)]
-            five_shot = network.model(query_feats, shot_feats, float_masks[:1].clone(), SHOTS)
+        one_shot, five_shot_mask, five_shot = their_dcama_outputs(network, query, supports, masks.float(), SHOTS)
     keys = {k: list(v.shape) for k, v in own.items()}
     return {"logits_1shot": one_shot, "logits_5shot": five_shot, "mask_5shot": five_shot_mask.to(torch.uint8)}, keys
 

@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 import torch
 
 from methods.gf_sam import GFSAM
-from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture
+from tests.golden.authors import their_reduced_sam, authors_code, clone_arguments, import_from, save_fixture
 
 NAME = "gf-sam-reduced"
 SEED = 5
@@ -86,21 +86,7 @@ def theirs(clone, model: GFSAM):
         dino.eval()
         r = REDUCED["sam_reduced"]
         ours = model.sam
-        sam = sam_modeling.Sam(
-            image_encoder=sam_modeling.ImageEncoderViT(
-                depth=r["depth"], embed_dim=r["embed_dim"], img_size=r["img_size"], mlp_ratio=4,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=r["heads"], patch_size=16, qkv_bias=True,
-                use_rel_pos=True, global_attn_indexes=(r["depth"] - 1,), window_size=r["window"], out_chans=r["prompt_dim"]),
-            prompt_encoder=sam_modeling.PromptEncoder(
-                embed_dim=r["prompt_dim"], image_embedding_size=(SIZE // 16, SIZE // 16), input_image_size=(SIZE, SIZE),
-                mask_in_chans=16),
-            mask_decoder=sam_modeling.MaskDecoder(
-                num_multimask_outputs=3, transformer_dim=r["prompt_dim"], iou_head_depth=3, iou_head_hidden_dim=r["decoder_mlp"],
-                transformer=sam_modeling.TwoWayTransformer(depth=2, embedding_dim=r["prompt_dim"], mlp_dim=r["decoder_mlp"],
-                                                           num_heads=r["decoder_heads"])),
-            pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
-        sam.load_state_dict(ours.state_dict())
-        sam.eval()
+        sam = their_reduced_sam(sam_modeling, r, SIZE, ours.state_dict())
         net = gfsam_module.GFSAM(encoder=dino, generator=predictor_cls(sam), input_size=SIZE, device=torch.device("cpu"))
         size = REDUCED["dino_size"]
         net.encoder_img_size, net.encoder_feat_size = size, size // 14

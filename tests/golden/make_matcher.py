@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from methods.matcher import Matcher
-from tests.golden.authors import authors_code, clone_arguments, import_from, save_fixture
+from tests.golden.authors import their_reduced_sam, authors_code, clone_arguments, import_from, save_fixture
 
 NAME = "matcher-reduced"
 SEED = 5
@@ -130,21 +130,7 @@ def theirs(clone, model: Matcher, config: str):
         dino.eval()
         r = MODELS["sam_reduced"]
         size = model.sam.image_encoder.img_size
-        sam = sam_modeling.Sam(
-            image_encoder=sam_modeling.ImageEncoderViT(
-                depth=r["depth"], embed_dim=r["embed_dim"], img_size=size, mlp_ratio=4,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=r["heads"], patch_size=16, qkv_bias=True,
-                use_rel_pos=True, global_attn_indexes=(r["depth"] - 1,), window_size=r["window"], out_chans=r["prompt_dim"]),
-            prompt_encoder=sam_modeling.PromptEncoder(
-                embed_dim=r["prompt_dim"], image_embedding_size=(size // 16, size // 16), input_image_size=(size, size),
-                mask_in_chans=16),
-            mask_decoder=sam_modeling.MaskDecoder(
-                num_multimask_outputs=3, transformer_dim=r["prompt_dim"], iou_head_depth=3, iou_head_hidden_dim=r["decoder_mlp"],
-                transformer=sam_modeling.TwoWayTransformer(depth=2, embedding_dim=r["prompt_dim"], mlp_dim=r["decoder_mlp"],
-                                                           num_heads=r["decoder_heads"])),
-            pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
-        sam.load_state_dict(model.sam.state_dict())
-        sam.eval()
+        sam = their_reduced_sam(sam_modeling, r, size, model.sam.state_dict())
         # main_oss.py's mapping of its arguments (output_layer 3: every output of a multi-mask prompt)
         generator = generator_cls(
             sam, points_per_side=cfg["points_per_side"], points_per_batch=cfg["points_per_batch"],

@@ -179,3 +179,13 @@ def their_dcama_outputs(network, query: torch.Tensor, supports: torch.Tensor, fl
         shot_logits = network.model(query_feats, shot_feats, float_masks[:1].clone(), shots)
     return one_shot, shot_mask, shot_logits
 
+
+def redraw_vectors(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """Every 1-d parameter (biases, norm affines, layer scales) of `model` drawn anew from `generator`: weights
+    around 1, layer-scale gammas around 0.5, the others around 0 (zeros and ones would hide a misplaced one)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                noise = torch.randn(p.shape, generator=generator)
+                p.copy_(1 + 0.2 * noise if name.endswith("weight") else 0.1 * noise if "gamma" not in name else 0.5 + 0.2 * noise)
+

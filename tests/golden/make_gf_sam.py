@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 import torch
 
 from methods.gf_sam import GFSAM
-from tests.golden.authors import their_reduced_sam, authors_code, clone_arguments, import_from, save_fixture
+from tests.golden.authors import redraw_vectors, their_reduced_sam, authors_code, clone_arguments, import_from, save_fixture
 
 NAME = "gf-sam-reduced"
 SEED = 5
@@ -35,11 +35,7 @@ def seeded_model(seed: int = SEED) -> GFSAM:
     torch.manual_seed(seed)
     model = GFSAM(**REDUCED).eval()
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                noise = torch.randn(p.shape, generator=generator)
-                p.copy_(1 + 0.2 * noise if name.endswith("weight") else 0.1 * noise if "gamma" not in name else 0.5 + 0.2 * noise)
+    redraw_vectors(model, generator)
     return model
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from methods.matcher import Matcher
-from tests.golden.authors import their_reduced_sam, authors_code, clone_arguments, import_from, save_fixture
+from tests.golden.authors import redraw_vectors, their_reduced_sam, authors_code, clone_arguments, import_from, save_fixture
 
 NAME = "matcher-reduced"
 SEED = 5
@@ -73,11 +73,8 @@ def seeded_model(config: str = "coco20i", seed: int = SEED) -> Matcher:
     models = dict(MODELS, input_size=size, sam_reduced=dict(MODELS["sam_reduced"], img_size=size + size // 7))
     model = Matcher(config=config.split("_")[0], seed=0, **models, **REDUCED[config]).eval()
     generator = torch.Generator().manual_seed(seed)
+    redraw_vectors(model, generator)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                noise = torch.randn(p.shape, generator=generator)
-                p.copy_(1 + 0.2 * noise if name.endswith("weight") else 0.1 * noise if "gamma" not in name else 0.5 + 0.2 * noise)
         # random SAM logits are near 0 (stability 0 at offset 1) and mostly positive: larger ones, points that move
         # them more, and a negative offset (a constant upscaled channel, its hypernetwork weight a negative bias)
         decoder = model.sam.mask_decoder

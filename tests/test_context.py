@@ -101,7 +101,7 @@ def test_variant_names_resolve_to_their_own_dataset(cache_env):
     assert dataset.name == "synthetic-tiny-context0.5" and dataset.root.name.endswith("-context0.5")
     assert "level 0.5" in card_of("synthetic-tiny-context0.5").title
     assert get_profile(None, "synthetic-tiny-context0.5").name == "tiny"
-    assert get_profile(None, "synthetic-context0").name == "synthetic"
+    assert get_profile(None, "synthetic-context0").name == "synthetic-quick"
 
 
 def episodes_of(method: str, inter: list, union: list) -> pd.DataFrame:

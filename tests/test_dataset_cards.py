@@ -23,7 +23,7 @@ def test_every_dataset_declares_a_known_profile(name):
 
 def test_the_declared_profiles():
     assert {n: card_of(n).profile for n in ("synthetic", "synthetic-tiny", "pascal5i", "coco20i", "deepglobe")} == {
-        "synthetic": "synthetic", "synthetic-tiny": "tiny", "pascal5i": "paper-pascal", "coco20i": "paper-coco",
+        "synthetic": "synthetic-quick", "synthetic-tiny": "tiny", "pascal5i": "paper-pascal", "coco20i": "paper-coco",
         "deepglobe": "paper-pascal"}
     assert get_profile(None, "synthetic-tiny-context0.5").name == "tiny"  # a family member: its base's
 

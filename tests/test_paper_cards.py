@@ -155,6 +155,8 @@ BAD = [  # (what, where in the dict, the value, what the message names)
     ("wrong element type", ("experiments", 0, "shots"), [1.5], "card.experiments[0].shots[0]"),
     ("unknown method", ("experiments", 0, "methods"), ["nonet"], "card.experiments[0].methods[0]"),
     ("unknown dataset", ("dataset",), "pascal9i", "card.dataset"),
+    ("unknown profile", ("profiles",), {"synthetic": "fast"}, "card.profiles.synthetic"),
+    ("a profile for an unknown dataset", ("profiles",), {"pascal9i": "tiny"}, "card.profiles"),
     ("unknown analysis", ("experiments", 1, "analysis"), "astrology", "card.experiments[1].analysis"),
     ("bad analysis args", ("experiments", 1, "args"), {"pairs": "many"}, "card.experiments[1].args"),
     ("unknown analysis option", ("experiments", 1, "args"), {"colour": 1}, "card.experiments[1].args"),

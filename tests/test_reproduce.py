@@ -133,6 +133,15 @@ def test_plan_runs_nothing_and_estimates_from_recorded_timings(reproduced, capsy
     assert "estimate: " in printed and "recorded timings of" in printed
 
 
+def test_the_card_s_profile_for_the_dataset_is_the_default(tmp_path, capsys):
+    card = write_card(tmp_path, {**CARD, "profiles": {"synthetic-tiny": "ci"}})
+    args = ["reproduce", str(card), "--dataset", "synthetic-tiny", "--out", str(tmp_path / "out"), "--plan"]
+    assert main(args) == 0
+    assert "training profile: ci (the card's for this dataset)" in capsys.readouterr().out
+    assert main(args + ["--profile", "tiny"]) == 0
+    assert "training profile: tiny\n" in capsys.readouterr().out
+
+
 def test_plan_counts_cells_of_a_retrained_checkpoint_as_pending(reproduced, tmp_path, capsys):
     """--plan decides as the run does: a cell evaluated with an earlier training of its checkpoint is redone."""
     import shutil

@@ -62,6 +62,7 @@ def _done_cells(run_dir: Path, method: str, experiment, checkpoints: Path) -> in
 
 
 def print_plan(args: argparse.Namespace) -> None:
+    from bench.training.profiles import default_profile
     from methods import METHODS
 
     card = load_card(args.card)
@@ -72,6 +73,8 @@ def print_plan(args: argparse.Namespace) -> None:
     seconds, unknown, trained = 0.0, [], set()
     print(f"{card.name}: {card.title}; on {args.dataset}" + ("" if args.dataset == card.dataset else
                                                               f" (the paper's: {card.dataset})") + f"; into {out}")
+    print(f"training profile: {args.profile or default_profile(args.dataset)}"
+          + (" (the card's for this dataset)" if card.profiles.get(args.dataset) == args.profile else ""))
     for group in run_groups(everything, experiments):
         run_dir = out / "runs" / group.name
         print(f"run {group.name} ({', '.join(e.name for e in group.experiments)}):")
@@ -152,6 +155,8 @@ def reproduce_command(args: argparse.Namespace) -> int:
         return 0
     if not args.card:
         raise BenchError("bench reproduce: give a card (`python -m bench reproduce --list` lists them)")
+    if not args.profile:  # the card's profile on this dataset, where it names one (its committed results')
+        args.profile = load_card(args.card).profiles.get(args.dataset)
     if args.plan:
         print_plan(args)
         return 0

@@ -32,7 +32,7 @@ def _synthetic_card(name: str, tiny: bool, context: Optional[float] = None) -> D
     notes = (() if context is not None else
              ("background-context variants: <name>-context<LEVEL>, LEVEL in [0, 1] (python -m analyses.context)",))
     return DatasetCard(
-        name=name, profile="tiny" if tiny else "synthetic",
+        name=name, profile="tiny" if tiny else "synthetic-quick",
         title="the harness's procedurally generated benchmark" + (" (tiny: tests and CI)" if tiny else "")
         + variant, notes=notes,
         citation="this harness (bench/data/synthetic); generated locally from a seed, content-hashed",

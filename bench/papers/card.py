@@ -131,8 +131,9 @@ class PaperCard:
     tables: List[Table] = field(default_factory=list)
     claims: List[Claim] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
-    #: the profile learned methods train with on the paper's dataset (other datasets: their own default)
-    profile: str = ""
+    #: per dataset, the training profile learned methods train with when --profile is not given (a dataset
+    #: missing here: its own default), e.g. {"synthetic": "synthetic"} for the committed synthetic results
+    profiles: Dict[str, str] = field(default_factory=dict)
 
     def experiment(self, name: str) -> Experiment:
         return next(e for e in self.experiments if e.name == name)

@@ -109,6 +109,14 @@ def check_card(card: PaperCard, where: str) -> None:
         raise CardError(f"{where}.name: {card.name!r} is not a name (lower case letters, digits, . _ -)")
     if card.dataset not in DATASETS.names():
         raise CardError(f"{where}.dataset: unknown dataset {card.dataset!r} (see `python -m bench datasets`)")
+    from bench.training.profiles import PROFILES
+
+    for dataset, profile in card.profiles.items():
+        if dataset not in DATASETS.names():
+            raise CardError(f"{where}.profiles: unknown dataset {dataset!r} (see `python -m bench datasets`)")
+        if profile not in PROFILES:
+            raise CardError(f"{where}.profiles.{dataset}: unknown training profile {profile!r} (known: "
+                            f"{', '.join(sorted(PROFILES))})")
     methods = {name for name, _ in method_summaries()}
     if not card.experiments:
         raise CardError(f"{where}.experiments: empty")

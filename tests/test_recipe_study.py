@@ -25,5 +25,7 @@ def test_study_trains_the_reference_and_each_candidate(cache_env, tmp_path, caps
     assert set(rows) == {"profile", "epochs=1,lr=0.02"}
     assert len(rows["profile"]["val_miou_by_epoch"]) == 2 and len(rows["epochs=1,lr=0.02"]["val_miou_by_epoch"]) == 1
     assert len(list(tmp_path.rglob("best.pt"))) == 2
+    table = (tmp_path / "recipe-panet-split1.csv").read_text().splitlines()
+    assert table[0].startswith("candidate,steps,train_seconds,best_epoch,best_val_miou") and len(table) == 3
     assert recipe.main(argv) == 0  # finished candidates are read back, not trained again
     assert "profile" in capsys.readouterr().out

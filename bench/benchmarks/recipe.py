@@ -1,6 +1,6 @@
 """Shorter training recipes against the profile's, judged on held-out images of the training classes only: for
 each candidate, the held-out validation mIoU after every epoch, the best epoch and the training time. Prints
-figures and writes them to a JSON; asserts nothing. Resumable: each candidate trains into its own checkpoint
+figures and writes them to a JSON and a CSV; asserts nothing. Resumable: each candidate trains into its own checkpoint
 folder under --out (a finished one is read back, an interrupted one resumes after its last epoch).
 
     python -m bench.benchmarks.recipe --method simpropnet --split 1 --out runs/recipe \
@@ -13,6 +13,7 @@ reference. No test class is looked at: choosing a recipe from these figures is n
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from dataclasses import replace
@@ -75,7 +76,14 @@ def study(args: argparse.Namespace) -> List[Dict]:
     record = {"method": args.method, "dataset": args.dataset, "split": args.split, "threads": torch.get_num_threads(),
               "selection": "held-out images of the training classes", "results": results}
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"recipe-{args.method}-split{args.split}.json").write_text(json.dumps(record, indent=2) + "\n")
+    stem = Path(args.out) / f"recipe-{args.method}-split{args.split}"
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    with stem.with_suffix(".csv").open("w", newline="") as handle:  # for a generated table in the docs
+        writer = csv.writer(handle)
+        writer.writerow(["candidate", "steps", "train_seconds", "best_epoch", "best_val_miou", "val_miou_by_epoch"])
+        for row in results:
+            writer.writerow([row["candidate"], row["steps"], row["train_seconds"], row["best_epoch"],
+                             row["best_val_miou"], " ".join(f"{v:.2f}" for v in row["val_miou_by_epoch"])])
     return results
 
 

@@ -33,7 +33,8 @@ def recorded_timings(out: Path, card: str, dataset: str) -> Optional[Dict]:
         if path.is_file():
             try:
                 record = json.loads(path.read_text())
-                return {**record["timings"], "source": str(path)}
+                source = path.relative_to(RESULTS.parent.parent) if path.is_relative_to(RESULTS) else path
+                return {**record["timings"], "source": str(source)}
             except (ValueError, KeyError, TypeError):
                 continue
     return None

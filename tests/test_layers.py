@@ -44,7 +44,7 @@ ALLOWED = {
                        "analyses.metrics"},
     "bench.runs": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "methods",
                    "analyses.metrics", "analyses.summary", "analyses.stats"},
-    "bench.papers": {"bench.core", "bench.data", "bench.runs", "bench.papers", "methods", "analyses.metrics",
+    "bench.papers": {"bench.core", "bench.data", "bench.training", "bench.runs", "bench.papers", "methods", "analyses.metrics",
                      "analyses.summary", "analyses.stats", "analyses.registry", "analyses.claims"},
     "reports": {"bench.core", "bench.data", "bench.evaluation", "bench.training", "bench.runs", "bench.papers", "methods",
                 "analyses.metrics", "analyses.summary", "analyses.stats", "analyses.registry", "reports"},

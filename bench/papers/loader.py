@@ -14,6 +14,7 @@ from typing import List, Set
 from analyses.registry import ANALYSES
 from bench.data.catalog import DATASETS
 from bench.core.errors import BenchError
+from bench.training.profiles import PROFILES
 from bench.papers.card import (CARDS_DIR, DIRECTIONS, FILE_NAME, KINDS, METRICS, NAME, RUN_OPTIONS, SCHEMA_VERSION,
                                SCORING_OPTIONS, CardError, Experiment, PaperCard, parse_fields)
 from methods.catalog import method_summaries
@@ -109,8 +110,6 @@ def check_card(card: PaperCard, where: str) -> None:
         raise CardError(f"{where}.name: {card.name!r} is not a name (lower case letters, digits, . _ -)")
     if card.dataset not in DATASETS.names():
         raise CardError(f"{where}.dataset: unknown dataset {card.dataset!r} (see `python -m bench datasets`)")
-    from bench.training.profiles import PROFILES
-
     for dataset, profile in card.profiles.items():
         if dataset not in DATASETS.names():
             raise CardError(f"{where}.profiles: unknown dataset {dataset!r} (see `python -m bench datasets`)")

@@ -23,7 +23,7 @@ Training = Tuple[str, int, Optional[int]]  # method, split, training seed (None:
 
 
 #: below this many optimisation steps a training is not worth a worker process's start (seconds of imports)
-LONG_TRAINING_STEPS = 500
+LONG_TRAINING_STEPS = 1000
 
 
 def training_steps(session: Session, training: Training) -> Optional[int]:

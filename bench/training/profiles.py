@@ -71,6 +71,9 @@ class TrainProfile:
         return asdict(self)
 
 
+_SYNTHETIC = TrainProfile("synthetic", epochs=10, episodes_per_epoch=1024, batch_size=8, lr=1e-2, momentum=0.9,
+                          weight_decay=5e-4, input_size=112, backbone="synthnet", pretrain="default", val_episodes=300)
+
 PROFILES: Dict[str, TrainProfile] = {
     p.name: p
     for p in (
@@ -78,11 +81,8 @@ PROFILES: Dict[str, TrainProfile] = {
                      weight_decay=5e-4, input_size=321, backbone="resnet50", pretrain=None, val_episodes=1000),
         TrainProfile("paper-coco", epochs=50, episodes_per_epoch=None, batch_size=8, lr=2.5e-3, momentum=0.9,
                      weight_decay=5e-4, input_size=321, backbone="resnet50", pretrain=None, val_episodes=1000),
-        TrainProfile("synthetic", epochs=10, episodes_per_epoch=1024, batch_size=8, lr=1e-2, momentum=0.9,
-                     weight_decay=5e-4, input_size=112, backbone="synthnet", pretrain="default", val_episodes=300),
-        TrainProfile("synthetic-quick", epochs=5, episodes_per_epoch=1024, batch_size=4, lr=1e-2, momentum=0.9,
-                     weight_decay=5e-4, input_size=112, backbone="synthnet", pretrain="default", val_episodes=300,
-                     fallback="synthetic"),
+        _SYNTHETIC,
+        replace(_SYNTHETIC, name="synthetic-quick", epochs=5, batch_size=4, fallback="synthetic"),
         TrainProfile("tiny", epochs=2, episodes_per_epoch=16, batch_size=4, lr=1e-2, momentum=0.9,
                      weight_decay=5e-4, input_size=48, backbone="synthnet", pretrain="tiny", val_episodes=12),
         TrainProfile("ci", epochs=16, episodes_per_epoch=256, batch_size=8, lr=1e-2, momentum=0.9,

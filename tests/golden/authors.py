@@ -188,4 +188,3 @@ def redraw_vectors(model: torch.nn.Module, generator: torch.Generator) -> None:
             if p.dim() == 1:
                 noise = torch.randn(p.shape, generator=generator)
                 p.copy_(1 + 0.2 * noise if name.endswith("weight") else 0.1 * noise if "gamma" not in name else 0.5 + 0.2 * noise)
-

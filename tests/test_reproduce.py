@@ -7,6 +7,7 @@ import pytest
 
 import bench.runs.runner as runner_module
 from bench.cli.commands import main
+from bench.cli.reproduce import recorded_timings
 
 CARD = {
     "schema": 1, "name": "tiny", "title": "A tiny card", "citation": "Nobody, 2026", "url": "https://example.org",
@@ -131,6 +132,11 @@ def test_plan_runs_nothing_and_estimates_from_recorded_timings(reproduced, capsy
     printed = capsys.readouterr().out
     assert "panet" in printed and "0/2 cells to evaluate" in printed and "(done)" in printed
     assert "estimate: " in printed and "recorded timings of" in printed
+
+
+def test_plan_falls_back_on_the_committed_timings_named_by_their_path_in_the_repository(tmp_path):
+    timings = recorded_timings(tmp_path / "empty", "simpropnet", "synthetic")
+    assert timings["source"] == "docs/results/simpropnet-synthetic/reproduction.json" and timings["training"]
 
 
 def test_the_card_s_profile_for_the_dataset_is_the_default(tmp_path, capsys):
